@@ -1,0 +1,224 @@
+//! Which ApiRoutes are routed: the conflict rule, shared by the operator (which reports
+//! `Accepted=False, reason=Conflict` naming the winner) and the gateway (which routes only
+//! the winners), so the two cannot disagree.
+//!
+//! Two ApiRoutes **conflict** when
+//! - their patterns have the same canonical form (parameter names do not count),
+//! - their hosts are the same (compared case-insensitively; two hostless routes count as
+//!   the same; a route with a host does not conflict with a hostless one, it beats it for
+//!   that host at the gateway), and
+//! - their method sets overlap (an absent list is every method; `GET` implies `HEAD`).
+//!
+//! Of conflicting routes the **older** one wins (creation time, then namespace/name); a loser
+//! is not routed and blocks nobody.
+
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::{
+    pattern::{Pattern, PatternError},
+    types::ApiRoute,
+};
+
+/// The decision for one ApiRoute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Routed.
+    Accepted,
+    /// Not routed: `winner` (`namespace/name`) claims the same pattern, host and methods.
+    Conflict { winner: String },
+    /// Not routed: `spec.path` does not parse.
+    Invalid(PatternError),
+}
+
+/// The methods a route serves; `None` is all of them.
+pub fn effective_methods(methods: Option<&[String]>) -> Option<BTreeSet<String>> {
+    let methods = methods?;
+    let mut set: BTreeSet<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    if set.contains("GET") {
+        set.insert("HEAD".to_owned());
+    }
+    Some(set)
+}
+
+/// Whether two method lists share a method.
+pub fn methods_overlap(a: Option<&[String]>, b: Option<&[String]>) -> bool {
+    match (effective_methods(a), effective_methods(b)) {
+        (Some(a), Some(b)) => !a.is_disjoint(&b),
+        _ => true,
+    }
+}
+
+/// Whether two routes' hosts claim the same requests in the conflict sense.
+pub fn hosts_overlap(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+/// Age order: older first; ties by namespace, then name. A missing creation time (an
+/// object not yet stored) counts as newest.
+pub fn age_key(route: &ApiRoute) -> (bool, Option<&Time>, &str, &str) {
+    let created = route.metadata.creation_timestamp.as_ref();
+    (
+        created.is_none(),
+        created,
+        route.metadata.namespace.as_deref().unwrap_or_default(),
+        route.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Decides, for every route, whether it is routed. The result is in input order.
+pub fn admit<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<Admission> {
+    let routes: Vec<&ApiRoute> = routes.into_iter().collect();
+    let mut out = vec![Admission::Accepted; routes.len()];
+    let mut order: Vec<usize> = (0..routes.len()).collect();
+    order.sort_by(|&a, &b| age_key(routes[a]).cmp(&age_key(routes[b])));
+    // Accepted routes so far, grouped by canonical pattern: conflicts only happen inside
+    // a group, which keeps this near-linear for many routes.
+    let mut accepted: HashMap<String, Vec<usize>> = HashMap::new();
+    for i in order {
+        let route = routes[i];
+        let canonical = match Pattern::parse(&route.spec.path) {
+            Ok(p) => p.canonical(),
+            Err(e) => {
+                out[i] = Admission::Invalid(e);
+                continue;
+            }
+        };
+        let group = accepted.entry(canonical).or_default();
+        let winner = group.iter().copied().find(|&j| {
+            let other = routes[j];
+            hosts_overlap(route.spec.host.as_deref(), other.spec.host.as_deref())
+                && methods_overlap(route.spec.methods.as_deref(), other.spec.methods.as_deref())
+        });
+        match winner {
+            Some(j) => {
+                out[i] = Admission::Conflict {
+                    winner: routes[j].key(),
+                }
+            }
+            None => group.push(i),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testing::route;
+
+    #[test]
+    fn older_route_wins_same_canonical_pattern() {
+        let a = route("a", "/api/users/[id]").created(10);
+        let b = route("b", "/api/users/[slug]").created(5);
+        assert_eq!(
+            admit([&a, &b]),
+            vec![
+                Admission::Conflict {
+                    winner: "default/b".into()
+                },
+                Admission::Accepted
+            ]
+        );
+    }
+
+    #[test]
+    fn same_age_breaks_ties_by_namespace_then_name() {
+        let a = route("zed", "/api/x").created(1).namespace("a");
+        let b = route("abc", "/api/x").created(1).namespace("b");
+        let c = route("abc", "/api/x").created(1).namespace("a");
+        assert_eq!(
+            admit([&a, &b, &c]),
+            vec![
+                Admission::Conflict {
+                    winner: "a/abc".into()
+                },
+                Admission::Conflict {
+                    winner: "a/abc".into()
+                },
+                Admission::Accepted
+            ]
+        );
+    }
+
+    #[test]
+    fn disjoint_methods_and_hosts_share_a_pattern() {
+        let get = route("get", "/api/x").created(1).methods(&["GET"]);
+        let post = route("post", "/api/x").created(2).methods(&["POST"]);
+        let head = route("head", "/api/x").created(3).methods(&["HEAD"]);
+        let host = route("host", "/api/x").created(4).host("Shop.Example.com");
+        let host2 = route("host2", "/api/x").created(5).host("shop.example.COM");
+        assert_eq!(
+            admit([&get, &post, &head, &host, &host2]),
+            vec![
+                Admission::Accepted,
+                Admission::Accepted,
+                Admission::Conflict {
+                    winner: "default/get".into()
+                },
+                Admission::Accepted,
+                Admission::Conflict {
+                    winner: "default/host".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_loser_blocks_nobody_and_invalid_routes_are_reported() {
+        let a = route("a", "/api/x").created(1).methods(&["GET"]);
+        let b = route("b", "/api/x").created(2).methods(&["GET", "PUT"]);
+        let c = route("c", "/api/x").created(3).methods(&["PUT"]);
+        let bad = route("bad", "/api/[...x]/y").created(0);
+        let got = admit([&a, &b, &c, &bad]);
+        assert_eq!(got[0], Admission::Accepted);
+        assert_eq!(
+            got[1],
+            Admission::Conflict {
+                winner: "default/a".into()
+            }
+        );
+        assert_eq!(got[2], Admission::Accepted);
+        assert!(matches!(
+            got[3],
+            Admission::Invalid(PatternError::CatchAllNotLast { .. })
+        ));
+    }
+
+    #[test]
+    fn winner_going_away_promotes_the_next_oldest() {
+        let a = route("a", "/api/x").created(1);
+        let b = route("b", "/api/x").created(2);
+        let c = route("c", "/api/x").created(3);
+        assert_eq!(
+            admit([&b, &c]),
+            vec![
+                Admission::Accepted,
+                Admission::Conflict {
+                    winner: "default/b".into()
+                }
+            ]
+        );
+        assert_eq!(
+            admit([&a, &b])[1],
+            Admission::Conflict {
+                winner: "default/a".into()
+            }
+        );
+    }
+
+    #[test]
+    fn method_overlap_rules() {
+        let s = |v: &[&str]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert!(methods_overlap(None, Some(&s(&["GET"]))));
+        assert!(methods_overlap(Some(&s(&["GET"])), Some(&s(&["HEAD"]))));
+        assert!(!methods_overlap(Some(&s(&["POST"])), Some(&s(&["HEAD"]))));
+        assert!(!hosts_overlap(Some("a.com"), None));
+    }
+}
