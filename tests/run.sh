@@ -2,11 +2,24 @@
 # Runs every test of apiroutes: the README's test command, also run by CI (.ci/run).
 # Installs what it needs itself; build outputs are cached outside the tree, under
 # ${APIROUTES_CACHE:-~/.cache/apiroutes}, so a second run is fast.
+#
+# It starts one local control plane (tests/cluster/cluster.sh) for all the tests that need
+# a real API server and stops it on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/env.sh
 
-step "Rust: unit and integration tests (cargo test --workspace)"
+step "local control plane: build (cached) and start"
+cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/apiroutes-test-cluster.XXXXXX")
+cleanup() {
+  bash tests/cluster/cluster.sh down "$cluster_dir" || true
+  rm -rf "$cluster_dir"
+}
+trap cleanup EXIT
+bash tests/cluster/cluster.sh up "$cluster_dir"
+eval "$(bash tests/cluster/cluster.sh env "$cluster_dir")"
+
+step "Rust: unit, integration and end-to-end tests (cargo test --workspace)"
 cargo test --workspace
 
 step "all tests passed"

@@ -1,0 +1,225 @@
+//! Harness for the end-to-end tests: the cluster the test runner started
+//! (`tests/cluster/cluster.sh up DIR`, exported as `APIROUTES_CLUSTER_DIR`), `kubectl`, a
+//! namespace per test, and an HTTP client aimed at the gateway on 127.0.0.1.
+//!
+//! Tests call [`Cluster::from_env`] and return early, saying why, when no cluster was
+//! started (plain `cargo test` on a laptop); `tests/run.sh` always starts one.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub use kube::Client;
+
+/// The running local cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub client: Client,
+    /// Where the gateway serves, e.g. `http://127.0.0.1:18080` (`APIROUTES_GATEWAY_URL`).
+    pub gateway: Option<String>,
+}
+
+impl Cluster {
+    /// The cluster named by `APIROUTES_CLUSTER_DIR`, or `None` (the test should skip).
+    pub async fn from_env(test: &str) -> Option<Cluster> {
+        let Some(dir) = std::env::var_os("APIROUTES_CLUSTER_DIR").map(PathBuf::from) else {
+            eprintln!("SKIP {test}: APIROUTES_CLUSTER_DIR is not set (run tests/run.sh)");
+            return None;
+        };
+        let bin = std::env::var_os("APIROUTES_CLUSTER_BIN")
+            .map(PathBuf::from)
+            .expect("APIROUTES_CLUSTER_BIN set with APIROUTES_CLUSTER_DIR");
+        let kubeconfig = Kubeconfig::read_from(dir.join("kubeconfig")).expect("read kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig");
+        let client = Client::try_from(config).expect("kube client");
+        let gateway = std::env::var("APIROUTES_GATEWAY_URL").ok();
+        Some(Cluster {
+            dir,
+            bin,
+            client,
+            gateway,
+        })
+    }
+
+    /// Runs kubectl with the admin kubeconfig, optionally feeding `stdin`.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(self.bin.join("kubectl"));
+        cmd.args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write kubectl stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies the committed CRD (server-side, as the README tells users to upgrade it)
+    /// and waits until it is established.
+    pub fn ensure_crd(&self) {
+        let crd = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../crds/apiroutes.dev_apiroutes.yaml"
+        );
+        self.kubectl_ok(
+            &["apply", "--server-side", "--force-conflicts", "-f", crd],
+            None,
+        );
+        self.kubectl_ok(
+            &[
+                "wait",
+                "--for",
+                "condition=established",
+                "--timeout=30s",
+                "crd/apiroutes.apiroutes.dev",
+            ],
+            None,
+        );
+    }
+
+    /// A fresh namespace for one test, deleted (without waiting) when dropped.
+    pub fn namespace(&self, prefix: &str) -> Namespace<'_> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!("{prefix}-{:x}", nanos & 0xffffff);
+        self.kubectl_ok(&["create", "namespace", &name], None);
+        Namespace {
+            cluster: self,
+            name,
+        }
+    }
+}
+
+pub struct Namespace<'a> {
+    cluster: &'a Cluster,
+    pub name: String,
+}
+
+impl Drop for Namespace<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .cluster
+            .kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` saying
+/// what was awaited.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A small HTTP/1.1 client for talking to the gateway.
+#[derive(Clone)]
+pub struct Http {
+    client: HttpClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+/// An HTTP answer, fully read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            client: HttpClient::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build_http(),
+        }
+    }
+}
+
+impl Http {
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Answer, String> {
+        let mut req = hyper::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn get(&self, url: &str) -> Result<Answer, String> {
+        self.request("GET", url, &[], "").await
+    }
+}

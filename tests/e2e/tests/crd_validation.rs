@@ -1,0 +1,114 @@
+//! The real API server refuses bad ApiRoutes with a message naming the field (the CRD's
+//! schema and CEL rules, generated from crds/src/types.rs), and accepts good ones.
+
+use apiroutes_e2e::Cluster;
+
+fn manifest(name: &str, ns: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: apiroutes.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n"
+    )
+}
+
+#[tokio::test]
+async fn api_server_refuses_bad_apiroutes_naming_the_field() {
+    let Some(cluster) = Cluster::from_env("crd_validation").await else {
+        return;
+    };
+    cluster.ensure_crd();
+    let ns = cluster.namespace("crd");
+    let bad: &[(&str, &str, &str)] = &[
+        (
+            "  path: /api/[...a]/b\n  image: e",
+            "spec.path",
+            "Next.js route pattern",
+        ),
+        (
+            "  path: /api/x/\n  image: e",
+            "spec.path",
+            "no trailing '/'",
+        ),
+        (
+            "  path: api/x\n  image: e",
+            "spec.path",
+            "Next.js route pattern",
+        ),
+        ("  path: /api/../x\n  image: e", "spec.path", "'.' or '..'"),
+        ("  path: /api/x\n  image: ''", "spec.image", "image"),
+        (
+            "  path: /api/x\n  image: e\n  methods: [get]",
+            "spec.methods",
+            "upper-case",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  methods: [GET, GET]",
+            "spec.methods",
+            "repeat",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  port: 70000",
+            "spec.port",
+            "65535",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  scaling: {minReplicas: 5, maxReplicas: 2}",
+            "spec.scaling.minReplicas",
+            "must not exceed maxReplicas",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  scaling: {targetConcurrency: 0}",
+            "spec.scaling.targetConcurrency",
+            "greater than or equal to 1",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  timeoutSeconds: -1",
+            "spec.timeoutSeconds",
+            "greater than or equal to 1",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  bodyLimit: 1mb",
+            "spec.bodyLimit",
+            "positive quantity",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  host: http://x.com",
+            "spec.host",
+            "DNS name",
+        ),
+    ];
+    for (i, (spec, field, message)) in bad.iter().enumerate() {
+        let out = cluster.kubectl(
+            &["apply", "-f", "-"],
+            Some(&manifest(&format!("bad-{i}"), &ns.name, spec)),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted a bad ApiRoute:\n{spec}");
+        assert!(
+            stderr.contains(&format!("{field}: Invalid value")) && stderr.contains(message),
+            "for\n{spec}\nexpected {field:?} and {message:?} in: {stderr}"
+        );
+    }
+
+    let good = [
+        "  path: /api/users/[id]\n  image: e",
+        "  path: /\n  image: e",
+        "  path: /api/a%20b/[[...rest]]\n  image: e\n  methods: [GET, POST]\n  host: shop.example.com\n  bodyLimit: 2Mi",
+    ];
+    for (i, spec) in good.iter().enumerate() {
+        cluster.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&manifest(&format!("good-{i}"), &ns.name, spec)),
+        );
+    }
+    // Defaults are filled in by the API server from the schema.
+    let json = cluster.kubectl_ok(&["get", "ar", "good-0", "-n", &ns.name, "-o", "json"], None);
+    let obj: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    assert_eq!(obj["spec"]["port"], 8080, "{json}");
+    assert_eq!(obj["spec"]["bodyLimit"], "1Mi", "{json}");
+    assert_eq!(obj["spec"]["scaling"]["maxReplicas"], 10, "{json}");
+    // `kubectl get ar` prints the columns the design names.
+    let table = cluster.kubectl_ok(&["get", "ar", "-n", &ns.name], None);
+    let header = table.lines().next().unwrap_or_default();
+    for col in ["PATH", "METHODS", "IMAGE", "READY", "REPLICAS", "AGE"] {
+        assert!(header.contains(col), "missing column {col}: {header}");
+    }
+}
