@@ -22,4 +22,10 @@ eval "$(bash tests/cluster/cluster.sh env "$cluster_dir")"
 step "Rust: unit, integration and end-to-end tests (cargo test --workspace)"
 cargo test --workspace
 
+step "Node runtime: unit tests and type check (runtime/node)"
+(cd runtime/node && npm ci --no-audit --no-fund >&2 && npm test)
+
+step "Node runtime: conformance against real Next.js 16.4.6 (runtime/node/conformance)"
+(cd runtime/node && npm run conformance)
+
 step "all tests passed"

@@ -55,6 +55,18 @@ impl Cluster {
         })
     }
 
+    /// The cluster with the platform installed (gateway reachable), or `None` (skip).
+    pub async fn platform_from_env(test: &str) -> Option<Cluster> {
+        let cluster = Self::from_env(test).await?;
+        if cluster.gateway.is_none() {
+            eprintln!(
+                "SKIP {test}: APIROUTES_GATEWAY_URL is not set (the platform is not installed)"
+            );
+            return None;
+        }
+        Some(cluster)
+    }
+
     /// Runs kubectl with the admin kubeconfig, optionally feeding `stdin`.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(self.bin.join("kubectl"));
@@ -139,6 +151,116 @@ impl Drop for Namespace<'_> {
             .cluster
             .kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
     }
+}
+
+/// An ApiRoute manifest for the echo function (image `ghcr.io/apiroutes/echo:<tag>`).
+pub fn echo_route(name: &str, ns: &str, path: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: apiroutes.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec:\n  path: \"{path}\"\n  image: ghcr.io/apiroutes/echo:0.1.0\n  readinessPath: /healthz\n{extra}\n"
+    )
+}
+
+impl Cluster {
+    /// `spec.replicas` and `status.readyReplicas` of a Deployment, if it exists.
+    pub async fn deployment_replicas(&self, ns: &str, name: &str) -> Option<(i32, i32)> {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let api: kube::Api<Deployment> = kube::Api::namespaced(self.client.clone(), ns);
+        let d = api.get_opt(name).await.ok()??;
+        let spec = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+        let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        Some((spec, ready))
+    }
+
+    /// Number of pods of a route (any phase) in a namespace.
+    pub async fn route_pods(&self, ns: &str, route: &str) -> usize {
+        use k8s_openapi::api::core::v1::Pod;
+        let api: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), ns);
+        let lp = kube::api::ListParams::default().labels(&format!("apiroutes.dev/route={route}"));
+        api.list(&lp)
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The gateway's base URL; panics if the runner did not install the platform.
+    pub fn gateway_url(&self) -> &str {
+        self.gateway
+            .as_deref()
+            .expect("APIROUTES_GATEWAY_URL: the test runner installs the platform and sets it")
+    }
+}
+
+/// Outcome counts of a bounded load loop.
+#[derive(Debug, Default, Clone)]
+pub struct LoadResult {
+    pub ok: u64,
+    pub failed: u64,
+    pub failures: Vec<String>,
+    pub servers: std::collections::BTreeMap<String, u64>,
+}
+
+/// Sends GETs to `url` from `clients` concurrent loops until `stop` is set or `max`
+/// elapses (bounded in time and count), pausing `pause` between requests.
+pub async fn load(
+    url: String,
+    clients: usize,
+    pause: Duration,
+    max: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LoadResult {
+    use std::sync::atomic::Ordering;
+    let http = Http::default();
+    let deadline = Instant::now() + max;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut r = LoadResult::default();
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                    break;
+                }
+                match http.get(&url).await {
+                    Ok(a) if a.status == 200 => {
+                        r.ok += 1;
+                        let server = a.json()["server"].as_str().unwrap_or("?").to_owned();
+                        *r.servers.entry(server).or_default() += 1;
+                    }
+                    Ok(a) => {
+                        r.failed += 1;
+                        if r.failures.len() < 10 {
+                            r.failures.push(format!(
+                                "{} {}",
+                                a.status,
+                                String::from_utf8_lossy(&a.body)
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        r.failed += 1;
+                        if r.failures.len() < 10 {
+                            r.failures.push(e);
+                        }
+                    }
+                }
+                tokio::time::sleep(pause).await;
+            }
+            r
+        }));
+    }
+    let mut total = LoadResult::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.ok += r.ok;
+            total.failed += r.failed;
+            total.failures.extend(r.failures);
+            for (k, v) in r.servers {
+                *total.servers.entry(k).or_default() += v;
+            }
+        }
+    }
+    total
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` saying

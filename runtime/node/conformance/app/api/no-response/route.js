@@ -1,0 +1,3 @@
+export async function GET() {
+  // forgot to return
+}

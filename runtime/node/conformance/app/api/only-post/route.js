@@ -1,0 +1,4 @@
+export async function POST(request) {
+  const data = await request.json().catch(() => null);
+  return Response.json({ received: data }, { status: 201 });
+}

@@ -1,0 +1,3 @@
+export async function GET(request, { params }) {
+  return Response.json({ params: await params });
+}

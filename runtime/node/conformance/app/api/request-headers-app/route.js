@@ -1,0 +1,3 @@
+export async function GET(request) {
+  return Response.json({ names: [...request.headers.keys()].sort() });
+}

@@ -1,0 +1,5 @@
+import { describe } from '../../../lib/describe';
+
+export default function handler(req, res) {
+  res.json(describe(req));
+}

@@ -1,0 +1,87 @@
+// `apiroutes-node build`: compiles handler files (TypeScript, ESM, CommonJS) ahead of
+// deploy time with esbuild, one self-contained ESM file per route file, so that the
+// runtime never compiles at request time.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SOURCE = /\.(ts|tsx|mts|cts|js|jsx|mjs|cjs)$/;
+const SKIP = /(\.d\.ts|\.test\.[cm]?[jt]sx?)$/;
+// App Router UI files sit beside route files in an `app` tree; they are not functions.
+const APP_UI = /^(page|layout|template|loading|error|global-error|not-found|default)\.[cm]?[jt]sx?$/;
+const NEXT_SERVER_SHIM = fileURLToPath(new URL('./next-server.js', import.meta.url));
+const NEXT_HEADERS_SHIM = fileURLToPath(new URL('./next-headers.js', import.meta.url));
+
+/**
+ * Whether a file belongs to an App Router tree (an `app` folder, not under `pages`).
+ * @param {string} root
+ * @param {string} file
+ */
+function inAppTree(root, file) {
+  const parts = path.relative(path.dirname(path.resolve(root)), path.resolve(file)).split(path.sep);
+  return parts.includes('app') && !parts.includes('pages');
+}
+
+/**
+ * Route files under `src` (a file or a directory), skipping `node_modules`, `_`-prefixed
+ * private folders and declarations.
+ * @param {string} src
+ * @returns {Promise<{ root: string, files: string[] }>}
+ */
+export async function findSources(src) {
+  const stat = await fs.stat(src);
+  if (stat.isFile()) return { root: path.dirname(src), files: [src] };
+  /** @type {string[]} */
+  const files = [];
+  /** @param {string} dir */
+  const walk = async (dir) => {
+    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (entry.name === 'node_modules' || entry.name.startsWith('_') || entry.name.startsWith('.')) continue;
+        await walk(full);
+      } else if (SOURCE.test(entry.name) && !SKIP.test(entry.name) && !(APP_UI.test(entry.name) && inAppTree(src, full))) {
+        files.push(full);
+      }
+    }
+  };
+  await walk(src);
+  return { root: src, files: files.sort() };
+}
+
+/**
+ * Bundles each route file into `outDir`, keeping its relative path with a `.mjs` suffix
+ * (`pages/api/users/[id].ts` → `<out>/pages/api/users/[id].mjs`).
+ * @param {string} src file or directory
+ * @param {string} outDir
+ * @param {{ minify?: boolean, external?: string[] }} [options]
+ * @returns {Promise<string[]>} written files
+ */
+export async function build(src, outDir, options = {}) {
+  const esbuild = await import('esbuild');
+  const { root, files } = await findSources(src);
+  /** @type {string[]} */
+  const written = [];
+  for (const file of files) {
+    const rel = path.relative(root, file).replace(SOURCE, '.mjs');
+    const outfile = path.join(outDir, rel);
+    await esbuild.build({
+      entryPoints: [file],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      sourcemap: 'linked',
+      minify: options.minify ?? false,
+      external: options.external ?? [],
+      alias: { 'next/server': NEXT_SERVER_SHIM, 'next/headers': NEXT_HEADERS_SHIM },
+      // Bundled CommonJS dependencies may call require(); give ESM output one.
+      banner: { js: "import { createRequire as __apiroutesCreateRequire } from 'node:module'; const require = __apiroutesCreateRequire(import.meta.url);" },
+      logLevel: 'warning',
+    });
+    written.push(outfile);
+  }
+  return written;
+}

@@ -1,0 +1,90 @@
+// Command line: serve one handler file, or build a handler tree.
+
+import { readFile } from 'node:fs/promises';
+import { build } from './build.js';
+import { loadHandler } from './load.js';
+import { createRuntimeServer } from './server.js';
+import { importsNextServer, installNextServerResolution } from './resolve.js';
+
+const USAGE = `usage:
+  apiroutes-node <handler-file>            serve one route file (or env APIROUTES_HANDLER)
+  apiroutes-node build <src> --out <dir>   compile route files (TS, ESM, CJS) with esbuild
+
+environment: HOST (0.0.0.0), PORT (3000), APIROUTES_READINESS_PATH (/healthz),
+  APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30)`;
+
+/**
+ * @param {string | undefined} value
+ * @param {string} name
+ * @returns {number | undefined}
+ */
+function positiveNumber(value, name) {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/**
+ * @param {string[]} argv
+ * @param {NodeJS.ProcessEnv} [env]
+ */
+export async function main(argv, env = process.env) {
+  if (argv[0] === '-h' || argv[0] === '--help') {
+    console.log(USAGE);
+    return;
+  }
+  if (argv[0] === 'build') {
+    const outIndex = argv.indexOf('--out');
+    const src = argv[1];
+    const out = outIndex > 0 ? argv[outIndex + 1] : undefined;
+    if (!src || src === '--out' || !out) throw new Error(`build needs a source and --out\n${USAGE}`);
+    const written = await build(src, out, { minify: argv.includes('--minify') });
+    for (const file of written) console.log(file);
+    return;
+  }
+  const file = argv[0] ?? env.APIROUTES_HANDLER;
+  if (!file) throw new Error(`no handler file given\n${USAGE}`);
+  await serve(file, env);
+}
+
+/**
+ * @param {string} file
+ * @param {NodeJS.ProcessEnv} env
+ */
+export async function serve(file, env) {
+  const host = env.HOST || '0.0.0.0';
+  const port = Number(env.PORT || 3000);
+  const timeoutSeconds = positiveNumber(env.APIROUTES_TIMEOUT_SECONDS, 'APIROUTES_TIMEOUT_SECONDS');
+  const drainSeconds = positiveNumber(env.APIROUTES_DRAIN_SECONDS, 'APIROUTES_DRAIN_SECONDS') ?? 30;
+  process.env.NODE_ENV ??= 'production';
+  if (importsNextServer(await readFile(file, 'utf8').catch(() => ''))) installNextServerResolution();
+  const loaded = await loadHandler(file);
+  const { server, drain } = createRuntimeServer(loaded, {
+    readinessPath: env.APIROUTES_READINESS_PATH || '/healthz',
+    timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
+  });
+  // As `next start` does: a stray error in a handler's background work is logged, and the
+  // process keeps serving.
+  process.on('uncaughtException', (err) => console.error(err));
+  process.on('unhandledRejection', (err) => console.error(err));
+  let stopping = false;
+  const stop = (/** @type {string} */ signal) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`[apiroutes-node] ${signal}: draining`);
+    drain(drainSeconds * 1000).then(() => {
+      console.error('[apiroutes-node] drained; exiting');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(undefined));
+  });
+  const address = server.address();
+  const where = typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address);
+  console.error(`[apiroutes-node] serving ${loaded.kind === 'pages' ? 'pages/api handler' : loaded.kind === 'edge' ? 'edge API route' : `app route (${loaded.exported.join(', ')})`} ${file} on ${where}`);
+}
