@@ -22,6 +22,9 @@ eval "$(bash tests/cluster/cluster.sh env "$cluster_dir")"
 step "Rust: unit, integration and end-to-end tests (cargo test --workspace)"
 cargo test --workspace
 
+step "local node agent: pods as processes on the real control plane (tests/cluster/test-node.sh)"
+bash tests/cluster/test-node.sh
+
 step "Node runtime: unit tests and type check (runtime/node)"
 (cd runtime/node && npm ci --no-audit --no-fund >&2 && npm test)
 

@@ -44,6 +44,7 @@ log() { echo "build.sh: $*" >&2; }
 # -mod=readonly: a go.sum missing an entry fails here, not silently in CI.
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 tmp=$(mktemp -d "$cache/bin.tmp.XXXXXX")
+chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 
 minor=${k8s_version#v1.}
@@ -53,7 +54,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
 	k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
 done
-common=(-trimpath -tags selinux,notest)
+common=(-trimpath -tags "selinux,notest")
 
 start=$SECONDS
 log "building Kubernetes $k8s_version (cold: 5 to 20 minutes on 2 cores) into $bin"

@@ -10,8 +10,9 @@
 # from the OS, its own CA and certificates, token authentication, Node+RBAC authorization,
 # service-account signing and every default controller. With --with-node it also builds and
 # starts tests/node-agent (a kubelet for the Node `local-node`, run as root: it creates a
-# network namespace). DIR gets: kubeconfig (admin), env (shell-sourceable), pki/, logs/,
-# pids/. `up` on a DIR that is already up is a no-op; on a stale DIR it cleans up first.
+# network namespace; each running cluster gets its own node slot, see slot_vars).
+# DIR gets: kubeconfig (admin), env (shell-sourceable), pki/, logs/, pids/, node/.
+# `up` on a DIR that is already up is a no-op; on a stale DIR it cleans up first.
 # `down` signals the PIDs in reverse start order (TERM, KILL after a grace period) and
 # leaves nothing running; it is safe to call on a DIR that is down or half up.
 set -euo pipefail
@@ -20,7 +21,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # Start order; `down` stops them in reverse.
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent)
-node_netns=${APIROUTES_NODE_NETNS:-apiroutes-node}
+# Node slots: several clusters with a node may run on one machine (e.g. two engineers'
+# tests); slot N gets its own namespace, host veth and pod range 10.(244+N).0.0/16.
+slots_dir=/run/apiroutes-node
+max_slots=8
 grace=${APIROUTES_CLUSTER_GRACE:-10}
 deadline=${APIROUTES_CLUSTER_DEADLINE:-90}
 
@@ -31,7 +35,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -80,29 +84,71 @@ cmd_down() {
 		stop_one "$dir" "${components[i]}"
 	done
 	# The agent removes its namespace on exit; after a crash (or a KILL) do it here.
-	if [[ -f $dir/node-netns ]]; then
-		local ns
-		ns=$(<"$dir/node-netns")
-		if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
-			log "removing leftover network namespace $ns"
-			cleanup_netns "$ns"
-		fi
-		rm -f "$dir/node-netns"
+	if [[ -f $dir/node-slot ]]; then
+		local n owner
+		n=$(<"$dir/node-slot")
+		slot_vars "$n"
+		cleanup_netns "$slot_netns"
+		owner=$(awk '{print $1}' "$slots_dir/slot-$n" 2>/dev/null || true)
+		[[ $owner != "$dir" ]] || rm -f "$slots_dir/slot-$n"
+		rm -f "$dir/node-slot"
 	fi
 	rm -f "$dir/up"
+}
+
+# Sets slot_netns, slot_veth, slot_pod_cidr, slot_cluster_cidr, slot_node_ip for slot N.
+slot_vars() {
+	local n=$1
+	if ((n == 0)); then slot_netns=apiroutes-node; else slot_netns=apiroutes-node-$n; fi
+	slot_veth=apiroutes$n
+	slot_pod_cidr=10.$((244 + n)).0.0/24
+	slot_cluster_cidr=10.$((244 + n)).0.0/16
+	slot_node_ip=10.$((244 + n)).0.1
+}
+
+# Claims a free node slot for DIR and prints its number. A slot is taken while its owner's
+# agent runs or the `up` that claimed it does; otherwise it is stale and reclaimed.
+claim_slot() {
+	local dir=$1 n f owner_dir owner_pid
+	mkdir -p "$slots_dir"
+	exec 8>"$slots_dir/lock"
+	flock 8
+	for ((n = 0; n < max_slots; n++)); do
+		f=$slots_dir/slot-$n
+		if [[ -f $f ]]; then
+			read -r owner_dir owner_pid <"$f" || true
+			if [[ $owner_dir != "$dir" ]]; then
+				live_pid "$owner_dir" node-agent >/dev/null && continue
+				[[ -n $owner_pid && -d /proc/$owner_pid ]] &&
+					[[ $(tr '\0' ' ' <"/proc/$owner_pid/cmdline" 2>/dev/null) == *cluster.sh* ]] && continue
+			fi
+			slot_vars "$n"
+			cleanup_netns "$slot_netns"
+		fi
+		echo "$dir $$" >"$f"
+		echo "$n"
+		return 0
+	done
+	die "all $max_slots node slots are in use (see $slots_dir)"
 }
 
 # Same cleanup as the agent's own stale-namespace removal: the host veth end goes with the
 # namespace (deleting one end of a veth deletes the pair), the host route with the link.
 cleanup_netns() {
 	local ns=$1 pids
-	pids=$(ip netns pids "$ns" 2>/dev/null || true)
-	if [[ -n $pids ]]; then
-		log "killing processes left in $ns: $pids"
+	if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
+		log "removing leftover network namespace $ns"
+	fi
+	mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
+	if ((${#pids[@]} > 0)); then
+		log "killing processes left in $ns: ${pids[*]}"
 		# These are pod processes of a crashed agent of ours, in our own namespace.
-		kill -KILL $pids 2>/dev/null || true
+		kill -KILL "${pids[@]}" 2>/dev/null || true
 	fi
 	ip netns del "$ns" 2>/dev/null || true
+	# The agent's /etc/netns/<ns>/resolv.conf (and /etc/netns itself if nothing else is there).
+	rm -rf "/etc/netns/$ns"
+	rmdir /etc/netns 2>/dev/null || true
 }
 
 free_ports() {
@@ -139,7 +185,6 @@ make_pki() {
 		openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 		# Static tokens: admin in system:masters; the controller manager, scheduler and node
 		# agent with their own identities, so built-in RBAC and the Node authorizer apply.
-		local t
 		t() { openssl rand -hex 24; }
 		{
 			echo "$(t),admin,uid-admin,\"system:masters\""
@@ -209,7 +254,7 @@ is_up() {
 	for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
 		live_pid "$dir" "$c" >/dev/null || return 1
 	done
-	if [[ -f $dir/node-netns ]]; then live_pid "$dir" node-agent >/dev/null || return 1; fi
+	if [[ -f $dir/node-slot ]]; then live_pid "$dir" node-agent >/dev/null || return 1; fi
 	return 0
 }
 
@@ -311,17 +356,27 @@ EOF
 		"$bin/kubectl" --kubeconfig "$dir/kubeconfig" get serviceaccount default -n default
 
 	if [[ -n $agent ]]; then
-		echo "$node_netns" >"$dir/node-netns"
+		local slot
+		slot=$(claim_slot "$dir")
+		echo "$slot" >"$dir/node-slot"
+		slot_vars "$slot"
 		mkdir -p "$dir/node"
 		start "$dir" node-agent "$agent" \
 			--kubeconfig "$dir/node.kubeconfig" \
 			--image-map "$imagemap" \
 			--state-dir "$dir/node" \
-			--netns "$node_netns"
+			--netns "$slot_netns" --host-veth "$slot_veth" \
+			--pod-cidr "$slot_pod_cidr" --cluster-cidr "$slot_cluster_cidr"
 		wait_for "$dir" node-agent "Node local-node Ready" \
 			"$bin/kubectl" --kubeconfig "$dir/kubeconfig" wait node/local-node \
 			--for=condition=Ready --timeout=2s
-		echo "export APIROUTES_NODE_NETNS=$node_netns" >>"$dir/env"
+		cat >>"$dir/env" <<EOF
+export APIROUTES_NODE_NETNS=$slot_netns
+export APIROUTES_NODE_HOST_VETH=$slot_veth
+export APIROUTES_NODE_POD_CIDR=$slot_pod_cidr
+export APIROUTES_NODE_CLUSTER_CIDR=$slot_cluster_cidr
+export APIROUTES_NODE_IP=$slot_node_ip
+EOF
 	fi
 	touch "$dir/up"
 	log "up in $((SECONDS - t0)) s: eval \"\$($here/cluster.sh env $dir)\""
