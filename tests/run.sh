@@ -22,6 +22,9 @@ eval "$(bash tests/cluster/cluster.sh env "$cluster_dir")"
 step "Rust: unit, integration and end-to-end tests (cargo test --workspace)"
 cargo test --workspace
 
+step "Helm chart: lint, rendered-manifest checks, install/RBAC/upgrade/uninstall (tests/chart/test.sh)"
+bash tests/chart/test.sh
+
 step "local node agent: pods as processes on the real control plane (tests/cluster/test-node.sh)"
 bash tests/cluster/test-node.sh
 

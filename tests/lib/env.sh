@@ -16,3 +16,7 @@ need cargo "install Rust (https://rustup.rs)"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy >&2
 fi
+need python3 "install Python 3"
+need node "install Node.js 20 or newer"
+# The chart tests parse rendered manifests with PyYAML.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml >&2

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The chart with running pods: a local control plane with its node (tests/cluster), the
+# real operator, gateway and echo binaries as the images, `helm install` with
+# charts/apiroutes/ci/local-values.yaml, then: pods Ready, exactly one leader labelled and
+# behind the autoscaler Service, the chart's Lease held by it, an ApiRoute served through
+# the gateway's hostPort, and `helm uninstall` with everything running leaving nothing of
+# the release (the Lease included) but the CRD. Bounded; exits non-zero on failure.
+#
+#   bash tests/chart/live.sh      # root (the node agent makes a network namespace)
+#
+# Needs the binaries: cargo build --bins -p apiroutes-gateway -p apiroutes-operator \
+#   -p apiroutes-example-echo -p apiroutes-node-agent  (APIROUTES_CHART_BUILD=1 does it).
+# Prints SKIP and exits 0 when not root or when the binaries are missing. KEEP=1 keeps the
+# temp dir (cluster and pod logs).
+set -euo pipefail
+
+if [[ -z ${_APIROUTES_CHART_BOUNDED:-} ]]; then
+	export _APIROUTES_CHART_BOUNDED=1
+	exec timeout -k 30 "${APIROUTES_CHART_TIMEOUT:-900}" bash "$0" "$@"
+fi
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+chart=$repo/charts/apiroutes
+target=${CARGO_TARGET_DIR:-${APIROUTES_CACHE:-$HOME/.cache/apiroutes}/target}/debug
+
+if [[ $(id -u) != 0 ]]; then
+	echo "SKIP tests/chart/live.sh: needs root (the node agent creates a network namespace)"
+	exit 0
+fi
+if [[ ${APIROUTES_CHART_BUILD:-} == 1 ]]; then
+	(cd "$repo" && cargo build --bins -p apiroutes-gateway -p apiroutes-operator \
+		-p apiroutes-example-echo -p apiroutes-node-agent) >&2
+fi
+for b in apiroutes-gateway apiroutes-operator echo apiroutes-node-agent; do
+	if [[ ! -x $target/$b ]]; then
+		echo "SKIP tests/chart/live.sh: $target/$b not built (APIROUTES_CHART_BUILD=1 builds it)"
+		exit 0
+	fi
+done
+
+failures=0
+pass() { echo "ok   - $*"; }
+fail() {
+	echo "FAIL - $*"
+	failures=$((failures + 1))
+}
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/apiroutes-chart-live.XXXXXX")
+cleanup() {
+	local rc=$?
+	"$repo/tests/cluster/cluster.sh" down "$dir/cluster" || true
+	if [[ ${KEEP:-} == 1 ]]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+# Hard links: a concurrent cargo build replaces the files, not these inodes.
+mkdir -p "$dir/bin"
+for b in apiroutes-gateway apiroutes-operator echo apiroutes-node-agent; do
+	cp -l "$target/$b" "$dir/bin/" 2>/dev/null || cp "$target/$b" "$dir/bin/"
+done
+cat >"$dir/images.yaml" <<EOF
+ghcr.io/apiroutes/gateway:
+  command: ["$dir/bin/apiroutes-gateway"]
+ghcr.io/apiroutes/operator:
+  command: ["$dir/bin/apiroutes-operator"]
+ghcr.io/apiroutes/echo:
+  command: ["$dir/bin/echo"]
+EOF
+
+step "local control plane with a node"
+APIROUTES_NODE_AGENT_BIN=$dir/bin/apiroutes-node-agent timeout 600 \
+	"$repo/tests/cluster/cluster.sh" up "$dir/cluster" --with-node "$dir/images.yaml" >&2
+eval "$("$repo/tests/cluster/cluster.sh" env "$dir/cluster")"
+kc() { timeout 60 kubectl "$@"; }
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+gw=http://127.0.0.1:$port
+ns=apiroutes-system
+sel=app.kubernetes.io/instance=apiroutes
+
+# Polls a command until it succeeds (90 s).
+eventually() {
+	local what=$1 i
+	shift
+	for ((i = 0; i < 180; i++)); do
+		if "$@" >/dev/null 2>&1; then
+			pass "$what"
+			return 0
+		fi
+		sleep 0.5
+	done
+	fail "$what (after 90 s)"
+	return 1
+}
+
+step "helm install --wait (ci/local-values.yaml, gateway on $gw)"
+# As tests/lib/platform.sh installs it: --wait returns once every pod is Ready.
+if timeout 200 helm install apiroutes "$chart" -n "$ns" --create-namespace \
+	-f "$chart/ci/local-values.yaml" --set gateway.hostPort="$port" \
+	--set operator.gatewayUrl="$gw" --wait --timeout 3m >"$dir/install.txt" 2>&1; then
+	pass "helm install --wait"
+else
+	fail "helm install --wait"
+	cat "$dir/install.txt"
+	kc get pods -A -o wide || true
+	exit 1
+fi
+
+ready_pods() {
+	[[ $(kc get pods -n "$ns" -l "$sel,app.kubernetes.io/component=$1" \
+		-o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+		grep -c True) -ge $2 ]]
+}
+eventually "the gateway pod is Ready" ready_pods gateway 1
+leader() { kc get pods -n "$ns" -l "$sel,apiroutes.dev/leader=true" -o jsonpath='{.items[*].metadata.name}'; }
+one_leader() { [[ $(leader | wc -w) == 1 ]]; }
+eventually "exactly one operator pod is labelled apiroutes.dev/leader=true" one_leader
+lead=$(leader)
+lease_holder() { [[ $(kc get lease apiroutes-operator -n "$ns" -o jsonpath='{.spec.holderIdentity}') == "$lead" ]]; }
+eventually "the chart's Lease is held by the labelled pod ($lead)" lease_holder
+lead_ip=$(kc get pod "$lead" -n "$ns" -o jsonpath='{.status.podIP}')
+autoscaler_is_leader() {
+	[[ $(kc get endpointslices -n "$ns" -l kubernetes.io/service-name=apiroutes-autoscaler \
+		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}') == "$lead_ip" ]]
+}
+eventually "the autoscaler Service has exactly the leader ($lead_ip) as a ready endpoint" autoscaler_is_leader
+eventually "both operator pods are Ready (the leader after its caches sync)" ready_pods operator 2
+not_found_json() { curl -s -m 5 "$gw/api/nothing-here" | grep -q '{'; }
+eventually "the gateway answers on its hostPort ($gw) with a JSON 404" not_found_json
+
+step "an ApiRoute served through the gateway"
+kc create namespace live-demo >/dev/null
+kc apply -f - >/dev/null <<'EOF'
+apiVersion: apiroutes.dev/v1alpha1
+kind: ApiRoute
+metadata: { name: hello, namespace: live-demo }
+spec:
+  path: /api/hello/[name]
+  image: ghcr.io/apiroutes/echo:0.1.0
+  readinessPath: /healthz
+  scaling: { minReplicas: 1 }
+EOF
+served() { curl -s -m 10 "$gw/api/hello/world" | grep -q '"x-apiroute-name":"live-demo/hello"'; }
+eventually "GET /api/hello/world reaches the echo function through the gateway" served
+status_url() { [[ $(kc get apiroute hello -n live-demo -o jsonpath='{.status.url}') == "$gw"* ]]; }
+eventually "status.url uses operator.gatewayUrl" status_url
+
+step "leader failover: the label and the autoscaler endpoint follow the Lease"
+kc delete pod "$lead" -n "$ns" --wait=false >/dev/null
+old_lead=$lead
+new_leader() {
+	lead=$(leader)
+	[[ $(wc -w <<<"$lead") == 1 && $lead != "$old_lead" ]] || return 1
+	lead_ip=$(kc get pod "$lead" -n "$ns" -o jsonpath='{.status.podIP}')
+	lease_holder && autoscaler_is_leader
+}
+eventually "another pod leads, holds the Lease and is the autoscaler endpoint" new_leader
+eventually "the route is still served" served
+
+step "helm uninstall with everything running"
+if timeout 180 helm uninstall apiroutes -n "$ns" --wait --timeout 150s >"$dir/uninstall.txt" 2>&1; then
+	pass "helm uninstall"
+else
+	fail "helm uninstall"
+	cat "$dir/uninstall.txt"
+fi
+types=$(kc api-resources --verbs=list -o name | grep -v '^events' | paste -sd, -)
+nothing_left() {
+	local out
+	out=$(kc get "$types" -A -l "$sel" -o name 2>&1) || return 1
+	[[ -z $(grep -v -e '^No resources found' -e '^Warning:' <<<"$out") ]]
+}
+eventually "nothing labelled with the release is left" nothing_left
+no_lease() { ! kc get lease apiroutes-operator -n "$ns" >/dev/null 2>&1; }
+eventually "the leader Lease is gone (no operator re-created it while stopping)" no_lease
+no_pods() { [[ -z $(kc get pods -n "$ns" -o name) ]]; }
+eventually "no pod left in $ns" no_pods
+kc get crd apiroutes.apiroutes.dev >/dev/null 2>&1 && pass "CRD kept" || fail "CRD kept"
+
+echo
+if ((failures > 0)); then
+	echo "chart live test: $failures failure(s) (logs: KEEP=1 keeps $dir)"
+	exit 1
+fi
+echo "chart live test: all passed"

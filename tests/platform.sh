@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Brings the apiroutes platform up on this machine and serves the examples, until Ctrl-C.
+#
+#   bash tests/platform.sh            # gateway on http://127.0.0.1:8080
+#   APIROUTES_PORT=9000 bash tests/platform.sh
+#
+# Builds everything it needs (cached under ~/.cache/apiroutes), starts a real Kubernetes
+# control plane on 127.0.0.1 and a local node that runs pods as processes (needs root: it
+# creates a network namespace), installs the Helm chart, applies examples/, and prints how
+# to reach the routes. Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tests/lib/env.sh
+source tests/lib/platform.sh
+
+port=${APIROUTES_PORT:-8080}
+dir=${APIROUTES_PLATFORM_DIR:-$APIROUTES_CACHE/platform}
+[[ $(id -u) == 0 ]] || { echo "tests/platform.sh needs root (the local node creates a network namespace)" >&2; exit 1; }
+
+platform_build
+trap 'step "stopping"; platform_down "$dir"' EXIT
+platform_up "$dir" "$port"
+
+step "apply the examples"
+kubectl apply -f examples/manifests/ >&2
+"$CARGO_TARGET_DIR/debug/apiroutes" import examples/nextjs \
+  --namespace nextjs --image 'ghcr.io/apiroutes/nextjs-example:0.1.0' \
+  --source-handlers --handler-root "$PWD/examples/nextjs" > "$dir/nextjs-routes.yaml"
+kubectl create namespace nextjs --dry-run=client -o yaml | kubectl apply -f - >&2
+kubectl apply -f "$dir/nextjs-routes.yaml" >&2
+
+cat <<MSG
+
+apiroutes is up. The gateway serves on http://127.0.0.1:$port
+
+  curl http://127.0.0.1:$port/api/echo/hello            # echo function, static route
+  curl http://127.0.0.1:$port/api/echo/users/42         # dynamic segment (scaled to zero: the first request wakes it)
+  curl http://127.0.0.1:$port/api/echo/docs/a/b/c       # catch-all
+  curl http://127.0.0.1:$port/api/users/42              # Next.js handler pages/api/users/[id].js
+  curl -X POST -d email=you@example.com http://127.0.0.1:$port/api/subscribe   # Next.js handler, form body
+
+  export KUBECONFIG=$dir/kubeconfig PATH=$APIROUTES_CLUSTER_BIN:\$PATH
+  kubectl get ar -A                                     # the routes, their status and replicas
+
+Press Ctrl-C to stop.
+MSG
+# Serve until interrupted (bounded sleeps; the trap tears down).
+while true; do sleep 3600; done
