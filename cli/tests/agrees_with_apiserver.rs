@@ -368,11 +368,13 @@ async fn the_api_server_accepts_what_import_writes() {
 }
 
 /// `routes` talks to a real API server (TLS, client certificates from the kubeconfig).
-#[test]
-fn routes_reads_the_real_api_server() {
+#[tokio::test]
+async fn routes_reads_the_real_api_server() {
     if !cluster_env() {
         return;
     }
+    // The tests of this file run in parallel on a fresh cluster: make sure the CRD exists.
+    ensure_crd(&Client::try_default().await.unwrap()).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_apiroutes"))
         .args(["routes", "-A"])
         .output()
