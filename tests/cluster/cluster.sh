@@ -404,7 +404,21 @@ main() {
 	done
 	case $cmd in
 	up)
-		# A failed `up` leaves nothing running.
+		# Ports are chosen free but bound later, so another cluster starting on this
+		# machine at the same moment can take one: a failed attempt stops what it
+		# started and tries again, up to three times.
+		local attempt
+		for attempt in 1 2 3; do
+			if bash "${BASH_SOURCE[0]}" __up_once "$dir" ${imagemap:+--with-node "$imagemap"}; then
+				return 0
+			fi
+			log "up failed (attempt $attempt of 3); stopping what it started"
+			cmd_down "$dir"
+		done
+		die "could not bring the cluster up in $dir (logs: $dir/logs)"
+		;;
+	__up_once)
+		# One attempt; a failed attempt leaves nothing running.
 		trap 'rc=$?; if ((rc != 0)); then cmd_down "$dir"; fi' EXIT
 		cmd_up "$dir" "$imagemap"
 		;;
