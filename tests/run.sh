@@ -3,27 +3,44 @@
 # Installs what it needs itself; build outputs are cached outside the tree, under
 # ${APIROUTES_CACHE:-~/.cache/apiroutes}, so a second run is fast.
 #
-# It starts one local control plane (tests/cluster/cluster.sh) for all the tests that need
-# a real API server and stops it on exit, whatever happens.
+# One local control plane with its node (tests/cluster/cluster.sh, via tests/lib/platform.sh)
+# serves every test that needs a real API server; it is stopped on exit, whatever happens.
+# The node agent makes a network namespace, so the cluster tests need root; without root
+# they are skipped, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/env.sh
+source tests/lib/platform.sh
+# Never aim the tests at a cluster of the caller's: only at the one started here.
+unset KUBECONFIG
 
-step "local control plane: build (cached) and start"
+platform_build
 cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/apiroutes-test-cluster.XXXXXX")
 cleanup() {
-  bash tests/cluster/cluster.sh down "$cluster_dir" || true
+  platform_down "$cluster_dir"
   rm -rf "$cluster_dir"
 }
 trap cleanup EXIT
-bash tests/cluster/cluster.sh up "$cluster_dir"
-eval "$(bash tests/cluster/cluster.sh env "$cluster_dir")"
+root=false
+[[ $(id -u) == 0 ]] && root=true
+if $root; then
+  platform_cluster "$cluster_dir"
+  export APIROUTES_KUBECONFIG=$KUBECONFIG
+fi
 
-step "Rust: unit, integration and end-to-end tests (cargo test --workspace)"
-cargo test --workspace
+step "Rust: unit and integration tests, operator and CLI against the API server"
+cargo test --workspace --exclude apiroutes-e2e
 
-step "Helm chart: lint, rendered-manifest checks, install/RBAC/upgrade/uninstall (tests/chart/test.sh)"
+step "Helm chart: lint, rendered-manifest checks; with a cluster, install/RBAC/upgrade/uninstall"
 bash tests/chart/test.sh
+
+if $root; then
+  port=$(free_port)
+  platform_install "$port"
+  export APIROUTES_GATEWAY_URL=http://127.0.0.1:$port
+fi
+step "end to end: kubectl apply → operator → pods → gateway (tests/e2e, one test at a time)"
+cargo test -p apiroutes-e2e -- --test-threads=1
 
 step "local node agent: pods as processes on the real control plane (tests/cluster/test-node.sh)"
 bash tests/cluster/test-node.sh

@@ -1,1 +1,393 @@
+//! The apiroutes gateway: receives all HTTP traffic, matches each request to its ApiRoute
+//! exactly as Next.js would, wakes a sleeping function and proxies to a ready replica.
+//!
+//! Pure parts: [`path`] (request-path normalization), [`table`] (the route table and its
+//! trie matcher), [`preview`] (Preview Mode crypto). Edges: [`proxy`] (the request path),
+//! [`activator`] (cold starts and autoscaler pushes), [`server`] (listeners), the route
+//! sources [`static_file`] and [`k8s`].
 
+pub mod activator;
+pub mod body;
+pub mod error;
+pub mod k8s;
+pub mod metrics;
+pub mod path;
+pub mod preview;
+pub mod proxy;
+pub mod server;
+pub mod static_file;
+pub mod table;
+pub mod variant;
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    metrics::Metrics,
+    proxy::{Gateway, PreviewConfig, ProxyConfig},
+    server::{Readiness, ServerConfig},
+    static_file::StaticRoutes,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The apiroutes gateway.
+#[derive(Debug, Parser)]
+#[command(name = "apiroutes-gateway", version, about)]
+pub struct Args {
+    /// Address of the proxy listener (HTTP/1.1 and h2c).
+    #[arg(long, env = "APIROUTES_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin listener: /metrics, /healthz, /readyz.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Serve the routes and backends of this YAML file instead of watching a cluster.
+    #[arg(long = "static", env = "APIROUTES_GATEWAY_STATIC", value_name = "FILE")]
+    pub static_file: Option<String>,
+
+    /// Namespace to watch (repeatable); default all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "APIROUTES_GATEWAY_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Base URL of the operator's autoscaler (e.g. http://127.0.0.1:8081).
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_AUTOSCALER_URL",
+        conflicts_with = "autoscaler_service"
+    )]
+    pub autoscaler_url: Option<String>,
+
+    /// Service NS/NAME whose EndpointSlices give the autoscaler address (port `autoscaler`).
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_AUTOSCALER_SERVICE",
+        value_name = "NS/NAME"
+    )]
+    pub autoscaler_service: Option<String>,
+
+    /// File holding the Preview Mode secret (enables Preview Mode).
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_PREVIEW_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    pub preview_secret_file: Option<String>,
+
+    /// The Preview Mode secret itself (prefer the file).
+    #[arg(long, env = "APIROUTES_PREVIEW_SECRET", hide_env_values = true)]
+    pub preview_secret: Option<String>,
+
+    /// Path prefix of the preview enable/disable endpoints.
+    #[arg(long, env = "APIROUTES_GATEWAY_PREVIEW_PREFIX", default_value = preview::DEFAULT_PREFIX)]
+    pub preview_prefix: String,
+
+    /// Most requests held for one route variant while it wakes.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_MAX_HELD_PER_ROUTE",
+        default_value_t = 1000
+    )]
+    pub max_held_per_route: u32,
+
+    /// Most requests held in total.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_MAX_HELD_TOTAL",
+        default_value_t = 10_000
+    )]
+    pub max_held_total: u32,
+
+    /// Most client connections open at once.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_HEADER_READ_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub header_read_timeout: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "APIROUTES_GATEWAY_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. info or apiroutes_gateway=debug).
+    #[arg(long, env = "APIROUTES_GATEWAY_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, env = "APIROUTES_GATEWAY_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
+    /// This gateway's name in autoscaler pushes (default $POD_NAME, else the hostname).
+    #[arg(long, env = "APIROUTES_GATEWAY_GATEWAY_ID")]
+    pub gateway_id: Option<String>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Static(#[from] static_file::StaticError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("preview secret: {0}")]
+    Preview(String),
+    #[error("kubernetes: {0}")]
+    Kube(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn default_gateway_id() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "gateway".to_owned())
+}
+
+impl Args {
+    /// Runs the gateway until SIGTERM/SIGINT (builds the runtime and the logger).
+    pub fn run(self) -> ExitCode {
+        self.init_logging();
+        // One worker: a current-thread runtime (no work-stealing or cross-thread wakeups
+        // on the request path); otherwise the multi-threaded one.
+        let mut rt = match self.worker_threads {
+            Some(1) => tokio::runtime::Builder::new_current_thread(),
+            Some(n) => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n.max(1));
+                b
+            }
+            None => tokio::runtime::Builder::new_multi_thread(),
+        };
+        rt.enable_all();
+        let result = match rt.build() {
+            Ok(rt) => rt.block_on(self.serve()),
+            Err(e) => Err(StartError::Runtime(e)),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway failed");
+                eprintln!("apiroutes-gateway: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        let _ = match self.log_format {
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            LogFormat::Text => builder.try_init(),
+        };
+    }
+
+    fn preview(&self) -> Result<Option<PreviewConfig>, StartError> {
+        let secret = match (&self.preview_secret_file, &self.preview_secret) {
+            (Some(path), _) => Some(
+                std::fs::read(path)
+                    .map_err(|e| StartError::Preview(format!("reading {path}: {e}")))?,
+            ),
+            (None, Some(s)) => Some(s.as_bytes().to_vec()),
+            (None, None) => None,
+        };
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        let trimmed = secret.trim_ascii();
+        let keys = preview::PreviewKeys::from_secret(trimmed)
+            .map_err(|e| StartError::Preview(e.to_string()))?;
+        let endpoints = preview::Endpoints::new(&self.preview_prefix)
+            .map_err(|e| StartError::Preview(e.to_string()))?;
+        Ok(Some(PreviewConfig { keys, endpoints }))
+    }
+
+    /// Runs the gateway on the current runtime until SIGTERM/SIGINT.
+    pub async fn serve(self) -> Result<(), StartError> {
+        let metrics = Metrics::new();
+        let gateway = Gateway::new(
+            ProxyConfig {
+                gateway_id: self.gateway_id.clone().unwrap_or_else(default_gateway_id),
+                max_held_per_route: self.max_held_per_route,
+                max_held_total: self.max_held_total,
+                autoscaler_url: self.autoscaler_url.clone(),
+                preview: self.preview()?,
+                ..ProxyConfig::default()
+            },
+            metrics,
+        );
+        let ready = Arc::new(Readiness::default());
+        let shutdown = CancellationToken::new();
+
+        let mut background = Vec::new();
+        match &self.static_file {
+            Some(file) => {
+                let routes = StaticRoutes::load(file)?;
+                gateway.install(routes.build(&gateway.registry));
+                tracing::info!(
+                    file,
+                    routes = gateway.table().routes,
+                    "static routes loaded"
+                );
+                ready.set_ready();
+            }
+            None => {
+                let source = k8s::Source::start(
+                    Arc::clone(&gateway),
+                    Arc::clone(&ready),
+                    self.namespaces.clone(),
+                    self.autoscaler_service.clone(),
+                )
+                .await
+                .map_err(|e| StartError::Kube(e.to_string()))?;
+                background.push(source);
+            }
+        }
+
+        let proxy = TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let admin = TcpListener::bind(self.admin_listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.admin_listen,
+                source,
+            })?;
+        tracing::info!(listen = %self.listen, admin = %self.admin_listen, "gateway listening");
+
+        background.push(tokio::spawn(
+            Arc::clone(&gateway.autoscaler)
+                .report_loop(Arc::clone(&gateway.registry), Duration::from_secs(1)),
+        ));
+        let admin_task = tokio::spawn(server::serve_admin(
+            admin,
+            Arc::clone(&gateway),
+            Arc::clone(&ready),
+            shutdown.clone(),
+        ));
+        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+        server::serve_proxy(
+            proxy,
+            gateway,
+            ServerConfig {
+                max_connections: self.max_connections,
+                header_read_timeout: Duration::from_secs(self.header_read_timeout),
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            },
+            shutdown.clone(),
+        )
+        .await;
+        shutdown.cancel();
+        signals.abort();
+        let _ = admin_task.await;
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_as_contracted() {
+        let a = Args::try_parse_from([
+            "apiroutes-gateway",
+            "--static",
+            "f.yaml",
+            "--namespace",
+            "a",
+            "--namespace",
+            "b",
+            "--autoscaler-url",
+            "http://127.0.0.1:8081",
+            "--max-held-per-route",
+            "5",
+            "--log-format",
+            "json",
+            "--worker-threads",
+            "1",
+        ]);
+        let a = a.map_err(|e| e.to_string());
+        assert!(a.is_ok(), "{a:?}");
+        if let Ok(a) = a {
+            assert_eq!(a.namespaces, ["a", "b"]);
+            assert_eq!(a.max_held_per_route, 5);
+            assert_eq!(a.log_format, LogFormat::Json);
+            assert_eq!(a.listen.port(), 8080);
+            assert_eq!(a.preview_prefix, "/__apiroutes/preview");
+        }
+    }
+}

@@ -2,7 +2,9 @@
 # runner (tests/run.sh) and the platform command (tests/platform.sh) call. Sourced.
 #
 #   platform_build                 build the binaries the local node runs as "images"
-#   platform_up DIR PORT           cluster + node + CRD + helm install; gateway on 127.0.0.1:PORT
+#   platform_cluster DIR           local control plane + node, environment exported
+#   platform_install PORT          helm install the chart; gateway on 127.0.0.1:PORT
+#   platform_up DIR PORT           both
 #   platform_down DIR              stop everything started in DIR
 #
 # Needs tests/lib/env.sh sourced first.
@@ -34,13 +36,19 @@ ghcr.io/apiroutes/nextjs-example:
 MAP
 }
 
-platform_up() {
-  local dir=$1 port=$2
+# Starts the local control plane and its node in DIR and exports its environment.
+platform_cluster() {
+  local dir=$1
   mkdir -p "$dir"
   platform_image_map "$dir/images.yaml"
   step "start the local control plane and node ($dir)"
   bash "$repo_root/tests/cluster/cluster.sh" up "$dir" --with-node "$dir/images.yaml"
   eval "$(bash "$repo_root/tests/cluster/cluster.sh" env "$dir")"
+}
+
+# Installs the chart on the running cluster; the gateway serves on 127.0.0.1:PORT.
+platform_install() {
+  local port=$1
   step "helm install apiroutes (gateway on 127.0.0.1:$port)"
   helm upgrade --install apiroutes "$repo_root/charts/apiroutes" \
     --namespace apiroutes-system --create-namespace \
@@ -59,6 +67,11 @@ platform_up() {
   echo "the gateway did not answer on 127.0.0.1:$port within 120 s" >&2
   kubectl get pods -A -o wide >&2 || true
   return 1
+}
+
+platform_up() {
+  platform_cluster "$1"
+  platform_install "$2"
 }
 
 platform_down() {

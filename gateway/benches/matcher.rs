@@ -1,0 +1,147 @@
+//! Matching cost at 10, 1,000 and 10,000 routes, and the cost of rebuilding the table for
+//! 10,000 (issue 4, item 8). Figures, not tests: `cargo bench -p apiroutes-gateway --bench
+//! matcher`; the numbers are in docs/performance.md.
+//!
+//! Routes come in realistic groups of ten per "tenant" (`/api/t<k>/...`): static, index,
+//! dynamic, nested dynamic, catch-all, optional catch-all and a dynamic sibling that forces
+//! backtracking. Each request kind is measured on its own (`lookup/<routes>/<kind>`), and
+//! `route/<routes>/mixed` measures what a request pays end to end before proxying:
+//! normalize + split + lookup + the `x-apiroute-params` header, over 1,024 paths spread
+//! across all tenants (so caches do not flatter a single hot path).
+
+use std::hint::black_box;
+
+use apiroutes_crds::{ApiRoute, testing::route};
+use apiroutes_gateway::{
+    metrics::Metrics,
+    path::{PathOutcome, normalize},
+    table::{Lookup, Registry, RouteTable, split},
+};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use http::{Method, uri::Authority};
+
+/// The ten routes of tenant `t`.
+const SHAPES: [&str; 10] = [
+    "/api/t{t}",
+    "/api/t{t}/health",
+    "/api/t{t}/users",
+    "/api/t{t}/users/me",
+    "/api/t{t}/users/[id]",
+    "/api/t{t}/users/[id]/posts",
+    "/api/t{t}/users/[id]/posts/[postId]",
+    "/api/t{t}/docs/[...slug]",
+    "/api/t{t}/shop/[[...path]]",
+    "/api/t{t}/[section]/about",
+];
+
+/// Request kinds, with the tenant to substitute.
+const KINDS: [(&str, &str); 7] = [
+    ("static", "/api/t{t}/users/me"),
+    ("dynamic", "/api/t{t}/users/12345"),
+    ("nested-dynamic", "/api/t{t}/users/12345/posts/67890"),
+    ("catch-all", "/api/t{t}/docs/guide/getting-started/install"),
+    ("optional-zero", "/api/t{t}/shop"),
+    ("backtrack", "/api/t{t}/users/about"),
+    ("not-found", "/api/t{t}/users/12345/nope/x"),
+];
+
+fn routes(n: usize) -> Vec<ApiRoute> {
+    (0..n)
+        .map(|i| {
+            let path = SHAPES[i % SHAPES.len()].replace("{t}", &(i / SHAPES.len()).to_string());
+            route(&format!("r{i}"), &path).created(i64::try_from(i).unwrap_or(0))
+        })
+        .collect()
+}
+
+fn table(registry: &Registry, routes: &[ApiRoute]) -> RouteTable {
+    let backend: Authority = Authority::from_static("127.0.0.1:9001");
+    registry.build(routes, |_| vec![backend.clone()])
+}
+
+/// What the server does with a request path before proxying, minus I/O.
+fn route_request(table: &RouteTable, raw: &str) -> usize {
+    let PathOutcome::Route(path) = normalize(raw, None) else {
+        return 0;
+    };
+    let segs = split(&path);
+    match table.lookup(None, &segs, &Method::GET) {
+        Lookup::Route(entry) => entry.params_header(&segs).map_or(1, |h| h.len()),
+        Lookup::MethodNotAllowed(_) => 2,
+        Lookup::NotFound => 3,
+    }
+}
+
+fn matching(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lookup");
+    for n in [10usize, 1_000, 10_000] {
+        let registry = Registry::new(Metrics::new());
+        let table = table(&registry, &routes(n));
+        assert_eq!(table.routes, n, "every generated route is admitted");
+        let tenant = (n / SHAPES.len()).saturating_sub(1) / 2; // a tenant in the middle
+        for (kind, template) in KINDS {
+            let path = template.replace("{t}", &tenant.to_string());
+            let segs = split(&path);
+            let found = matches!(table.lookup(None, &segs, &Method::GET), Lookup::Route(_));
+            assert_eq!(found, kind != "not-found", "{kind}: {path}");
+            group.bench_with_input(BenchmarkId::new(n.to_string(), kind), &segs, |b, segs| {
+                b.iter(|| {
+                    matches!(
+                        table.lookup(None, black_box(segs), &Method::GET),
+                        Lookup::Route(_)
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("route");
+    for n in [10usize, 1_000, 10_000] {
+        let registry = Registry::new(Metrics::new());
+        let table = table(&registry, &routes(n));
+        let tenants = n / SHAPES.len();
+        let paths: Vec<String> = (0..1024)
+            .map(|i| {
+                let (_, template) = KINDS[i % KINDS.len()];
+                template.replace("{t}", &((i * 7919) % tenants).to_string())
+            })
+            .collect();
+        group.throughput(Throughput::Elements(paths.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new(n.to_string(), "mixed"),
+            &paths,
+            |b, paths| {
+                b.iter(|| {
+                    paths
+                        .iter()
+                        .map(|p| route_request(&table, black_box(p)))
+                        .sum::<usize>()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn rebuilding(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rebuild");
+    group.sample_size(10);
+    let all = routes(10_000);
+    let registry = Registry::new(Metrics::new());
+    // Warm: rebuilds in a running gateway reuse per-route state kept by the registry.
+    let _ = table(&registry, &all);
+    group.bench_function("10000", |b| {
+        b.iter(|| table(&registry, black_box(&all)).routes)
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = matching, rebuilding
+}
+criterion_main!(benches);

@@ -1,0 +1,220 @@
+//! Body types of the proxy, without boxing: a response is either bytes the gateway made or
+//! the function's streamed body (carrying the request's accounting guard until the last
+//! frame is sent); a request toward a function is the client's streamed body, counted
+//! against the route's `bodyLimit`, and handed back untouched when it never left (so a
+//! request whose connection attempt failed can be retried on another endpoint).
+
+use std::{
+    pin::Pin,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::{metrics::RouteMetrics, table::Endpoint, variant::VariantState};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bytes the gateway made itself.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    let b = b.into();
+    Body::Full(if b.is_empty() { None } else { Some(b) })
+}
+
+/// A response body.
+pub enum Body {
+    Full(Option<Bytes>),
+    Proxied(Incoming, Tracker),
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Body::Proxied(inner, _) => Pin::new(inner)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(d) => d.is_none(),
+            Body::Proxied(inner, _) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            Body::Proxied(inner, _) => inner.size_hint(),
+        }
+    }
+}
+
+/// Accounting of one routed request, undone on drop (when the response is fully sent or
+/// abandoned): the variant's load, the endpoint's in-flight count, the route's gauge.
+pub struct Tracker {
+    variant: Arc<VariantState>,
+    metrics: Arc<RouteMetrics>,
+    endpoint: Option<Arc<Endpoint>>,
+}
+
+impl Tracker {
+    pub fn begin(variant: &Arc<VariantState>, metrics: &Arc<RouteMetrics>) -> Self {
+        variant.begin();
+        metrics.in_flight.inc();
+        Tracker {
+            variant: Arc::clone(variant),
+            metrics: Arc::clone(metrics),
+            endpoint: None,
+        }
+    }
+
+    /// The request is now on `endpoint` (replacing a previous one).
+    pub fn set_endpoint(&mut self, endpoint: &Arc<Endpoint>) {
+        if let Some(old) = self.endpoint.take() {
+            old.in_flight.fetch_sub(1, Relaxed);
+        }
+        endpoint.in_flight.fetch_add(1, Relaxed);
+        self.endpoint = Some(Arc::clone(endpoint));
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.variant.end();
+        self.metrics.in_flight.dec();
+        if let Some(e) = self.endpoint.take() {
+            e.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// The request body was larger than the route's `bodyLimit`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {0} bytes")]
+pub struct LimitExceeded(pub u64);
+
+/// A request body toward a function.
+pub struct UpstreamBody {
+    inner: Option<Incoming>,
+    seen: u64,
+    limit: u64,
+    polled: bool,
+    give_back: Option<oneshot::Sender<Incoming>>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, limit: u64) -> Self {
+        UpstreamBody {
+            inner: Some(inner),
+            seen: 0,
+            limit,
+            polled: false,
+            give_back: None,
+        }
+    }
+
+    /// An empty body (e.g. autoscaler pushes never use this; for retries of bodyless
+    /// requests).
+    pub fn empty() -> Self {
+        UpstreamBody {
+            inner: None,
+            seen: 0,
+            limit: u64::MAX,
+            polled: false,
+            give_back: None,
+        }
+    }
+
+    /// If this body is dropped before it was ever polled, the inner body is sent back
+    /// through the returned receiver.
+    pub fn returnable(&mut self) -> oneshot::Receiver<Incoming> {
+        let (tx, rx) = oneshot::channel();
+        self.give_back = Some(tx);
+        rx
+    }
+
+    /// Whether there is a body at all.
+    pub fn is_empty_body(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if !self.polled
+            && let (Some(tx), Some(inner)) = (self.give_back.take(), self.inner.take())
+        {
+            let _ = tx.send(inner);
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        this.polled = true;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(LimitExceeded(this.limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
+    }
+}
+
+/// Whether `err` (or anything it was caused by) is a [`LimitExceeded`].
+pub fn is_limit_exceeded(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(l) = e.downcast_ref::<LimitExceeded>() {
+            return Some(l.0);
+        }
+        cur = e.source();
+    }
+    None
+}

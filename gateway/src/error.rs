@@ -1,0 +1,173 @@
+//! Every way a request can fail at the gateway, and the one place that turns each into a
+//! response: a status, a small JSON body `{"error": "...", "message": "..."}` and, where it
+//! helps, `Allow` or `Retry-After`.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{Body, full};
+
+/// Why the gateway answered instead of a function.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no route matches this path")]
+    NotFound,
+    #[error("the route does not serve this method")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("malformed percent-encoding in the request path")]
+    BadPath,
+    #[error("request has no usable path")]
+    BadRequest,
+    #[error("request body is larger than the route's limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the function did not answer within {seconds}s")]
+    GatewayTimeout { seconds: u64 },
+    #[error("could not reach the function: {reason}")]
+    BadGateway { kind: UpstreamKind, reason: String },
+    #[error("the function did not become ready within {seconds}s")]
+    ActivationTimeout { seconds: u64 },
+    #[error("too many requests are waiting for this route to start")]
+    HoldLimit,
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+/// Kinds of upstream failure, for `upstream_errors_total{kind}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamKind {
+    Connect,
+    Request,
+    Protocol,
+}
+
+impl UpstreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Connect => "connect",
+            UpstreamKind::Request => "request",
+            UpstreamKind::Protocol => "protocol",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::BadPath | Error::BadRequest => StatusCode::BAD_REQUEST,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            Error::ActivationTimeout { .. } | Error::HoldLimit | Error::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// Short machine-readable name; the `error` field of the body and a metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::BadPath => "bad_path",
+            Error::BadRequest => "bad_request",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::GatewayTimeout { .. } => "timeout",
+            Error::BadGateway { kind, .. } => match kind {
+                UpstreamKind::Connect => "upstream_connect",
+                UpstreamKind::Request => "upstream_request",
+                UpstreamKind::Protocol => "upstream_protocol",
+            },
+            Error::ActivationTimeout { .. } => "activation_timeout",
+            Error::HoldLimit => "hold_limit",
+            Error::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<Body> {
+        let mut body = String::with_capacity(96);
+        body.push_str(r#"{"error":""#);
+        body.push_str(self.metric_label());
+        body.push_str(r#"","message":"#);
+        body.push_str(&serde_json::Value::from(self.to_string()).to_string());
+        body.push('}');
+        let mut resp = Response::new(full(Bytes::from(body)));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        match self {
+            Error::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, allow);
+            }
+            Error::ActivationTimeout { .. } | Error::HoldLimit | Error::ShuttingDown => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// `308 Permanent Redirect` to a cleaned path (not an error, but answered by the gateway).
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::try_from(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn errors_have_status_json_and_headers() {
+        let cases = [
+            (Error::NotFound, 404),
+            (
+                Error::MethodNotAllowed {
+                    allow: HeaderValue::from_static("GET, HEAD"),
+                },
+                405,
+            ),
+            (Error::BadPath, 400),
+            (Error::PayloadTooLarge { limit: 10 }, 413),
+            (Error::GatewayTimeout { seconds: 1 }, 504),
+            (
+                Error::BadGateway {
+                    kind: UpstreamKind::Connect,
+                    reason: "refused \"x\"".into(),
+                },
+                502,
+            ),
+            (Error::ActivationTimeout { seconds: 3 }, 503),
+            (Error::HoldLimit, 503),
+        ];
+        for (err, code) in cases {
+            let label = err.metric_label();
+            let resp = err.into_response();
+            assert_eq!(resp.status().as_u16(), code);
+            if code == 405 {
+                assert_eq!(resp.headers()["allow"], "GET, HEAD");
+            }
+            if code == 503 {
+                assert_eq!(resp.headers()["retry-after"], "1");
+            }
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"], label);
+            assert!(v["message"].as_str().unwrap().len() > 5);
+        }
+    }
+}

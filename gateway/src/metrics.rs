@@ -1,0 +1,263 @@
+//! One Prometheus registry, prefix `apiroutes_gateway_`. Per-route handles are created once
+//! per route (kept across table rebuilds) so the request path does no label hashing for the
+//! common method/status pairs.
+
+use std::sync::{Arc, OnceLock};
+
+use http::{Method, StatusCode};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Route label of requests that matched no route (404, 400, 308, admin errors).
+pub const NO_ROUTE: &str = "none";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const ACTIVATION_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0,
+];
+
+/// All gateway metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub in_flight: IntGaugeVec,
+    pub held: IntGaugeVec,
+    pub activation_wait: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub table_routes: IntGauge,
+    pub table_rebuilds: IntCounter,
+    pub table_rebuild_seconds: Histogram,
+    pub connections: IntGauge,
+    pub autoscaler_errors: IntCounterVec,
+}
+
+fn must<T>(r: Result<T, prometheus::Error>) -> T {
+    // Metric definitions are constants: failing here is a programming error caught by tests.
+    #[allow(clippy::expect_used)]
+    r.expect("valid metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let registry = must(Registry::new_custom(Some("apiroutes_gateway".into()), None));
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "HTTP requests answered, by route, method and code",
+            ),
+            &["route", "method", "code"],
+        ));
+        let duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time from request to response headers, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        ));
+        let in_flight = must(IntGaugeVec::new(
+            Opts::new(
+                "in_flight_requests",
+                "Requests in flight (held or proxied), by route",
+            ),
+            &["route"],
+        ));
+        let held = must(IntGaugeVec::new(
+            Opts::new(
+                "held_requests",
+                "Requests held waiting for a ready endpoint, by route",
+            ),
+            &["route"],
+        ));
+        let activation_wait = must(HistogramVec::new(
+            HistogramOpts::new(
+                "activation_wait_seconds",
+                "Time requests waited for a route to wake (cold start), by route",
+            )
+            .buckets(ACTIVATION_BUCKETS.to_vec()),
+            &["route"],
+        ));
+        let upstream_errors = must(IntCounterVec::new(
+            Opts::new(
+                "upstream_errors_total",
+                "Failed attempts to reach a function, by route and kind",
+            ),
+            &["route", "kind"],
+        ));
+        let table_routes = must(IntGauge::new(
+            "route_table_routes",
+            "ApiRoutes in the current route table",
+        ));
+        let table_rebuilds = must(IntCounter::new(
+            "route_table_rebuilds_total",
+            "Route table rebuilds",
+        ));
+        let table_rebuild_seconds = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "route_table_rebuild_seconds",
+                "Time to rebuild the route table",
+            )
+            .buckets(vec![0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
+        ));
+        let connections = must(IntGauge::new(
+            "open_connections",
+            "Client connections currently open",
+        ));
+        let autoscaler_errors = must(IntCounterVec::new(
+            Opts::new(
+                "autoscaler_errors_total",
+                "Failed pushes to the autoscaler, by kind (demand, load)",
+            ),
+            &["kind"],
+        ));
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(held.clone()),
+            Box::new(activation_wait.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(table_routes.clone()),
+            Box::new(table_rebuilds.clone()),
+            Box::new(table_rebuild_seconds.clone()),
+            Box::new(connections.clone()),
+            Box::new(autoscaler_errors.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        Arc::new(Metrics {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            held,
+            activation_wait,
+            upstream_errors,
+            table_routes,
+            table_rebuilds,
+            table_rebuild_seconds,
+            connections,
+            autoscaler_errors,
+        })
+    }
+
+    /// Handles for one route label.
+    pub fn route(self: &Arc<Self>, route: &str) -> Arc<RouteMetrics> {
+        Arc::new(RouteMetrics {
+            route: route.into(),
+            duration: self.duration.with_label_values(&[route]),
+            in_flight: self.in_flight.with_label_values(&[route]),
+            held: self.held.with_label_values(&[route]),
+            activation_wait: self.activation_wait.with_label_values(&[route]),
+            counters: OnceLock::new(),
+            metrics: Arc::clone(self),
+        })
+    }
+
+    /// Text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+];
+const CODES: [u16; 24] = [
+    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 422,
+    429, 500, 502, 503, 504,
+];
+
+/// Cached metric handles of one route.
+pub struct RouteMetrics {
+    pub route: Box<str>,
+    pub duration: Histogram,
+    pub in_flight: IntGauge,
+    pub held: IntGauge,
+    pub activation_wait: Histogram,
+    counters: OnceLock<Box<[OnceLock<IntCounter>]>>,
+    metrics: Arc<Metrics>,
+}
+
+impl RouteMetrics {
+    /// Counts one answered request.
+    pub fn count(&self, method: &Method, code: StatusCode) {
+        let m = METHODS.iter().position(|m| m == method);
+        let c = CODES.binary_search(&code.as_u16()).ok();
+        match (m, c) {
+            (Some(m), Some(c)) => {
+                let slots = self.counters.get_or_init(|| {
+                    (0..METHODS.len() * CODES.len())
+                        .map(|_| OnceLock::new())
+                        .collect()
+                });
+                if let Some(slot) = slots.get(m * CODES.len() + c) {
+                    slot.get_or_init(|| {
+                        self.metrics.requests.with_label_values(&[
+                            &*self.route,
+                            method.as_str(),
+                            code.as_str(),
+                        ])
+                    })
+                    .inc();
+                }
+            }
+            _ => self
+                .metrics
+                .requests
+                .with_label_values(&[&*self.route, method.as_str(), code.as_str()])
+                .inc(),
+        }
+    }
+
+    /// Counts a failed attempt to reach a function.
+    pub fn upstream_error(&self, kind: &str) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[&*self.route, kind])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_render_with_prefix_and_labels() {
+        let m = Metrics::new();
+        let r = m.route("shop/user");
+        r.count(&Method::GET, StatusCode::OK);
+        r.count(&Method::GET, StatusCode::OK);
+        r.count(
+            &Method::from_bytes(b"PURGE").unwrap_or(Method::GET),
+            StatusCode::IM_A_TEAPOT,
+        );
+        r.upstream_error("connect");
+        let text = String::from_utf8(m.render()).unwrap_or_default();
+        assert!(text.contains(
+            r#"apiroutes_gateway_requests_total{code="200",method="GET",route="shop/user"} 2"#
+        ));
+        assert!(text.contains(
+            r#"apiroutes_gateway_requests_total{code="418",method="PURGE",route="shop/user"} 1"#
+        ));
+        assert!(text.contains(
+            r#"apiroutes_gateway_upstream_errors_total{kind="connect",route="shop/user"} 1"#
+        ));
+        assert!(CODES.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,619 @@
+//! The request path: normalize, match, hold if the function sleeps, forward with the
+//! contract headers to the least-loaded ready endpoint, stream the answer back. Every
+//! failure is an [`Error`] turned into a response in one place ([`Error::into_response`]).
+
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, SystemTime},
+};
+
+use apiroutes_crds::labels::Variant;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header,
+    uri::{PathAndQuery, Scheme},
+};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+};
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use crate::{
+    activator::{self, Autoscaler, Holds},
+    body::{Body, Tracker, UpstreamBody, full, is_limit_exceeded},
+    error::{Error, UpstreamKind, redirect},
+    metrics::{Metrics, NO_ROUTE, RouteMetrics},
+    path::{self, PathOutcome},
+    preview::{self, Endpoints, PreviewKeys},
+    table::{self, Endpoint, Lookup, Registry, RouteTable, Target},
+};
+
+/// Preview Mode, when a secret is configured.
+pub struct PreviewConfig {
+    pub keys: PreviewKeys,
+    pub endpoints: Endpoints,
+}
+
+/// Settings of the proxy.
+pub struct ProxyConfig {
+    pub gateway_id: String,
+    pub max_held_per_route: u32,
+    pub max_held_total: u32,
+    pub autoscaler_url: Option<String>,
+    pub preview: Option<PreviewConfig>,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            gateway_id: "gateway".into(),
+            max_held_per_route: 1000,
+            max_held_total: 10_000,
+            autoscaler_url: None,
+            preview: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The gateway's shared state: the current table and everything requests need.
+pub struct Gateway {
+    table: ArcSwap<RouteTable>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub autoscaler: Arc<Autoscaler>,
+    holds: Holds,
+    preview: Option<PreviewConfig>,
+    client: Client<HttpConnector, UpstreamBody>,
+    h2_client: Client<HttpConnector, UpstreamBody>,
+    none_metrics: Arc<RouteMetrics>,
+    request_ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(config: ProxyConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(conn.clone());
+        let h2_client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(conn);
+        let registry = Arc::new(Registry::new(Arc::clone(&metrics)));
+        let autoscaler = Arc::new(Autoscaler::new(
+            config.gateway_id.clone(),
+            config.autoscaler_url.clone(),
+            Arc::clone(&metrics),
+        ));
+        Arc::new(Gateway {
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            registry,
+            none_metrics: metrics.route(NO_ROUTE),
+            metrics,
+            autoscaler,
+            holds: Holds::new(config.max_held_per_route, config.max_held_total),
+            preview: config.preview,
+            client,
+            h2_client,
+            request_ids: RequestIds::new(),
+        })
+    }
+
+    /// Installs a new table and wakes requests held for variants that are now ready.
+    pub fn install(&self, table: RouteTable) {
+        let table = Arc::new(table);
+        self.table.store(Arc::clone(&table));
+        activator::wake_ready(&table);
+    }
+
+    /// The current table.
+    pub fn table(&self) -> arc_swap::Guard<Arc<RouteTable>> {
+        self.table.load()
+    }
+
+    /// Requests held right now, over all routes.
+    pub fn held_total(&self) -> u32 {
+        self.holds.total()
+    }
+
+    /// Serves one request from a client at `remote`.
+    pub async fn handle(&self, req: Request<Incoming>, remote: &Peer) -> Response<Body> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let mut route_metrics = None;
+        let resp = match self.serve(req, remote, start, &mut route_metrics).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::debug!(error = %e, "request failed");
+                }
+                e.into_response()
+            }
+        };
+        let m = route_metrics.as_ref().unwrap_or(&self.none_metrics);
+        m.count(&method, resp.status());
+        m.duration.observe(start.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn serve(
+        &self,
+        mut req: Request<Incoming>,
+        remote: &Peer,
+        start: Instant,
+        route_metrics: &mut Option<Arc<RouteMetrics>>,
+    ) -> Result<Response<Body>, Error> {
+        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let uri = std::mem::take(&mut parts.uri);
+        let path = match path::normalize(uri.path(), uri.query()) {
+            PathOutcome::Route(p) => p,
+            PathOutcome::Redirect(location) => return Ok(redirect(&location)),
+            PathOutcome::BadRequest => return Err(Error::BadPath),
+        };
+        let now = if self.preview.is_some() {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
+        let preview_state = match &self.preview {
+            Some(p) => {
+                if let Some(reply) =
+                    p.endpoints
+                        .handle(&p.keys, &parts.method, &path, uri.query(), now)
+                {
+                    let mut resp = Response::new(full(reply.body));
+                    *resp.status_mut() = reply.status;
+                    *resp.headers_mut() = reply.headers;
+                    return Ok(resp);
+                }
+                preview::from_request(&p.keys, &parts.headers, now)
+            }
+            None => preview::PreviewState::None,
+        };
+
+        // Match.
+        let segs = table::split(&path);
+        let (route, params) = {
+            let host = request_host(&parts.headers, &uri);
+            let table = self.table.load();
+            match table.lookup(host, &segs, &parts.method) {
+                Lookup::Route(r) => (Arc::clone(r), r.params_header(&segs).ok_or(Error::BadPath)?),
+                Lookup::MethodNotAllowed(allow) => {
+                    return Err(Error::MethodNotAllowed {
+                        allow: allow.clone(),
+                    });
+                }
+                Lookup::NotFound => return Err(Error::NotFound),
+            }
+        };
+        *route_metrics = Some(Arc::clone(&route.metrics));
+        if let Some(len) = content_length(&parts.headers)
+            && len > route.body_limit
+        {
+            return Err(Error::PayloadTooLarge {
+                limit: route.body_limit,
+            });
+        }
+        let variant = if preview_state.is_active() && route.preview.is_some() {
+            Variant::Preview
+        } else {
+            Variant::Main
+        };
+        let mut target = Arc::clone(route.target(variant));
+        let mut tracker = Tracker::begin(&target.state, &route.metrics);
+        let deadline = start + route.timeout;
+
+        // Wake the function if it sleeps.
+        let mut waited = None;
+        if target.endpoints.is_empty() {
+            target = activator::wait_ready(
+                &self.table,
+                &self.autoscaler,
+                &self.holds,
+                &target.state,
+                &route.metrics,
+                deadline,
+                route.timeout,
+            )
+            .await?;
+            let wait = start.elapsed();
+            route.metrics.activation_wait.observe(wait.as_secs_f64());
+            waited = Some(wait);
+        }
+
+        // Headers toward the function.
+        let h = &mut parts.headers;
+        let forwarded_host = match uri.authority() {
+            Some(a) => HeaderValue::try_from(a.as_str()).ok(),
+            None => h.get(header::HOST).cloned(),
+        };
+        strip_hop_by_hop(h, upgrade.is_some());
+        strip_apiroute(h);
+        add_forwarded_for(h, remote);
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(fh) = &forwarded_host {
+            h.insert(X_FORWARDED_HOST, fh.clone());
+        }
+        if !h.contains_key(X_REQUEST_ID) {
+            h.insert(X_REQUEST_ID, self.request_ids.next());
+        }
+        h.insert(X_APIROUTE_NAME, route.name_header.clone());
+        h.insert(X_APIROUTE_PATTERN, route.pattern_header.clone());
+        h.insert(X_APIROUTE_PARAMS, params);
+        if let Some(v) = preview::header_for_function(&preview_state) {
+            h.insert(preview::PREVIEW_HEADER, v);
+        }
+        let grpc = is_grpc(h);
+        if grpc {
+            h.remove(header::HOST);
+        } else if let Some(fh) = forwarded_host
+            && !h.contains_key(header::HOST)
+        {
+            h.insert(header::HOST, fh);
+        }
+        let path_and_query = upstream_path(&uri, &path, matches!(path, Cow::Owned(_)));
+
+        // Forward, retrying on another endpoint when the connection could not be made.
+        let mut body = UpstreamBody::new(body, route.body_limit);
+        let retryable = target.endpoints.len() > 1;
+        let mut give_back = (retryable && !body.is_empty_body()).then(|| body.returnable());
+        let mut spare = retryable.then(|| parts.headers.clone());
+        let method = parts.method;
+        let mut headers = parts.headers;
+        let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
+        let resp = loop {
+            let Some(endpoint) = pick(&target, &tried) else {
+                return Err(Error::BadGateway {
+                    kind: UpstreamKind::Connect,
+                    reason: "no endpoint accepted the connection".into(),
+                });
+            };
+            tracker.set_endpoint(&endpoint);
+            let mut up = Request::new(body);
+            *up.method_mut() = method.clone();
+            *up.headers_mut() = headers;
+            *up.version_mut() = if grpc {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
+            *up.uri_mut() = upstream_uri(&endpoint, &path_and_query)?;
+            let client = if grpc { &self.h2_client } else { &self.client };
+            match tokio::time::timeout_at(deadline, client.request(up)).await {
+                Ok(Ok(resp)) => break resp,
+                Err(_) => {
+                    route.metrics.upstream_error("timeout");
+                    return Err(Error::GatewayTimeout {
+                        seconds: route.timeout.as_secs(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    if let Some(limit) = is_limit_exceeded(&e) {
+                        return Err(Error::PayloadTooLarge { limit });
+                    }
+                    let kind = if e.is_connect() {
+                        UpstreamKind::Connect
+                    } else {
+                        UpstreamKind::Request
+                    };
+                    route.metrics.upstream_error(kind.as_str());
+                    tracing::debug!(error = %e, endpoint = %endpoint.authority, "upstream error");
+                    if kind == UpstreamKind::Connect
+                        && let Some(h) = spare.take()
+                        && tried.len() + 1 < target.endpoints.len()
+                    {
+                        // The request never left: retry it elsewhere with its body.
+                        body = match give_back.take().map(|mut rx| rx.try_recv()) {
+                            Some(Ok(b)) => UpstreamBody::new(b, route.body_limit),
+                            Some(Err(_)) => {
+                                return Err(Error::BadGateway {
+                                    kind,
+                                    reason: error_chain(&e),
+                                });
+                            }
+                            None => UpstreamBody::empty(),
+                        };
+                        give_back = (tried.len() + 2 < target.endpoints.len()
+                            && !body.is_empty_body())
+                        .then(|| body.returnable());
+                        spare = (tried.len() + 2 < target.endpoints.len()).then(|| h.clone());
+                        headers = h;
+                        tried.push(endpoint);
+                        continue;
+                    }
+                    return Err(Error::BadGateway {
+                        kind,
+                        reason: error_chain(&e),
+                    });
+                }
+            }
+        };
+
+        // The answer.
+        let mut resp = resp;
+        let backend_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && upgrade.is_some())
+        .then(|| hyper::upgrade::on(&mut resp));
+        let (mut rp, rbody) = resp.into_parts();
+        strip_hop_by_hop(&mut rp.headers, backend_upgrade.is_some());
+        match &self.preview {
+            Some(p) => {
+                let outcome = preview::apply_function_headers(&mut rp.headers, &p.keys, now);
+                if let preview::FunctionPreview::Malformed(e) = &outcome {
+                    tracing::warn!(route = %route.key, error = %e, "function sent a malformed preview header");
+                }
+                if preview_state.needs_clear() && outcome == preview::FunctionPreview::None {
+                    preview::append_clear_cookies(&mut rp.headers, "/");
+                }
+            }
+            None => strip_apiroute(&mut rp.headers),
+        }
+        if let Some(wait) = waited
+            && let Ok(v) = HeaderValue::try_from(format!("activation;dur={}", wait.as_millis()))
+        {
+            rp.headers.append(SERVER_TIMING, v);
+        }
+        if let (Some(client_up), Some(backend_up)) = (upgrade, backend_upgrade) {
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(b)) = (client_up.await, backend_up.await) {
+                    let mut c = TokioIo::new(c);
+                    let mut b = TokioIo::new(b);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+                }
+                drop(tracker);
+            });
+            return Ok(Response::from_parts(rp, full(Bytes::new())));
+        }
+        Ok(Response::from_parts(rp, Body::Proxied(rbody, tracker)))
+    }
+}
+
+fn pick(target: &Target, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+    target.pick(tried).cloned()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_APIROUTE_NAME: HeaderName = HeaderName::from_static("x-apiroute-name");
+const X_APIROUTE_PATTERN: HeaderName = HeaderName::from_static("x-apiroute-pattern");
+const X_APIROUTE_PARAMS: HeaderName = HeaderName::from_static("x-apiroute-params");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The request's host without port: the `Host` header, else the URI's authority (HTTP/2).
+fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    // An absolute-form target's authority (and HTTP/2's :authority) wins over Host.
+    let raw = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => headers.get(header::HOST)?.to_str().ok()?,
+    };
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    if raw.starts_with('[') {
+        return raw.split_once(']').map(|(h, _)| &raw[..=h.len()]);
+    }
+    Some(raw.split_once(':').map_or(raw, |(h, _)| h))
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
+/// `Upgrade` for an upgrade, and `TE: trailers` (gRPC needs it).
+fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    if let Some(conn) = h.get(header::CONNECTION) {
+        let named: SmallVec<[HeaderName; 4]> = conn
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+                    && !t.eq_ignore_ascii_case("upgrade")
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for n in named {
+            if n != header::TE {
+                h.remove(n);
+            }
+        }
+    }
+    if upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+    h.remove(KEEP_ALIVE);
+    h.remove(PROXY_CONNECTION);
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(header::TRAILER);
+    if h.get(header::TE).is_some_and(|v| v != "trailers") {
+        h.remove(header::TE);
+    }
+}
+
+/// Drops every `x-apiroute-*` header.
+fn strip_apiroute(h: &mut HeaderMap) {
+    if h.keys()
+        .any(|k| k.as_str().starts_with(preview::APIROUTE_HEADER_PREFIX))
+    {
+        preview::strip_apiroute_headers(h);
+    }
+}
+
+/// A client connection's peer, with its `x-forwarded-for` value made once per connection.
+pub struct Peer {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::try_from(addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { addr, ip }
+    }
+}
+
+fn add_forwarded_for(h: &mut HeaderMap, client: &Peer) {
+    let value = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::try_from(format!("{prev}, {}", client.addr.ip())).ok(),
+        None => Some(client.ip.clone()),
+    };
+    if let Some(v) = value {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+/// The normalized path plus the original query.
+fn upstream_path(uri: &Uri, path: &str, changed: bool) -> PathAndQuery {
+    if !changed && let Some(pq) = uri.path_and_query() {
+        return pq.clone();
+    }
+    let text = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    PathAndQuery::try_from(text).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+}
+
+fn upstream_uri(endpoint: &Endpoint, pq: &PathAndQuery) -> Result<Uri, Error> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(endpoint.authority.clone());
+    parts.path_and_query = Some(pq.clone());
+    Uri::from_parts(parts).map_err(|_| Error::BadRequest)
+}
+
+/// `x-request-id` values: a random per-process prefix and a counter, 32 hex digits.
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        let prefix = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        RequestIds {
+            prefix,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.counter.fetch_add(1, Relaxed);
+        let mut buf = [0u8; 32];
+        for (i, b) in buf.iter_mut().enumerate() {
+            let word = if i < 16 { self.prefix } else { n };
+            let shift = 60 - 4 * (i % 16);
+            *b = HEX[((word >> shift) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret, TE"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("traceparent", HeaderValue::from_static("00-abc-def-01"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-secret") && !h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key("keep-alive") && !h.contains_key(header::UPGRADE));
+        assert_eq!(h[header::TE], "trailers");
+        assert!(h.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn hosts_lose_their_ports() {
+        let uri: Uri = "/x".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::HOST,
+            HeaderValue::from_static("Shop.example.com:8080"),
+        );
+        assert_eq!(request_host(&h, &uri), Some("Shop.example.com"));
+        h.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
+        assert_eq!(request_host(&h, &uri), Some("[::1]"));
+        let abs: Uri = "http://a.example/x".parse().unwrap();
+        assert_eq!(request_host(&HeaderMap::new(), &abs), Some("a.example"));
+    }
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,308 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use apiroutes_crds::testing::route;
+use proptest::prelude::*;
+
+fn registry() -> Registry {
+    Registry::new(Metrics::new())
+}
+
+fn no_endpoints(_: &RouteRef) -> Vec<Authority> {
+    Vec::new()
+}
+
+fn build(routes: &[ApiRoute]) -> RouteTable {
+    registry().build(routes, no_endpoints)
+}
+
+/// The winner's `namespace/name` and params JSON, or "404"/"405 <allow>".
+fn look(t: &RouteTable, host: Option<&str>, path: &str, method: Method) -> String {
+    let segs = split(path);
+    match t.lookup(host, &segs, &method) {
+        Lookup::Route(r) => format!("{} {}", r.key, r.params_json(&segs).unwrap()),
+        Lookup::MethodNotAllowed(allow) => format!("405 {}", allow.to_str().unwrap()),
+        Lookup::NotFound => "404".into(),
+    }
+}
+
+#[test]
+fn precedence_and_backtracking_follow_next() {
+    let t = build(&[
+        route("static", "/api/users/me").created(1),
+        route("dyn", "/api/users/[id]").created(1),
+        route("dyn-posts", "/api/users/[id]/posts/[post]").created(1),
+        route("me-x", "/api/users/me/x").created(1),
+        route("all", "/api/[...rest]").created(1),
+        route("opt", "/api/docs/[[...slug]]").created(1),
+        route("docs", "/api/docs").created(1),
+        route("root", "/").created(1),
+    ]);
+    let get = |p| look(&t, None, p, Method::GET);
+    assert_eq!(get("/api/users/me"), "default/static {}");
+    assert_eq!(get("/api/users/42"), r#"default/dyn {"id":"42"}"#);
+    // A static segment does not block deeper paths through the dynamic sibling.
+    assert_eq!(
+        get("/api/users/me/posts/7"),
+        r#"default/dyn-posts {"id":"me","post":"7"}"#
+    );
+    assert_eq!(get("/api/users/me/x"), "default/me-x {}");
+    assert_eq!(
+        get("/api/users/me/y"),
+        r#"default/all {"rest":["users","me","y"]}"#
+    );
+    assert_eq!(get("/api/docs"), "default/docs {}");
+    assert_eq!(get("/api/docs/a/b"), r#"default/opt {"slug":["a","b"]}"#);
+    assert_eq!(get("/api"), "404");
+    assert_eq!(get("/"), "default/root {}");
+    assert_eq!(get("/API/users/me"), "404");
+}
+
+#[test]
+fn optional_catch_all_with_zero_segments_leaves_param_absent() {
+    let t = build(&[route("opt", "/api/[[...slug]]").created(1)]);
+    assert_eq!(look(&t, None, "/api", Method::GET), "default/opt {}");
+    assert_eq!(
+        look(&t, None, "/api/a%2Fb/%C3%A9", Method::GET),
+        r#"default/opt {"slug":["a/b","\u00e9"]}"#
+    );
+    let t = build(&[route("req", "/api/[...slug]").created(1)]);
+    assert_eq!(look(&t, None, "/api", Method::GET), "404");
+}
+
+#[test]
+fn methods_give_405_with_allow_and_share_patterns() {
+    let t = build(&[
+        route("get", "/api/x/[id]").created(1).methods(&["GET"]),
+        route("post", "/api/x/[slug]").created(2).methods(&["POST"]),
+    ]);
+    assert_eq!(
+        look(&t, None, "/api/x/1", Method::GET),
+        r#"default/get {"id":"1"}"#
+    );
+    assert_eq!(
+        look(&t, None, "/api/x/1", Method::HEAD),
+        r#"default/get {"id":"1"}"#
+    );
+    assert_eq!(
+        look(&t, None, "/api/x/1", Method::POST),
+        r#"default/post {"slug":"1"}"#
+    );
+    assert_eq!(
+        look(&t, None, "/api/x/1", Method::DELETE),
+        "405 GET, HEAD, POST"
+    );
+}
+
+#[test]
+fn host_routes_beat_hostless_ones() {
+    let t = build(&[
+        route("any", "/api/[id]").created(1),
+        route("shop", "/api/[id]")
+            .created(2)
+            .host("Shop.Example.com"),
+        route("shop-x", "/api/x/y")
+            .created(2)
+            .host("shop.example.com"),
+        route("any-x", "/api/x/[z]").created(1),
+    ]);
+    assert_eq!(
+        look(&t, Some("shop.example.com"), "/api/1", Method::GET),
+        r#"default/shop {"id":"1"}"#
+    );
+    assert_eq!(
+        look(&t, Some("SHOP.example.com"), "/api/1", Method::GET),
+        r#"default/shop {"id":"1"}"#
+    );
+    assert_eq!(
+        look(&t, Some("other.com"), "/api/1", Method::GET),
+        r#"default/any {"id":"1"}"#
+    );
+    // Nothing fits in the host's trie: the hostless routes are tried.
+    assert_eq!(
+        look(&t, Some("shop.example.com"), "/api/x/z", Method::GET),
+        r#"default/any-x {"z":"z"}"#
+    );
+}
+
+#[test]
+fn conflict_losers_are_not_routed() {
+    let t = build(&[
+        route("young", "/api/[a]").created(9),
+        route("old", "/api/[b]").created(1),
+    ]);
+    assert_eq!(
+        look(&t, None, "/api/1", Method::GET),
+        r#"default/old {"b":"1"}"#
+    );
+    assert_eq!(t.routes, 1);
+}
+
+#[test]
+fn params_json_escapes_for_headers() {
+    let t = build(&[route("p", "/api/[id]").created(1)]);
+    let segs = split("/api/%22%5C%0A%7F%F0%9F%98%80");
+    let Lookup::Route(r) = t.lookup(None, &segs, &Method::GET) else {
+        panic!("no match")
+    };
+    let json = r.params_json(&segs).unwrap();
+    assert!(json.is_ascii());
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["id"], "\"\\\n\u{7f}😀");
+    assert!(r.params_header(&segs).is_some());
+}
+
+#[test]
+fn endpoints_balance_least_in_flight_and_survive_rebuilds() {
+    let reg = registry();
+    let routes = [route("r", "/api/r").created(1).with_preview()];
+    let a: Authority = "127.0.0.1:1".parse().unwrap();
+    let b: Authority = "127.0.0.1:2".parse().unwrap();
+    let eps = |k: &RouteRef| match k.variant {
+        Variant::Main => vec![a.clone(), b.clone()],
+        Variant::Preview => vec![],
+    };
+    let t1 = reg.build(&routes, eps);
+    let Lookup::Route(r) = t1.lookup(None, &split("/api/r"), &Method::GET) else {
+        panic!()
+    };
+    let first = r.main.pick(&[]).unwrap();
+    first.in_flight.fetch_add(1, Relaxed);
+    for _ in 0..5 {
+        let next = r.main.pick(&[]).unwrap();
+        assert!(!Arc::ptr_eq(next, first));
+    }
+    assert!(r.preview.as_ref().unwrap().pick(&[]).is_none());
+    assert!(r.main.pick(&[Arc::clone(first)]).is_some());
+    // A rebuild keeps the counters and the variant state.
+    let t2 = reg.build(&routes, eps);
+    let Lookup::Route(r2) = t2.lookup(None, &split("/api/r"), &Method::GET) else {
+        panic!()
+    };
+    assert!(Arc::ptr_eq(&r.main.state, &r2.main.state));
+    assert_eq!(
+        r2.main
+            .endpoints
+            .iter()
+            .map(|e| e.in_flight.load(Relaxed))
+            .sum::<usize>(),
+        1
+    );
+    assert_eq!(t2.targets.len(), 2);
+    assert_eq!(reg.variants().len(), 2);
+}
+
+#[test]
+fn ten_thousand_routes_build_and_match() {
+    let routes: Vec<ApiRoute> = (0..10_000)
+        .map(|i| {
+            route(
+                &format!("r{i}"),
+                &format!("/api/s{}/[id]/posts/p{i}", i % 100),
+            )
+            .created(1)
+        })
+        .collect();
+    let t = build(&routes);
+    assert_eq!(t.routes, 10_000);
+    assert_eq!(
+        look(&t, None, "/api/s42/7/posts/p542", Method::GET),
+        r#"default/r542 {"id":"7"}"#
+    );
+}
+
+// ---- property test: the trie agrees with the reference matcher -------------------------
+
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["a", "b", "c", "%41"]).prop_map(String::from),
+        2 => Just("[]".to_string()),
+    ]
+}
+
+fn pattern() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(segment(), 0..4),
+        prop::sample::select(vec!["", "", "[...]", "[[...]]"]),
+    )
+        .prop_map(|(segs, tail)| {
+            let mut out = String::new();
+            let mut n = 0;
+            for s in segs
+                .iter()
+                .map(String::as_str)
+                .chain((!tail.is_empty()).then_some(tail))
+            {
+                out.push('/');
+                n += 1;
+                match s {
+                    "[]" => out.push_str(&format!("[p{n}]")),
+                    "[...]" => out.push_str(&format!("[...p{n}]")),
+                    "[[...]]" => out.push_str(&format!("[[...p{n}]]")),
+                    s => out.push_str(s),
+                }
+            }
+            if out.is_empty() { "/".into() } else { out }
+        })
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop::sample::select(vec!["a", "b", "c", "d", "%41", "x%2Fy", "%C3%A9"]),
+        0..6,
+    )
+    .prop_map(|segs| {
+        if segs.is_empty() {
+            "/".into()
+        } else {
+            segs.iter().map(|s| format!("/{s}")).collect()
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+    #[test]
+    fn trie_agrees_with_brute_force_max_precedence(
+        patterns in prop::collection::vec(pattern(), 1..24),
+        paths in prop::collection::vec(path(), 1..24),
+    ) {
+        let routes: Vec<ApiRoute> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| route(&format!("r{i}"), p).created(i64::try_from(i).unwrap()))
+            .collect();
+        let admitted: Vec<(&ApiRoute, Pattern)> = routes
+            .iter()
+            .zip(admit(&routes))
+            .filter(|(_, a)| *a == Admission::Accepted)
+            .map(|(r, _)| (r, Pattern::parse(&r.spec.path).unwrap()))
+            .collect();
+        let table = build(&routes);
+        for p in &paths {
+            let expected = admitted
+                .iter()
+                .filter_map(|(r, pat)| pat.match_path(p).unwrap().map(|params| (r, pat, params)))
+                .max_by(|a, b| a.1.precedence().cmp(&b.1.precedence()));
+            let segs = split(p);
+            match (table.lookup(None, &segs, &Method::GET), expected) {
+                (Lookup::Route(got), Some((r, _, params))) => {
+                    let want_key = r.key();
+                    prop_assert_eq!(&*got.key, want_key.as_str(), "path {}", p);
+                    let got: serde_json::Value =
+                        serde_json::from_str(&got.params_json(&segs).unwrap()).unwrap();
+                    let want: serde_json::Value = serde_json::from_str(&params.to_json()).unwrap();
+                    prop_assert_eq!(got, want, "path {}", p);
+                }
+                (Lookup::NotFound, None) => {}
+                (got, want) => {
+                    let got = match got {
+                        Lookup::Route(r) => r.key.to_string(),
+                        _ => "none".into(),
+                    };
+                    prop_assert!(false, "path {}: trie {} vs reference {:?}", p, got, want.map(|w| w.0.key()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The proxy over real sockets: echo functions → in-process gateway → real clients.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use apiroutes_gateway::proxy::ProxyConfig;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+fn yaml(routes: &[String]) -> String {
+    format!("routes:\n{}", routes.concat())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_with_params_and_contract_headers() {
+    let e = echo("e1");
+    let gw = in_process(
+        &yaml(&[
+            route_yaml("users", "/api/users/[id]", "", &[e.addr]),
+            route_yaml("hello", "/api/hello", "", &[e.addr]),
+            route_yaml("docs", "/api/docs/[[...slug]]", "", &[e.addr]),
+        ]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = client();
+    let req = http::Request::get(format!("http://{}/api/users/42%2Fx?id=q&b=2", gw.addr))
+        .header("x-apiroute-name", "evil/spoof")
+        .header("x-apiroute-params", "{\"id\":\"evil\"}")
+        .header("x-apiroute-extra", "1")
+        .header("x-request-id", "req-123")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = send(&c, req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["path"], "/api/users/42%2Fx");
+    assert_eq!(body["query"], "id=q&b=2");
+    assert_eq!(body["params"], serde_json::json!({"id": "42/x"}));
+    let ar = &body["apiroute"];
+    assert_eq!(ar["x-apiroute-name"], "default/users");
+    assert_eq!(ar["x-apiroute-pattern"], "/api/users/[id]");
+    assert!(ar.get("x-apiroute-extra").is_none(), "{ar}");
+    let h = &body["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], gw.addr.to_string());
+    assert_eq!(h["x-request-id"], "req-123");
+    assert_eq!(
+        h["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert!(h.get("x-hop").is_none(), "hop-by-hop header leaked: {h}");
+    assert!(headers.get("x-apiroute-name").is_none());
+
+    // A generated request id; optional catch-all without segments leaves the param absent.
+    let (status, _, body) = get(&c, &format!("http://{}/api/docs", gw.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["params"], serde_json::json!({}));
+    assert_eq!(body["headers"]["x-request-id"].as_str().unwrap().len(), 32);
+    let (_, _, body) = get(&c, &format!("http://{}/api/docs/a/b%20c", gw.addr)).await;
+    assert_eq!(body["params"], serde_json::json!({"slug": ["a", "b c"]}));
+
+    // Dot segments are removed; the function sees the normalized path.
+    let (status, _, body) = get_raw(gw.addr, "/api/users/../hello?x=1").await;
+    assert_eq!(status, 200);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(body["path"], "/api/hello");
+    assert_eq!(body["query"], "x=1");
+    assert_eq!(body["apiroute"]["x-apiroute-name"], "default/hello");
+
+    // Absolute-form request target: routed by its path.
+    let (status, _, body) = raw(
+        gw.addr,
+        "GET http://other.example/api/hello HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("default/hello"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_answers_308_400_404_405_413_502_504() {
+    let e = echo("e1");
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = in_process(
+        &yaml(&[
+            route_yaml("get-only", "/api/get", ", methods: [GET]", &[e.addr]),
+            route_yaml("small", "/api/small", ", bodyLimit: \"100\"", &[e.addr]),
+            route_yaml("slow", "/api/slow", ", timeoutSeconds: 1", &[e.addr]),
+            route_yaml("dead", "/api/dead", "", &[dead]),
+        ]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let a = gw.addr;
+
+    let (status, head, _) = get_raw(a, "/api//get/?q=1").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/get/?q=1"), "{head}");
+    let (status, head, _) = get_raw(a, "/api/get/?q=1").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/get?q=1"), "{head}");
+    let (status, head, _) = get_raw(a, "/api/get/x/..").await;
+    assert_eq!(status, 308);
+    assert!(
+        head.contains("location: /api/get\r") || head.ends_with("location: /api/get"),
+        "{head}"
+    );
+
+    let (status, _, body) = get_raw(a, "/api/%zz").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("\"error\":\"bad_path\""), "{body}");
+
+    let (status, head, body) = get_raw(a, "/api/nothing").await;
+    assert_eq!(status, 404);
+    assert!(head.contains("content-type: application/json"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "not_found");
+
+    let (status, head, _) = raw(
+        a,
+        "POST /api/get HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert!(head.contains("allow: GET, HEAD"), "{head}");
+    let (status, _, _) = raw(
+        a,
+        "HEAD /api/get HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // bodyLimit: with Content-Length, and chunked without it.
+    let big = "x".repeat(101);
+    let (status, _, _) = raw(
+        a,
+        &format!("POST /api/small HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\nConnection: close\r\n\r\n{big}"),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let fits = "y".repeat(100);
+    let (status, _, body) = raw(
+        a,
+        &format!("POST /api/small HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{fits}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let c = client();
+    let chunks = futures::stream::iter(
+        (0..5).map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'z'; 40])))),
+    );
+    let req = http::Request::post(format!("http://{a}/api/small"))
+        .body(StreamBody::new(chunks))
+        .unwrap();
+    let resp = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http()
+        .request(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+
+    let (status, _, body) = get(&c, &format!("http://{a}/api/dead")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"], "upstream_connect");
+
+    let (status, _, body) = get(&c, &format!("http://{a}/api/slow?sleep_ms=3000")).await;
+    assert_eq!(status, 504);
+    assert_eq!(body["error"], "timeout");
+}
+
+/// A plain HTTP/1.1 backend that answers with the client's port, to see connection reuse.
+async fn peer_port_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, peer)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        peer.port().to_string(),
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_kept_alive_and_reused() {
+    let backend = peer_port_backend().await;
+    let gw = in_process(
+        &yaml(&[route_yaml("p", "/api/p", "", &[backend])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = client();
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let resp = c
+            .request(
+                http::Request::get(format!("http://{}/api/p", gw.addr))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        ports.insert(String::from_utf8_lossy(&body).into_owned());
+    }
+    assert_eq!(ports.len(), 1, "sequential requests used {ports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_in_flight_balancing_and_retry_on_dead_endpoint() {
+    let e1 = echo("one");
+    let e2 = echo("two");
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = in_process(
+        &yaml(&[
+            route_yaml("pair", "/api/pair", "", &[e1.addr, e2.addr]),
+            route_yaml("half", "/api/half", "", &[dead, e1.addr]),
+        ]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = client();
+    // A slow request occupies one echo; the next requests all go to the other.
+    let slow_url = format!("http://{}/api/pair?sleep_ms=1500", gw.addr);
+    let c2 = c.clone();
+    let slow = tokio::spawn(async move { get(&c2, &slow_url).await });
+    let mut busy = None;
+    for _ in 0..100 {
+        let table = gw.gateway.table();
+        let t = table.targets.values().find(|t| {
+            t.endpoints.len() == 2
+                && t.endpoints
+                    .iter()
+                    .any(|e| e.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        });
+        if let Some(t) = t {
+            busy = t
+                .endpoints
+                .iter()
+                .find(|e| e.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0)
+                .map(|e| e.authority.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let busy = busy.expect("slow request in flight");
+    let other = if busy == e1.addr.to_string() {
+        "two"
+    } else {
+        "one"
+    };
+    for _ in 0..6 {
+        let (status, _, body) = get(&c, &format!("http://{}/api/pair", gw.addr)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["server"], other);
+    }
+    assert_eq!(slow.await.unwrap().0, 200);
+
+    // One endpoint refuses connections: every request still succeeds, bodies included.
+    for i in 0..6 {
+        let req = http::Request::post(format!("http://{}/api/half", gw.addr))
+            .body(Full::new(Bytes::from(format!("body-{i}"))))
+            .unwrap();
+        let (status, _, body) = send(&c, req).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["body"], format!("body-{i}"));
+        let (status, _, _) = get(&c, &format!("http://{}/api/half", gw.addr)).await;
+        assert_eq!(status, 200);
+    }
+    drop(e2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served() {
+    let e = echo("e");
+    let gw = in_process(
+        &yaml(&[route_yaml("h", "/api/h/[x]", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = h2_client();
+    let req = http::Request::post(format!("http://{}/api/h/1", gw.addr))
+        .body(Full::new(Bytes::from_static(b"over h2")))
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["body"], "over h2");
+    assert_eq!(body["params"]["x"], "1");
+    assert_eq!(body["headers"]["x-forwarded-host"], gw.addr.to_string());
+}
+
+/// A tiny WebSocket-ish server: answers the upgrade with 101 and then echoes raw bytes.
+async fn ws_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                assert!(head.contains("upgrade: websocket"), "{head}");
+                assert!(head.contains("x-apiroute-name: default/ws"), "{head}");
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_pass_through() {
+    let ws = ws_echo().await;
+    let gw = in_process(
+        &yaml(&[route_yaml("ws", "/api/ws", "", &[ws])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"hello"[..], b"frames both ways"] {
+        s.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_arrive_incrementally() {
+    let e = echo("sse");
+    let gw = in_process(
+        &yaml(&[route_yaml("sse", "/api/sse", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = client();
+    let resp = c
+        .request(
+            http::Request::get(format!("http://{}/api/sse?stream=4", gw.addr))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut frames = Vec::new();
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f.unwrap().into_data() {
+            frames.push(String::from_utf8_lossy(&d).into_owned());
+        }
+    }
+    // Events 50 ms apart arrive as separate frames, not one buffered blob.
+    assert_eq!(
+        frames.concat(),
+        "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n"
+    );
+    assert!(frames.len() >= 3, "{frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route() {
+    let e = echo("m");
+    let gw = in_process(
+        &yaml(&[route_yaml("m", "/api/m", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = client();
+    for _ in 0..3 {
+        get(&c, &format!("http://{}/api/m", gw.addr)).await;
+    }
+    get(&c, &format!("http://{}/nope", gw.addr)).await;
+    let text = String::from_utf8(gw.gateway.metrics.render()).unwrap();
+    assert!(
+        text.contains(
+            r#"apiroutes_gateway_requests_total{code="200",method="GET",route="default/m"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"apiroutes_gateway_requests_total{code="404",method="GET",route="none"} 1"#
+        )
+    );
+    assert!(text.contains(r#"apiroutes_gateway_in_flight_requests{route="default/m"} 0"#));
+    assert!(text.contains("apiroutes_gateway_request_duration_seconds_bucket{route=\"default/m\""));
+    assert!(text.contains("apiroutes_gateway_route_table_routes 1"));
+    let _ = Arc::clone(&gw.gateway);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_cookie_routes_to_preview_backends() {
+    use apiroutes_gateway::preview::{Endpoints, PreviewKeys};
+    let main = echo("main");
+    let prev = echo("preview");
+    let plain = echo("plain");
+    let yaml = format!(
+        "routes:\n  - route:\n      metadata: {{ name: p, creationTimestamp: \"2026-01-01T00:00:00Z\" }}\n      spec: {{ path: /api/p, image: x, preview: {{ image: y }} }}\n    backends: [\"http://{}\"]\n    previewBackends: [\"http://{}\"]\n{}",
+        main.addr,
+        prev.addr,
+        route_yaml("plain", "/api/plain", "", &[plain.addr])
+    );
+    let secret = b"a-test-secret-of-enough-bytes";
+    let gw = in_process(
+        &yaml,
+        ProxyConfig {
+            preview: Some(apiroutes_gateway::proxy::PreviewConfig {
+                keys: PreviewKeys::from_secret(secret).unwrap(),
+                endpoints: Endpoints::new("/__apiroutes/preview").unwrap(),
+            }),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client();
+    let (status, _, body) = get(&c, &format!("http://{}/api/p", gw.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["server"], "main");
+
+    let (status, head, _) = get_raw(
+        gw.addr,
+        "/__apiroutes/preview/enable?secret=wrong&redirect=/api/p",
+    )
+    .await;
+    assert_eq!(status, 401, "{head}");
+    let (status, head, _) = get_raw(
+        gw.addr,
+        "/__apiroutes/preview/enable?secret=a-test-secret-of-enough-bytes&redirect=/api/p",
+    )
+    .await;
+    assert_eq!(status, 307, "{head}");
+    let cookies: Vec<String> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{head}");
+    let cookie = cookies.join("; ");
+    let with_cookie = |path: &str| {
+        http::Request::get(format!("http://{}{path}", gw.addr))
+            .header("cookie", cookie.clone())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (status, _, body) = send(&c, with_cookie("/api/p")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["server"], "preview");
+    assert!(body["apiroute"]["x-apiroute-preview"].is_string(), "{body}");
+    // Routes without spec.preview are unaffected (but still told preview is on).
+    let (_, _, body) = send(&c, with_cookie("/api/plain")).await;
+    assert_eq!(body["server"], "plain");
+    // A tampered cookie is cleared and served as main.
+    let tampered = http::Request::get(format!("http://{}/api/p", gw.addr))
+        .header("cookie", format!("{cookie}x"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = send(&c, tampered).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["server"], "main");
+    assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+}
+
+/// An h2c backend answering gRPC-style: body plus `grpc-status` trailers.
+async fn grpc_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let version = format!("{:?}", req.version());
+                        let has_name = req.headers().contains_key("x-apiroute-name");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let frames = vec![
+                            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(format!(
+                                "{version} {has_name} {}",
+                                body.len()
+                            )))),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        let mut resp =
+                            hyper::Response::new(StreamBody::new(futures::stream::iter(frames)));
+                        resp.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/grpc"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_goes_over_h2c_with_trailers() {
+    let backend = grpc_backend().await;
+    let gw = in_process(
+        &yaml(&[route_yaml("grpc", "/pkg.Service/[method]", "", &[backend])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = h2_client();
+    let req = http::Request::post(format!("http://{}/pkg.Service/Call", gw.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x05hello")))
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(collected.to_bytes(), "HTTP/2.0 true 10");
+}

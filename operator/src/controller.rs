@@ -1,0 +1,533 @@
+//! The reconciler: each ApiRoute → its Deployments and Services (server-side apply) and
+//! its status. Replicas are never written here (see [`crate::scaler`]).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use apiroutes_crds::{
+    ApiRoute, Pattern,
+    conflict::{Admission, admit},
+    labels::{FIELD_MANAGER, ROUTE, VARIANT, Variant},
+};
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Pod, Service},
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::{
+        controller::{Action, Controller},
+        events::{Event, EventType, Recorder},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tracing::{info, instrument, warn};
+
+use crate::{
+    error::{Error, Result},
+    metrics::Metrics,
+    reasons::*,
+    reflect::{Touched, ready},
+    resources::{self, Config, desired_deployment, desired_service, wanted_variants},
+    status::{self, Observed, compute_status},
+};
+
+/// Success requeue: a safety net only, watches drive everything.
+pub const RESYNC: Duration = Duration::from_secs(600);
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub routes: Store<ApiRoute>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub pods: Store<Pod>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per route, for back-off.
+    pub failures: Mutex<HashMap<ObjectRef<ApiRoute>, u32>>,
+    /// Set once every cache has listed (the controller itself only waits for ApiRoutes).
+    pub synced: AtomicBool,
+}
+
+impl Context {
+    /// Waits until the caches of children and pods have listed once, so that the first
+    /// reconciles after a start do not mistake "not cached yet" for "missing" (which
+    /// would publish spurious Created events and skip deletions).
+    pub async fn wait_synced(&self) {
+        if self.synced.load(Ordering::Acquire) {
+            return;
+        }
+        ready(&self.deployments).await;
+        ready(&self.services).await;
+        ready(&self.pods).await;
+        self.synced.store(true, Ordering::Release);
+    }
+}
+
+/// The admission of `route` among all routes in the cache (the route itself included,
+/// in case the cache does not have it yet).
+pub fn admission_for(route: &ApiRoute, all: &[Arc<ApiRoute>]) -> Admission {
+    let me = ObjectRef::from_obj(route);
+    let mut routes: Vec<&ApiRoute> = vec![route];
+    routes.extend(
+        all.iter()
+            .map(|r| r.as_ref())
+            .filter(|r| ObjectRef::from_obj(*r) != me),
+    );
+    admit(routes).swap_remove(0)
+}
+
+/// The routes to reconcile when `touched` changed: itself, and, for live changes, every
+/// other route with the same canonical pattern (a conflict's outcome may have changed;
+/// e.g. the winner went away).
+pub fn fan_out(touched: &Touched<ApiRoute>, all: &[Arc<ApiRoute>]) -> Vec<ApiRoute> {
+    let mut out = vec![];
+    if !touched.deleted {
+        out.push(touched.obj.clone());
+    }
+    if touched.initial {
+        return out;
+    }
+    // The current pattern, and the previous one if the path changed.
+    let mut canonicals: Vec<String> = [Some(&touched.obj), touched.previous.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Pattern::parse(&r.spec.path).ok())
+        .map(|p| p.canonical())
+        .collect();
+    canonicals.dedup();
+    if canonicals.is_empty() {
+        return out;
+    }
+    let me = ObjectRef::from_obj(&touched.obj);
+    out.extend(
+        all.iter()
+            .filter(|r| ObjectRef::from_obj(r.as_ref()) != me)
+            .filter(|r| {
+                Pattern::parse(&r.spec.path).is_ok_and(|p| canonicals.contains(&p.canonical()))
+            })
+            .map(|r| (**r).clone()),
+    );
+    out
+}
+
+/// The ApiRoute trigger stream: touched routes fanned out to their pattern siblings.
+pub fn route_triggers(
+    touched: impl Stream<Item = Result<Touched<ApiRoute>, watcher::Error>> + Send + 'static,
+    routes: Store<ApiRoute>,
+) -> impl Stream<Item = Result<ApiRoute, watcher::Error>> + Send + 'static {
+    touched.flat_map(move |t| {
+        stream::iter(match t {
+            Ok(t) => fan_out(&t, &routes.state()).into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        })
+    })
+}
+
+/// The route a pod belongs to, from its labels.
+pub fn pod_route(pod: &Pod) -> Option<ObjectRef<ApiRoute>> {
+    let name = pod.labels().get(ROUTE)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
+}
+
+/// Builds the controller over the given trigger streams.
+pub fn controller(
+    routes: impl Stream<Item = Result<ApiRoute, watcher::Error>> + Send + 'static,
+    deployments: impl Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static,
+    services: impl Stream<Item = Result<Service, watcher::Error>> + Send + 'static,
+    pods: impl Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
+    store: Store<ApiRoute>,
+) -> Controller<ApiRoute> {
+    Controller::for_stream(routes, store)
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .watches_stream(pods, |pod| pod_route(&pod))
+        .with_config(kube::runtime::controller::Config::default().concurrency(16))
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+async fn publish(ctx: &Context, route: &ApiRoute, type_: EventType, reason: &str, note: String) {
+    let ev = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &route.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Deletes the Deployment and Service of `variant` if the caches have them.
+async fn delete_variant(ctx: &Context, route: &ApiRoute, ns: &str, variant: Variant) -> Result<()> {
+    let name = variant.object_name(&route.name_any());
+    let key_d = ObjectRef::<Deployment>::new(&name).within(ns);
+    let key_s = ObjectRef::<Service>::new(&name).within(ns);
+    let owned = |meta: &kube::api::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(VARIANT))
+            .map(String::as_str)
+            == Some(variant.as_str())
+    };
+    let mut deleted = vec![];
+    if ctx
+        .deployments
+        .get(&key_d)
+        .is_some_and(|d| owned(&d.metadata))
+    {
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(format!("Deployment {name}")),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if ctx.services.get(&key_s).is_some_and(|s| owned(&s.metadata)) {
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(format!("Service {name}")),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !deleted.is_empty() {
+        publish(
+            ctx,
+            route,
+            EventType::Normal,
+            EVENT_DELETED,
+            format!("deleted {}", deleted.join(" and ")),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Applies the Deployment and Service of `variant`; returns the applied Deployment.
+async fn apply_variant(
+    ctx: &Context,
+    route: &ApiRoute,
+    ns: &str,
+    variant: Variant,
+) -> Result<Deployment> {
+    let name = variant.object_name(&route.name_any());
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let before = ctx.deployments.get(&ObjectRef::new(&name).within(ns));
+    let svc_before = ctx.services.get(&ObjectRef::new(&name).within(ns));
+
+    let desired = desired_deployment(route, variant, &ctx.config);
+    let applied = deployments
+        .patch(&name, &pp, &Patch::Apply(&desired))
+        .await?;
+    let service = desired_service(route, variant, &ctx.config);
+    services.patch(&name, &pp, &Patch::Apply(&service)).await?;
+
+    match before {
+        None => {
+            let what = if svc_before.is_none() {
+                "Deployment and Service"
+            } else {
+                "Deployment"
+            };
+            publish(
+                ctx,
+                route,
+                EventType::Normal,
+                EVENT_CREATED,
+                format!("created {what} {name}"),
+            )
+            .await;
+        }
+        Some(b) if b.metadata.generation < applied.metadata.generation => {
+            publish(
+                ctx,
+                route,
+                EventType::Normal,
+                EVENT_UPDATED,
+                format!(
+                    "updated Deployment {name} (generation {})",
+                    applied.metadata.generation.unwrap_or_default()
+                ),
+            )
+            .await;
+        }
+        Some(_) => {}
+    }
+    Ok(applied)
+}
+
+/// Reconciles one ApiRoute.
+#[instrument(skip(route, ctx), fields(route = %route.key()))]
+pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.wait_synced().await;
+    let _timer = ctx.metrics.reconcile_timer();
+    let ns = ResourceExt::namespace(route.as_ref())
+        .ok_or_else(|| Error::MissingNamespace(route.name_any()))?;
+    if route.metadata.deletion_timestamp.is_some() {
+        // Children go with it through garbage collection.
+        return Ok(Action::await_change());
+    }
+    let all = ctx.routes.state();
+    ctx.metrics.routes.set(all.len() as f64);
+    let admission = admission_for(&route, &all);
+
+    let mut main = None;
+    if admission == Admission::Accepted {
+        let wanted = wanted_variants(&route);
+        for variant in [Variant::Main, Variant::Preview] {
+            if wanted.contains(&variant) {
+                let applied = apply_variant(&ctx, &route, &ns, variant).await?;
+                if variant == Variant::Main {
+                    main = Some(applied);
+                }
+            } else {
+                delete_variant(&ctx, &route, &ns, variant).await?;
+            }
+        }
+    } else {
+        // Not routed: run nothing for it (it is recreated when the route is accepted).
+        for variant in [Variant::Main, Variant::Preview] {
+            delete_variant(&ctx, &route, &ns, variant).await?;
+        }
+    }
+
+    let pods = ctx.pods.state();
+    let name = route.name_any();
+    let pods: Vec<&Pod> = pods
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str())
+                && p.labels().get(ROUTE) == Some(&name)
+                && p.labels().get(VARIANT).map(String::as_str) == Some(Variant::Main.as_str())
+        })
+        .collect();
+    let now = Time(Timestamp::now());
+    let observed = Observed {
+        admission: &admission,
+        deployment: main.as_ref(),
+        pods: &pods,
+    };
+    let new = compute_status(&route, observed, &ctx.config, &now);
+    if route.status.as_ref() != Some(&new) {
+        let api: Api<ApiRoute> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": ApiRoute::api_version(&()),
+            "kind": ApiRoute::kind(&()),
+            "status": new,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        announce_acceptance(&ctx, &route, &new).await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Events for changes of the Accepted condition.
+async fn announce_acceptance(
+    ctx: &Context,
+    route: &ApiRoute,
+    new: &apiroutes_crds::ApiRouteStatus,
+) {
+    let old = status::find(route.status.as_ref(), ACCEPTED);
+    let Some(cond) = new.conditions.iter().find(|c| c.type_ == ACCEPTED) else {
+        return;
+    };
+    if old.is_some_and(|o| o.reason == cond.reason && o.message == cond.message) {
+        return;
+    }
+    match cond.reason.as_str() {
+        REASON_CONFLICT => {
+            publish(
+                ctx,
+                route,
+                EventType::Warning,
+                EVENT_CONFLICT,
+                cond.message.clone(),
+            )
+            .await;
+        }
+        REASON_INVALID_SPEC => {
+            publish(
+                ctx,
+                route,
+                EventType::Warning,
+                EVENT_INVALID_SPEC,
+                cond.message.clone(),
+            )
+            .await;
+        }
+        _ if old.is_some() => {
+            publish(
+                ctx,
+                route,
+                EventType::Normal,
+                EVENT_ACCEPTED,
+                cond.message.clone(),
+            )
+            .await;
+        }
+        _ => {}
+    }
+}
+
+/// Back-off for a route that failed `n` times in a row: 1 s doubling up to 5 min.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.min(8)).min(Duration::from_secs(300))
+}
+
+/// Counts the failure and requeues with back-off.
+pub fn error_policy(route: Arc<ApiRoute>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["error"])
+        .inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.metric_label().as_str()])
+        .inc();
+    let key = ObjectRef::from_obj(route.as_ref());
+    let n = match ctx.failures.try_lock() {
+        Ok(mut f) => {
+            let n = f.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        }
+        Err(_) => 1,
+    };
+    warn!(route = %route.key(), error = %error, failures = n, "reconcile failed");
+    Action::requeue(backoff(n))
+}
+
+/// Records a success (resets the back-off).
+pub async fn record_success(ctx: &Context, key: &ObjectRef<ApiRoute>) {
+    ctx.metrics.reconciliations.with_label_values(&["ok"]).inc();
+    ctx.failures.lock().await.remove(key);
+}
+
+/// Logs one controller result.
+pub async fn on_result(
+    ctx: Arc<Context>,
+    res: Result<
+        (ObjectRef<ApiRoute>, Action),
+        kube::runtime::controller::Error<Error, watcher::Error>,
+    >,
+) {
+    match res {
+        Ok((key, _)) => record_success(&ctx, &key).await,
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(e) => info!(error = %e, "controller"),
+    }
+}
+
+/// Object name of a variant's Deployment: re-exported for the scaler.
+pub use resources::variant_selector;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use apiroutes_crds::testing::route;
+
+    use super::*;
+
+    fn arcs(v: &[&ApiRoute]) -> Vec<Arc<ApiRoute>> {
+        v.iter().map(|r| Arc::new((*r).clone())).collect()
+    }
+
+    fn keys(v: &[ApiRoute]) -> Vec<String> {
+        v.iter().map(|r| r.key()).collect()
+    }
+
+    #[test]
+    fn admission_is_computed_over_the_whole_cache() {
+        let old = route("old", "/api/[id]").created(1);
+        let new = route("new", "/api/[slug]").created(2);
+        let other = route("other", "/api/x").created(0);
+        let all = arcs(&[&old, &new, &other]);
+        assert_eq!(admission_for(&old, &all), Admission::Accepted);
+        assert_eq!(
+            admission_for(&new, &all),
+            Admission::Conflict {
+                winner: "default/old".into()
+            }
+        );
+        // The winner went away: the cache no longer has it.
+        assert_eq!(
+            admission_for(&new, &arcs(&[&new, &other])),
+            Admission::Accepted
+        );
+        // A route not yet in the cache is still judged.
+        assert_eq!(
+            admission_for(&new, &arcs(&[&old])),
+            Admission::Conflict {
+                winner: "default/old".into()
+            }
+        );
+    }
+
+    #[test]
+    fn fan_out_reaches_pattern_siblings_on_live_changes_only() {
+        let a = route("a", "/api/[id]").created(1);
+        let b = route("b", "/api/[slug]").created(2);
+        let c = route("c", "/api/x").created(3);
+        let all = arcs(&[&b, &c]);
+        let t = |obj: &ApiRoute, initial, deleted| Touched {
+            obj: obj.clone(),
+            initial,
+            deleted,
+            previous: None,
+        };
+        // The winner is deleted: its sibling is reconciled, not the unrelated route.
+        assert_eq!(keys(&fan_out(&t(&a, false, true), &all)), vec!["default/b"]);
+        assert_eq!(
+            keys(&fan_out(&t(&a, false, false), &all)),
+            vec!["default/a", "default/b"]
+        );
+        // Initial lists touch every route anyway.
+        assert_eq!(keys(&fan_out(&t(&a, true, false), &all)), vec!["default/a"]);
+        let bad = route("bad", "/api/[...x]/y");
+        assert_eq!(
+            keys(&fan_out(&t(&bad, false, false), &all)),
+            vec!["default/bad"]
+        );
+    }
+
+    #[test]
+    fn pod_maps_to_its_route_and_backoff_grows_bounded() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "shop", "labels": {"apiroutes.dev/route": "r"}}
+        }))
+        .unwrap();
+        assert_eq!(pod_route(&pod), Some(ObjectRef::new("r").within("shop")));
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(20), Duration::from_secs(256));
+    }
+}

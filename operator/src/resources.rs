@@ -1,0 +1,252 @@
+//! The desired children of an ApiRoute: pure functions from the route to the Deployment and
+//! headless Service the operator applies (server-side, field manager
+//! [`FIELD_MANAGER`](apiroutes_crds::labels::FIELD_MANAGER)).
+//!
+//! The Deployment has no `spec.replicas`: replicas belong to the autoscaler, which writes
+//! them through the scale subresource. Leaving the field out of the applied configuration
+//! means the apply never takes ownership of it and never resets it.
+
+use std::collections::BTreeMap;
+
+use apiroutes_crds::{
+    ApiRoute,
+    labels::{MANAGED_BY, MANAGED_BY_VALUE, ROUTE, VARIANT, Variant},
+};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
+            Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+
+/// Name of the function's container in every pod.
+pub const CONTAINER_NAME: &str = "function";
+/// Name of the container port and of the Service port.
+pub const PORT_NAME: &str = "http";
+/// The unprivileged user functions run as (the `nonroot` user of distroless images).
+pub const RUN_AS_USER: i64 = 65532;
+/// Extra seconds, beyond the request deadline, that a pod gets to drain on SIGTERM.
+pub const DRAIN_MARGIN_SECONDS: i64 = 10;
+
+/// Operator-wide settings the builders need.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Base URL of the gateway, for `status.url` (e.g. `http://127.0.0.1:8080`).
+    pub gateway_url: Option<String>,
+}
+
+/// The variants a route asks for: always `main`, plus `preview` when `spec.preview` is set.
+pub fn wanted_variants(route: &ApiRoute) -> Vec<Variant> {
+    let mut v = vec![Variant::Main];
+    if route.spec.preview.is_some() {
+        v.push(Variant::Preview);
+    }
+    v
+}
+
+/// Labels on the Deployment, its pods and the Service of one variant of a route.
+pub fn labels(route: &ApiRoute, variant: Variant) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        (ROUTE.to_owned(), route.name_any()),
+        (VARIANT.to_owned(), variant.as_str().to_owned()),
+    ])
+}
+
+/// Label selector string for the children of one variant (for deletes by label).
+pub fn variant_selector(route_name: &str, variant: Variant) -> String {
+    format!(
+        "{MANAGED_BY}={MANAGED_BY_VALUE},{ROUTE}={route_name},{VARIANT}={}",
+        variant.as_str()
+    )
+}
+
+fn metadata(route: &ApiRoute, variant: Variant) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(variant.object_name(&route.name_any())),
+        namespace: route.namespace(),
+        labels: Some(labels(route, variant)),
+        owner_references: route.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The container's environment: `PORT` (always the operator's), then `spec.env`, then for
+/// the preview variant `spec.preview.env`, which overrides same-named entries. Names are
+/// unique, as server-side apply requires (`env` is a list keyed by name).
+pub fn environment(route: &ApiRoute, variant: Variant) -> Vec<EnvVar> {
+    let mut env = vec![EnvVar {
+        name: "PORT".to_owned(),
+        value: Some(route.spec.port.to_string()),
+        value_from: None,
+    }];
+    let preview_env = match (variant, &route.spec.preview) {
+        (Variant::Preview, Some(p)) => p.env.as_slice(),
+        _ => &[],
+    };
+    for var in route.spec.env.iter().chain(preview_env) {
+        if var.name == "PORT" {
+            continue;
+        }
+        match env.iter_mut().find(|e| e.name == var.name) {
+            Some(existing) => *existing = var.clone(),
+            None => env.push(var.clone()),
+        }
+    }
+    env
+}
+
+fn readiness_probe(route: &ApiRoute) -> Probe {
+    let port = IntOrString::String(PORT_NAME.to_owned());
+    let (http_get, tcp_socket) = match &route.spec.readiness_path {
+        Some(path) => (
+            Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port,
+                ..HTTPGetAction::default()
+            }),
+            None,
+        ),
+        None => (None, Some(TCPSocketAction { port, host: None })),
+    };
+    Probe {
+        http_get,
+        tcp_socket,
+        // Cold starts wait for readiness: probe often so a woken replica is used at once.
+        period_seconds: Some(1),
+        timeout_seconds: Some(1),
+        success_threshold: Some(1),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The Deployment of one variant of `route`.
+pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) -> Deployment {
+    let labels = labels(route, variant);
+    let image = match (variant, &route.spec.preview) {
+        (Variant::Preview, Some(p)) => p.image.clone(),
+        _ => route.spec.image.clone(),
+    };
+    let container = Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(image),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.to_owned()),
+            container_port: route.spec.port,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(environment(route, variant)),
+        resources: route.spec.resources.clone(),
+        readiness_probe: Some(readiness_probe(route)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_USER),
+            run_as_group: Some(RUN_AS_USER),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            seccomp_profile: Some(runtime_default()),
+            ..SecurityContext::default()
+        }),
+        // A read-only root filesystem still leaves the function a scratch directory.
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: metadata(route, variant),
+        spec: Some(DeploymentSpec {
+            // No `replicas`: the autoscaler owns them (scale subresource).
+            replicas: None,
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(
+                        i64::from(route.spec.timeout_seconds) + DRAIN_MARGIN_SECONDS,
+                    ),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_USER),
+                        run_as_group: Some(RUN_AS_USER),
+                        fs_group: Some(RUN_AS_USER),
+                        seccomp_profile: Some(runtime_default()),
+                        ..PodSecurityContext::default()
+                    }),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".to_owned(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        localhost_profile: None,
+    }
+}
+
+/// The headless Service of one variant of `route`: it exists for its EndpointSlices, which
+/// the gateway watches (only ready endpoints are published).
+pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> Service {
+    Service {
+        metadata: metadata(route, variant),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(labels(route, variant)),
+            publish_not_ready_addresses: Some(false),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.to_owned()),
+                port: route.spec.port,
+                target_port: Some(IntOrString::Int(route.spec.port)),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

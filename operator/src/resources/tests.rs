@@ -1,0 +1,191 @@
+#![allow(clippy::unwrap_used)]
+
+use apiroutes_crds::{labels::Variant, testing::route};
+use k8s_openapi::api::core::v1::EnvVar;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn to_json<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap()
+}
+
+#[test]
+fn main_deployment_as_data() {
+    let mut r = route("hello", "/api/hello").created(5);
+    r.spec.env = vec![env("GREETING", "hi"), env("PORT", "1")];
+    r.spec.readiness_path = Some("/healthz".into());
+    let got = to_json(&desired_deployment(&r, Variant::Main, &Config::default()));
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "apiroutes-operator",
+        "apiroutes.dev/route": "hello",
+        "apiroutes.dev/variant": "main",
+    });
+    let want = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "hello", "namespace": "default", "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "apiroutes.dev/v1alpha1", "kind": "ApiRoute", "name": "hello",
+                "uid": "uid-hello", "controller": true
+            }]
+        },
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "terminationGracePeriodSeconds": 40,
+                    "securityContext": {
+                        "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"}
+                    },
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "containers": [{
+                        "name": "function",
+                        "image": "echo:test",
+                        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                        "env": [
+                            {"name": "PORT", "value": "8080"},
+                            {"name": "GREETING", "value": "hi"}
+                        ],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/healthz", "port": "http"},
+                            "periodSeconds": 1, "timeoutSeconds": 1,
+                            "successThreshold": 1, "failureThreshold": 3
+                        },
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}
+                        },
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+                    }]
+                }
+            }
+        }
+    });
+    assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
+}
+
+#[test]
+fn deployment_never_carries_replicas() {
+    let r = route("a", "/api/a").scaling(2, 5).with_preview();
+    for v in [Variant::Main, Variant::Preview] {
+        let d = to_json(&desired_deployment(&r, v, &Config::default()));
+        assert!(d["spec"].get("replicas").is_none(), "{v:?}");
+    }
+}
+
+#[test]
+fn preview_deployment_uses_preview_image_and_env() {
+    let mut r = route("a", "/api/a").with_preview();
+    r.spec.env = vec![env("A", "main"), env("B", "main")];
+    r.spec.preview.as_mut().unwrap().env = vec![env("B", "preview"), env("C", "preview")];
+    let d = desired_deployment(&r, Variant::Preview, &Config::default());
+    assert_eq!(d.metadata.name.as_deref(), Some("a-preview"));
+    let c = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(c.image.as_deref(), Some("echo:preview"));
+    let env: Vec<(String, String)> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap()))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("PORT", "8080"),
+        ("A", "main"),
+        ("B", "preview"),
+        ("C", "preview"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(env, want);
+    // The main variant ignores preview env.
+    assert_eq!(environment(&r, Variant::Main).len(), 3);
+    let sel = &d.spec.unwrap().selector.match_labels.unwrap();
+    assert_eq!(sel["apiroutes.dev/variant"], "preview");
+}
+
+#[test]
+fn tcp_probe_without_readiness_path_and_resources_pass_through() {
+    let mut r = route("a", "/api/a");
+    r.spec.port = 3000;
+    r.spec.timeout_seconds = 5;
+    r.spec.resources =
+        Some(serde_json::from_value(json!({"limits": {"memory": "128Mi"}})).unwrap());
+    let d = to_json(&desired_deployment(&r, Variant::Main, &Config::default()));
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 15);
+    let c = &pod["containers"][0];
+    assert_eq!(c["readinessProbe"]["tcpSocket"], json!({"port": "http"}));
+    assert!(c["readinessProbe"].get("httpGet").is_none());
+    assert_eq!(c["resources"], json!({"limits": {"memory": "128Mi"}}));
+    assert_eq!(c["env"][0], json!({"name": "PORT", "value": "3000"}));
+}
+
+#[test]
+fn headless_service_as_data() {
+    let mut r = route("hello", "/api/hello").with_preview();
+    r.spec.port = 3000;
+    let got = to_json(&desired_service(&r, Variant::Preview, &Config::default()));
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "apiroutes-operator",
+        "apiroutes.dev/route": "hello",
+        "apiroutes.dev/variant": "preview",
+    });
+    let want = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": "hello-preview", "namespace": "default", "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "apiroutes.dev/v1alpha1", "kind": "ApiRoute", "name": "hello",
+                "uid": "uid-hello", "controller": true
+            }]
+        },
+        "spec": {
+            "clusterIP": "None",
+            "type": "ClusterIP",
+            "selector": labels,
+            "publishNotReadyAddresses": false,
+            "ports": [{"name": "http", "port": 3000, "targetPort": 3000, "protocol": "TCP"}]
+        }
+    });
+    assert_eq!(got, want);
+}
+
+#[test]
+fn wanted_variants_follow_spec_preview() {
+    assert_eq!(wanted_variants(&route("a", "/a")), vec![Variant::Main]);
+    assert_eq!(
+        wanted_variants(&route("a", "/a").with_preview()),
+        vec![Variant::Main, Variant::Preview]
+    );
+    assert_eq!(
+        variant_selector("a", Variant::Preview),
+        "app.kubernetes.io/managed-by=apiroutes-operator,apiroutes.dev/route=a,apiroutes.dev/variant=preview"
+    );
+}

@@ -1,0 +1,429 @@
+//! Flags and the process: admin and autoscaler ports, leader election, then (as leader)
+//! the watches, the controller and the autoscaler loop.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use apiroutes_crds::{
+    ApiRoute,
+    labels::{LEADER, owned_selector},
+};
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use http::{Method, StatusCode};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Pod, Service},
+};
+use kube::{
+    Api, Client, Resource,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{
+        events::{Recorder, Reporter},
+        reflector::store::Writer,
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    controller::{self, Context},
+    error::{Error, Result},
+    http::{respond, serve},
+    leader::{Elector, LeaseConfig},
+    metrics::Metrics,
+    reflect::{ready, reflect, strip_managed_fields},
+    resources::Config,
+    scaler::{self, Scaler},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Reconciles ApiRoutes into Deployments and Services and scales them (down to zero).
+#[derive(Clone, Debug, Parser)]
+#[command(name = "apiroutes-operator", version, about)]
+pub struct Args {
+    /// Kubeconfig file; else in-cluster config or $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "APIROUTES_OPERATOR_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace to watch (repeatable, or comma-separated); default all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "APIROUTES_OPERATOR_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "APIROUTES_OPERATOR_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Address of the autoscaler endpoint (POST /v1/demand, /v1/load).
+    #[arg(
+        long,
+        env = "APIROUTES_OPERATOR_AUTOSCALER_LISTEN",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub autoscaler_listen: SocketAddr,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "APIROUTES_OPERATOR_LEASE_NAME",
+        default_value = "apiroutes-operator"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease (and of this pod); default $POD_NAMESPACE, else "default".
+    #[arg(long, env = "APIROUTES_OPERATOR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This pod's name ($POD_NAME): the leader labels its pod apiroutes.dev/leader=true.
+    #[arg(long, env = "APIROUTES_OPERATOR_POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Gateway base URL for status.url (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "APIROUTES_OPERATOR_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    #[arg(
+        long,
+        env = "APIROUTES_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "APIROUTES_OPERATOR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Readiness: standby instances are ready (they can take over); the leader is ready once
+/// its caches have synced.
+const STANDBY: u8 = 0;
+const SYNCING: u8 = 1;
+const READY: u8 = 2;
+
+impl Args {
+    fn lease_namespace(&self) -> String {
+        self.lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".to_owned())
+    }
+
+    fn pod_name(&self) -> Option<String> {
+        self.pod_name
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+    }
+
+    fn identity(&self) -> String {
+        self.pod_name().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    fn init_logs(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        let _ = match self.log_format {
+            LogFormat::Json => builder.json().try_init(),
+            LogFormat::Text => builder.try_init(),
+        };
+    }
+
+    pub async fn client(&self) -> Result<Client> {
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kc = Kubeconfig::read_from(path).map_err(|e| Error::Config(e.to_string()))?;
+                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| Error::Config(e.to_string()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?,
+        };
+        Ok(Client::try_from(config)?)
+    }
+
+    fn apis<K>(&self, client: &Client) -> Vec<(Option<String>, Api<K>)>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        if self.namespaces.is_empty() {
+            vec![(None, Api::all(client.clone()))]
+        } else {
+            self.namespaces
+                .iter()
+                .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
+                .collect()
+        }
+    }
+
+    /// Runs until SIGTERM (Ok) or until leadership is lost (Err, so the process restarts
+    /// as a fresh candidate).
+    pub async fn run(self) -> Result<()> {
+        self.init_logs();
+        let metrics = Arc::new(Metrics::new()?);
+        let client = self.client().await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(shutdown.clone()));
+
+        let phase = Arc::new(AtomicU8::new(STANDBY));
+        let admin = TcpListener::bind(self.admin_listen).await?;
+        let (m, p) = (metrics.clone(), phase.clone());
+        let admin_task = tokio::spawn(serve(
+            admin,
+            move |req| {
+                let (m, p) = (m.clone(), p.clone());
+                async move {
+                    match (req.method(), req.uri().path()) {
+                        (&Method::GET, "/metrics") => respond(StatusCode::OK, m.encode()),
+                        (&Method::GET, "/healthz") => respond(StatusCode::OK, "ok\n"),
+                        (&Method::GET, "/readyz") if p.load(Ordering::Relaxed) != SYNCING => {
+                            respond(StatusCode::OK, "ok\n")
+                        }
+                        (&Method::GET, "/readyz") => {
+                            respond(StatusCode::SERVICE_UNAVAILABLE, "syncing\n")
+                        }
+                        _ => respond(StatusCode::NOT_FOUND, "not found\n"),
+                    }
+                }
+            },
+            shutdown.clone(),
+        ));
+        let slot: Arc<OnceLock<Arc<Scaler>>> = Arc::new(OnceLock::new());
+        let autoscaler = TcpListener::bind(self.autoscaler_listen).await?;
+        let s = slot.clone();
+        let autoscaler_task = tokio::spawn(serve(
+            autoscaler,
+            move |req| scaler::handle(s.clone(), req),
+            shutdown.clone(),
+        ));
+        info!(admin = %self.admin_listen, autoscaler = %self.autoscaler_listen, "listening");
+
+        let lease = LeaseConfig::new(
+            self.lease_name.clone(),
+            self.lease_namespace(),
+            self.identity(),
+        );
+        let mut elector = Elector::new(client.clone(), lease);
+        info!(identity = elector.identity(), lease = %self.lease_name, "waiting for the leader lease");
+        loop {
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "leader election"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = tokio::join!(admin_task, autoscaler_task);
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(elector.config().renew_every) => {}
+            }
+        }
+        info!("became the leader");
+        metrics.leader.set(1);
+        phase.store(SYNCING, Ordering::Relaxed);
+        self.set_leader_label(&client, true).await;
+
+        let leading = CancellationToken::new();
+        let (controller_task, scaler_task) = self.lead(&client, &metrics, &phase, &slot, &leading);
+        let lost = tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = elector.keep() => true,
+        };
+        leading.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), controller_task).await;
+        let _ = scaler_task.await;
+        metrics.leader.set(0);
+        self.set_leader_label(&client, false).await;
+        if lost {
+            error!("lost the leader lease; exiting so a fresh candidate restarts");
+            shutdown.cancel();
+            return Err(Error::LeaseLost);
+        }
+        if let Err(e) = elector.release().await {
+            warn!(error = %e, "releasing the leader lease");
+        }
+        let _ = tokio::join!(admin_task, autoscaler_task);
+        info!("stopped");
+        Ok(())
+    }
+
+    /// Starts the leader's work: watches, controller, autoscaler.
+    fn lead(
+        &self,
+        client: &Client,
+        metrics: &Arc<Metrics>,
+        phase: &Arc<AtomicU8>,
+        slot: &Arc<OnceLock<Arc<Scaler>>>,
+        leading: &CancellationToken,
+    ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+        let owned = watcher::Config::default().labels(&owned_selector());
+        let routes_w = Writer::<ApiRoute>::default();
+        let deps_w = Writer::<Deployment>::default();
+        let svcs_w = Writer::<Service>::default();
+        let pods_w = Writer::<Pod>::default();
+        let (routes, deps, svcs, pods) = (
+            routes_w.as_reader(),
+            deps_w.as_reader(),
+            svcs_w.as_reader(),
+            pods_w.as_reader(),
+        );
+        let route_stream = reflect(
+            self.apis::<ApiRoute>(client),
+            watcher::Config::default(),
+            routes_w,
+            strip_managed_fields,
+        );
+        let dep_stream = reflect(
+            self.apis::<Deployment>(client),
+            owned.clone(),
+            deps_w,
+            strip_managed_fields,
+        )
+        .map(|t| t.map(|t| t.obj));
+        let svc_stream = reflect(
+            self.apis::<Service>(client),
+            owned.clone(),
+            svcs_w,
+            strip_managed_fields,
+        )
+        .map(|t| t.map(|t| t.obj));
+        let pod_stream = reflect(self.apis::<Pod>(client), owned, pods_w, |p: &mut Pod| {
+            p.metadata.managed_fields = None;
+            p.spec = None;
+        })
+        .map(|t| t.map(|t| t.obj));
+
+        let reporter = Reporter {
+            controller: apiroutes_crds::labels::FIELD_MANAGER.to_owned(),
+            instance: self.pod_name(),
+        };
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            config: Config {
+                gateway_url: self.gateway_url.clone(),
+            },
+            routes: routes.clone(),
+            deployments: deps.clone(),
+            services: svcs.clone(),
+            pods: pods.clone(),
+            recorder: Recorder::new(client.clone(), reporter),
+            metrics: metrics.clone(),
+            failures: Default::default(),
+            synced: Default::default(),
+        });
+        let triggers = controller::route_triggers(route_stream, routes.clone());
+        let c = ctx.clone();
+        let controller =
+            controller::controller(triggers, dep_stream, svc_stream, pod_stream, routes.clone())
+                .graceful_shutdown_on(leading.clone().cancelled_owned())
+                .run(controller::reconcile, controller::error_policy, ctx)
+                .for_each(move |res| controller::on_result(c.clone(), res));
+        let controller_task = tokio::spawn(controller);
+
+        let scaler = Arc::new(Scaler::new(
+            client.clone(),
+            routes.clone(),
+            deps.clone(),
+            metrics.clone(),
+        ));
+        let _ = slot.set(scaler.clone());
+        let (p, l) = (phase.clone(), leading.clone());
+        let scaler_task = tokio::spawn(async move {
+            // Decide only on synced caches (a new leader starts from the replicas it finds).
+            let synced = async {
+                ready(&routes).await;
+                ready(&deps).await;
+                ready(&svcs).await;
+                ready(&pods).await;
+            };
+            tokio::select! {
+                _ = l.cancelled() => return,
+                _ = synced => {}
+            }
+            p.store(READY, Ordering::Relaxed);
+            info!("caches synced");
+            scaler.run(l).await;
+        });
+        (controller_task, scaler_task)
+    }
+
+    /// Sets or removes `apiroutes.dev/leader=true` on this pod (best effort).
+    async fn set_leader_label(&self, client: &Client, leader: bool) {
+        let Some(pod) = self.pod_name() else { return };
+        let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| self.lease_namespace());
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let value = if leader { json!("true") } else { json!(null) };
+        let patch = json!({"metadata": {"labels": {LEADER: value}}});
+        if let Err(e) = api
+            .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            warn!(pod, error = %e, "labelling this pod as leader");
+        }
+    }
+}
+
+async fn signals(shutdown: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    info!("shutting down");
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_with_defaults_and_repeats() {
+        let a = Args::try_parse_from(["op", "--namespace", "a", "--namespace", "b,c"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.namespaces, vec!["a", "b", "c"]);
+        assert_eq!(a.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(a.autoscaler_listen.to_string(), "0.0.0.0:8081");
+        assert_eq!(a.lease_name, "apiroutes-operator");
+        assert_eq!(a.log_format, LogFormat::Text);
+    }
+}

@@ -1,0 +1,614 @@
+//! Against a real API server (tests/cluster): run with `APIROUTES_KUBECONFIG` set to an
+//! admin kubeconfig of a running local control plane; skipped otherwise.
+//!
+//! Each test gets its own namespace and its own operator process (watching only that
+//! namespace, with its own Lease), so the tests run in parallel. There is no node unless
+//! the node agent runs, so pods stay Pending: these tests check objects and status.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    future::Future,
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use apiroutes_crds::{ApiRoute, labels::FIELD_MANAGER};
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Namespace, Service},
+        events::v1::Event,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn kubeconfig() -> Option<String> {
+    match std::env::var("APIROUTES_KUBECONFIG") {
+        Ok(k) if !k.is_empty() => Some(k),
+        _ => {
+            eprintln!("skipped: APIROUTES_KUBECONFIG is not set (no local control plane)");
+            None
+        }
+    }
+}
+
+async fn client(path: &str) -> Client {
+    let kc = Kubeconfig::read_from(path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The operator binary, watching one namespace.
+struct Operator {
+    child: Child,
+    admin: SocketAddr,
+    autoscaler: SocketAddr,
+}
+
+impl Operator {
+    fn start(kubeconfig: &str, ns: &str) -> Operator {
+        let (admin, autoscaler) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_apiroutes-operator"))
+            .args(["--kubeconfig", kubeconfig, "--namespace", ns])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--autoscaler-listen", &autoscaler.to_string()])
+            .args([
+                "--lease-name",
+                &format!("apiroutes-operator-{ns}"),
+                "--lease-namespace",
+                ns,
+            ])
+            .args(["--gateway-url", "http://gateway.test"])
+            .args(["--log-level", "info,apiroutes_operator=debug"])
+            .env_remove("POD_NAME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Operator {
+            child,
+            admin,
+            autoscaler,
+        }
+    }
+
+    /// SIGTERM and wait (the operator releases its Lease).
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin);
+        eventually("operator ready", TIMEOUT, || {
+            let url = url.clone();
+            async move { http_get(&url).await.filter(|s| *s == 200) }
+        })
+        .await;
+        // Ready also while standby: wait for leadership (the leader gauge).
+        let url = format!("http://{}/metrics", self.admin);
+        eventually("operator leads", TIMEOUT, || {
+            let url = url.clone();
+            async move {
+                let body = http_body(&url).await?;
+                (body.contains("apiroutes_operator_leader 1")
+                    && readyz_ok(&url.replace("/metrics", "/readyz")).await)
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn readyz_ok(url: &str) -> bool {
+    http_get(url).await == Some(200)
+}
+
+/// Minimal HTTP/1.0 client on loopback (tests only).
+async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn split_url(url: &str) -> (String, String) {
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (addr.to_owned(), format!("/{path}"))
+}
+
+async fn http_get(url: &str) -> Option<u16> {
+    let (addr, path) = split_url(url);
+    http_request(&addr, "GET", &path, "").await.map(|(s, _)| s)
+}
+
+async fn http_body(url: &str) -> Option<String> {
+    let (addr, path) = split_url(url);
+    http_request(&addr, "GET", &path, "").await.map(|(_, b)| b)
+}
+
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A namespace, the CRD and an operator for one test.
+struct Env {
+    client: Client,
+    kubeconfig: String,
+    ns: String,
+    operator: Option<Operator>,
+}
+
+impl Env {
+    async fn new(test: &str) -> Option<Env> {
+        let kubeconfig = kubeconfig()?;
+        let client = client(&kubeconfig).await;
+        install_crd(&client).await;
+        let ns = format!("op-{test}-{}", std::process::id());
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        let operator = Operator::start(&kubeconfig, &ns);
+        operator.wait_ready().await;
+        Some(Env {
+            client,
+            kubeconfig,
+            ns,
+            operator: Some(operator),
+        })
+    }
+
+    fn routes(&self) -> Api<ApiRoute> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn apply(&self, manifest: serde_json::Value) -> ApiRoute {
+        let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
+        let mut m = manifest;
+        m["apiVersion"] = json!("apiroutes.dev/v1alpha1");
+        m["kind"] = json!("ApiRoute");
+        self.routes()
+            .patch(
+                &name,
+                &PatchParams::apply("apiroutes-tests").force(),
+                &Patch::Apply(&m),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the route's status describes its current generation and `check` holds.
+    async fn status_where(&self, name: &str, check: impl Fn(&ApiRoute) -> bool) -> ApiRoute {
+        eventually(&format!("status of {name}"), TIMEOUT, || async {
+            let r = self.routes().get_opt(name).await.ok()??;
+            let s = r.status.as_ref()?;
+            (s.observed_generation == r.metadata.generation && check(&r)).then_some(r)
+        })
+        .await
+    }
+
+    async fn deployment(&self, name: &str) -> Deployment {
+        eventually(&format!("deployment {name}"), TIMEOUT, || async {
+            self.deployments().get_opt(name).await.ok()?
+        })
+        .await
+    }
+
+    async fn gone(&self, name: &str) {
+        eventually(
+            &format!("{name} deleted"),
+            Duration::from_secs(60),
+            || async {
+                let d = self.deployments().get_opt(name).await.ok()?;
+                let s = self.services().get_opt(name).await.ok()?;
+                (d.is_none() && s.is_none()).then_some(())
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        drop(self.operator.take());
+        // Best effort: the namespace controller removes the rest.
+        let _ = Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                &self.kubeconfig,
+                "delete",
+                "namespace",
+                &self.ns,
+                "--wait=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+async fn install_crd(client: &Client) {
+    let yaml = include_str!("../../crds/apiroutes.dev_apiroutes.yaml");
+    let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("apiroutes-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    eventually("CRD established", TIMEOUT, || async {
+        let crd = api.get(&name).await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+fn condition<'a>(r: &'a ApiRoute, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+fn image_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn apply_creates_children_status_and_events_then_follows_spec_changes() {
+    let Some(env) = Env::new("apply").await else {
+        return;
+    };
+    env.apply(json!({
+        "metadata": {"name": "hello"},
+        "spec": {"path": "/api/hello/[id]", "image": "ghcr.io/apiroutes/echo:1", "port": 3000,
+                 "readinessPath": "/healthz", "preview": {"image": "ghcr.io/apiroutes/echo:draft"}}
+    }))
+    .await;
+    let r = env
+        .status_where("hello", |r| condition(r, "Accepted").is_some())
+        .await;
+    assert_eq!(condition(&r, "Accepted").unwrap().0, "True");
+    assert_eq!(
+        r.status.as_ref().unwrap().url.as_deref(),
+        Some("http://gateway.test/api/hello/[id]")
+    );
+
+    let d = env.deployment("hello").await;
+    assert_eq!(image_of(&d), "ghcr.io/apiroutes/echo:1");
+    let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("ApiRoute", "hello", Some(true))
+    );
+    assert_eq!(d.labels()["apiroutes.dev/variant"], "main");
+    // Replicas are defaulted by the API server, never owned by the reconciler's apply.
+    let managed = serde_json::to_string(&d.metadata.managed_fields).unwrap();
+    let apply_entry = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
+        .unwrap_or_else(|| panic!("no apply entry: {managed}"));
+    let fields = serde_json::to_string(&apply_entry.fields_v1).unwrap();
+    assert!(!fields.contains("f:replicas"), "{fields}");
+
+    let preview = env.deployment("hello-preview").await;
+    assert_eq!(image_of(&preview), "ghcr.io/apiroutes/echo:draft");
+    let svc = env.services().get("hello").await.unwrap();
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.ports.unwrap()[0].port, 3000);
+    env.services().get("hello-preview").await.unwrap();
+
+    // Events for what the operator did.
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    eventually("Created event", TIMEOUT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Created")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("hello")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Image change → the Deployment follows (rolling update, surge 1, unavailable 0).
+    env.apply(json!({
+        "metadata": {"name": "hello"},
+        "spec": {"path": "/api/hello/[id]", "image": "ghcr.io/apiroutes/echo:2", "port": 3000,
+                 "readinessPath": "/healthz", "preview": {"image": "ghcr.io/apiroutes/echo:draft"}}
+    }))
+    .await;
+    eventually("image rolled", TIMEOUT, || async {
+        let d = env.deployments().get("hello").await.ok()?;
+        (image_of(&d) == "ghcr.io/apiroutes/echo:2").then_some(())
+    })
+    .await;
+    let d = env.deployments().get("hello").await.unwrap();
+    let ru = d.spec.unwrap().strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(
+        serde_json::to_value(&ru).unwrap(),
+        json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+
+    // Drift is repaired: a manual edit of the image is put back.
+    env.deployments()
+        .patch(
+            "hello",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "function", "image": "tampered:1"}]}}}})),
+        )
+        .await
+        .unwrap();
+    eventually("drift repaired", TIMEOUT, || async {
+        let d = env.deployments().get("hello").await.ok()?;
+        (image_of(&d) == "ghcr.io/apiroutes/echo:2").then_some(())
+    })
+    .await;
+
+    // Preview removed → the preview pair is deleted.
+    env.apply(json!({
+        "metadata": {"name": "hello"},
+        "spec": {"path": "/api/hello/[id]", "image": "ghcr.io/apiroutes/echo:2", "port": 3000,
+                 "readinessPath": "/healthz"}
+    }))
+    .await;
+    env.gone("hello-preview").await;
+
+    // Delete → garbage collection removes the children.
+    env.routes()
+        .delete("hello", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.gone("hello").await;
+}
+
+#[tokio::test]
+async fn conflict_is_reported_and_resolved_when_the_winner_goes_away() {
+    let Some(env) = Env::new("conflict").await else {
+        return;
+    };
+    env.apply(json!({"metadata": {"name": "old"}, "spec": {"path": "/api/users/[id]", "image": "echo:1"}}))
+        .await;
+    env.status_where("old", |r| {
+        condition(r, "Accepted").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    // Creation timestamps have second resolution: make sure "new" is younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.apply(json!({"metadata": {"name": "new"}, "spec": {"path": "/api/users/[slug]", "image": "echo:1"}}))
+        .await;
+    let r = env
+        .status_where("new", |r| {
+            condition(r, "Accepted").is_some_and(|c| c.0 == "False")
+        })
+        .await;
+    let (_, reason, message) = condition(&r, "Accepted").unwrap();
+    assert_eq!(reason, "Conflict");
+    assert!(message.contains(&format!("{}/old", env.ns)), "{message}");
+    assert_eq!(condition(&r, "Ready").unwrap().1, "NotAccepted");
+    assert!(env.deployments().get_opt("new").await.unwrap().is_none());
+
+    // An invalid-looking spec is refused by the API server, naming the field.
+    let bad = env
+        .routes()
+        .patch(
+            "bad",
+            &PatchParams::apply("apiroutes-tests"),
+            &Patch::Apply(json!({
+                "apiVersion": "apiroutes.dev/v1alpha1", "kind": "ApiRoute",
+                "metadata": {"name": "bad"},
+                "spec": {"path": "/api/[...x]/y", "image": "echo:1"}
+            })),
+        )
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("spec.path"), "{bad}");
+
+    // The winner goes away: the loser is accepted and gets its Deployment.
+    env.routes()
+        .delete("old", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.status_where("new", |r| {
+        condition(r, "Accepted").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    env.deployment("new").await;
+}
+
+#[tokio::test]
+async fn a_restarted_operator_writes_nothing() {
+    let Some(mut env) = Env::new("restart").await else {
+        return;
+    };
+    env.apply(json!({"metadata": {"name": "a"}, "spec": {"path": "/api/a", "image": "echo:1"}, }))
+        .await;
+    env.apply(json!({"metadata": {"name": "b"}, "spec": {"path": "/api/b", "image": "echo:1", "preview": {"image": "echo:2"}}}))
+        .await;
+    for n in ["a", "b"] {
+        env.status_where(n, |r| {
+            condition(r, "Ready").is_some_and(|c| c.1 == "Progressing")
+        })
+        .await;
+    }
+    env.deployment("b-preview").await;
+    // Let the Deployment controller and the operator settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let versions = |env: &Env| {
+        let (routes, deps, svcs) = (env.routes(), env.deployments(), env.services());
+        async move {
+            let mut v = vec![];
+            for r in routes.list(&ListParams::default()).await.unwrap() {
+                v.push((format!("ar/{}", r.name_any()), r.resource_version()));
+            }
+            for d in deps.list(&ListParams::default()).await.unwrap() {
+                v.push((format!("deploy/{}", d.name_any()), d.resource_version()));
+            }
+            for s in svcs.list(&ListParams::default()).await.unwrap() {
+                v.push((format!("svc/{}", s.name_any()), s.resource_version()));
+            }
+            v
+        }
+    };
+    let before = versions(&env).await;
+    assert_eq!(before.len(), 2 + 3 + 3, "{before:?}");
+    env.operator.take().unwrap().stop();
+    let operator = Operator::start(&env.kubeconfig, &env.ns);
+    operator.wait_ready().await;
+    env.operator = Some(operator);
+    // The new leader has reconciled everything by now; give it a few more seconds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(versions(&env).await, before);
+}
+
+#[tokio::test]
+async fn demand_for_a_route_at_zero_writes_the_scale_subresource() {
+    let Some(env) = Env::new("demand").await else {
+        return;
+    };
+    env.apply(
+        json!({"metadata": {"name": "cold"}, "spec": {"path": "/api/cold", "image": "echo:1"}}),
+    )
+    .await;
+    env.deployment("cold").await;
+    env.deployments()
+        .patch_scale(
+            "cold",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    eventually("scaled to zero", TIMEOUT, || async {
+        let r = env.routes().get("cold").await.ok()?;
+        (condition(&r, "Ready")?.1 == "ScaledToZero").then_some(())
+    })
+    .await;
+    let op = env.operator.as_ref().unwrap();
+    let demand = json!({"gateway": "gw-test", "route": {"namespace": env.ns, "name": "cold", "variant": "main"}, "held": 1});
+    let (status, _) = http_request(
+        &op.autoscaler.to_string(),
+        "POST",
+        "/v1/demand",
+        &demand.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+    let start = Instant::now();
+    eventually("woken", Duration::from_secs(5), || async {
+        let d = env.deployments().get("cold").await.ok()?;
+        (d.spec?.replicas == Some(1)).then_some(())
+    })
+    .await;
+    eprintln!(
+        "demand → replicas 1 seen by the test after {:?}",
+        start.elapsed()
+    );
+    let metrics = http_body(&format!("http://{}/metrics", op.admin))
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("apiroutes_operator_activation_duration_seconds_count{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    // Malformed pushes are refused.
+    let (status, _) = http_request(&op.autoscaler.to_string(), "POST", "/v1/load", "{}")
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    let _ = (PostParams::default(), FIELD_MANAGER);
+}
