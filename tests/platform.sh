@@ -18,7 +18,7 @@ dir=${APIROUTES_PLATFORM_DIR:-$APIROUTES_CACHE/platform}
 [[ $(id -u) == 0 ]] || { echo "tests/platform.sh needs root (the local node creates a network namespace)" >&2; exit 1; }
 
 platform_build
-trap 'step "stopping"; platform_down "$dir"' EXIT
+trap 'step "stopping"; platform_down "$dir"; step "stopped: nothing of apiroutes is left running"' EXIT
 platform_up "$dir" "$port"
 
 step "apply the examples"
@@ -44,5 +44,10 @@ apiroutes is up. The gateway serves on http://127.0.0.1:$port
 
 Press Ctrl-C to stop.
 MSG
-# Serve until interrupted (bounded sleeps; the trap tears down).
-while true; do sleep 3600; done
+# Serve until Ctrl-C or SIGTERM; the EXIT trap tears everything down.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+while true; do
+  sleep 3600 &
+  wait $! || true
+done
