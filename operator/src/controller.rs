@@ -159,14 +159,16 @@ pub fn controller(
         .owns_stream(deployments)
         .owns_stream(services)
         .watches_stream(pods, |pod| pod_route(&pod))
-        .with_config(kube::runtime::controller::Config::default().concurrency(16))
+        .with_config(kube::runtime::controller::Config::default().concurrency(32))
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-async fn publish(ctx: &Context, route: &ApiRoute, type_: EventType, reason: &str, note: String) {
+/// Publishes an Event in the background: Events are for people, and a reconcile does not
+/// wait for (or fail on) them.
+fn publish(ctx: &Context, route: &ApiRoute, type_: EventType, reason: &str, note: String) {
     let ev = Event {
         type_,
         reason: reason.to_owned(),
@@ -174,9 +176,13 @@ async fn publish(ctx: &Context, route: &ApiRoute, type_: EventType, reason: &str
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &route.object_ref(&())).await {
-        warn!(error = %e, "publishing an event failed");
-    }
+    let recorder = ctx.recorder.clone();
+    let reference = route.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            warn!(error = %e, "publishing an event failed");
+        }
+    });
 }
 
 /// Deletes the Deployment and Service of `variant` if the caches have them.
@@ -219,8 +225,7 @@ async fn delete_variant(ctx: &Context, route: &ApiRoute, ns: &str, variant: Vari
             EventType::Normal,
             EVENT_DELETED,
             format!("deleted {}", deleted.join(" and ")),
-        )
-        .await;
+        );
     }
     Ok(())
 }
@@ -239,12 +244,29 @@ async fn apply_variant(
     let before = ctx.deployments.get(&ObjectRef::new(&name).within(ns));
     let svc_before = ctx.services.get(&ObjectRef::new(&name).within(ns));
 
+    // Apply only what differs from the cache: after a restart, or for the many triggers
+    // that are the Deployment controller updating status, nothing is sent.
     let desired = desired_deployment(route, variant, &ctx.config);
-    let applied = deployments
-        .patch(&name, &pp, &Patch::Apply(&desired))
-        .await?;
     let service = desired_service(route, variant, &ctx.config);
-    services.patch(&name, &pp, &Patch::Apply(&service)).await?;
+    let deployment = async {
+        match before.as_deref() {
+            Some(b) if resources::covers(b, &desired) => Ok(b.clone()),
+            _ => deployments.patch(&name, &pp, &Patch::Apply(&desired)).await,
+        }
+    };
+    let service = async {
+        if svc_before
+            .as_deref()
+            .is_some_and(|s| resources::covers(s, &service))
+        {
+            return Ok(());
+        }
+        services
+            .patch(&name, &pp, &Patch::Apply(&service))
+            .await
+            .map(|_| ())
+    };
+    let (applied, ()) = futures::future::try_join(deployment, service).await?;
 
     match before {
         None => {
@@ -259,8 +281,7 @@ async fn apply_variant(
                 EventType::Normal,
                 EVENT_CREATED,
                 format!("created {what} {name}"),
-            )
-            .await;
+            );
         }
         Some(b) if b.metadata.generation < applied.metadata.generation => {
             publish(
@@ -272,8 +293,7 @@ async fn apply_variant(
                     "updated Deployment {name} (generation {})",
                     applied.metadata.generation.unwrap_or_default()
                 ),
-            )
-            .await;
+            );
         }
         Some(_) => {}
     }
@@ -346,17 +366,13 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
             &Patch::Apply(&patch),
         )
         .await?;
-        announce_acceptance(&ctx, &route, &new).await;
+        announce_acceptance(&ctx, &route, &new);
     }
     Ok(Action::requeue(RESYNC))
 }
 
 /// Events for changes of the Accepted condition.
-async fn announce_acceptance(
-    ctx: &Context,
-    route: &ApiRoute,
-    new: &apiroutes_crds::ApiRouteStatus,
-) {
+fn announce_acceptance(ctx: &Context, route: &ApiRoute, new: &apiroutes_crds::ApiRouteStatus) {
     let old = status::find(route.status.as_ref(), ACCEPTED);
     let Some(cond) = new.conditions.iter().find(|c| c.type_ == ACCEPTED) else {
         return;
@@ -372,8 +388,7 @@ async fn announce_acceptance(
                 EventType::Warning,
                 EVENT_CONFLICT,
                 cond.message.clone(),
-            )
-            .await;
+            );
         }
         REASON_INVALID_SPEC => {
             publish(
@@ -382,8 +397,7 @@ async fn announce_acceptance(
                 EventType::Warning,
                 EVENT_INVALID_SPEC,
                 cond.message.clone(),
-            )
-            .await;
+            );
         }
         _ if old.is_some() => {
             publish(
@@ -392,8 +406,7 @@ async fn announce_acceptance(
                 EventType::Normal,
                 EVENT_ACCEPTED,
                 cond.message.clone(),
-            )
-            .await;
+            );
         }
         _ => {}
     }

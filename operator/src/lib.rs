@@ -2,7 +2,12 @@
 //! Service (plus a preview pair), scales them with an autoscaler that reaches zero, and
 //! reports status.
 //!
-//! Pure core: [`resources`] (desired children), [`status`] (conditions).
+//! - Pure core: [`resources`] (desired children), [`status`] (conditions, with the words
+//!   in [`reasons`]), [`autoscale`] (the replica decision), [`leader::step`] (the Lease rule).
+//! - Edges: [`controller`] (kube-runtime Controller, server-side apply), [`reflect`]
+//!   (watches of one or several namespaces into one cache), [`scaler`] (the gateways'
+//!   push endpoint and the scale-subresource writes), [`leader`] (Lease election),
+//!   [`metrics`], [`http`], and [`run`] (flags and the process).
 
 pub mod autoscale;
 pub mod controller;

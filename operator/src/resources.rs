@@ -248,5 +248,29 @@ pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> 
     }
 }
 
+/// Whether `actual` already has every field of `desired` with the same value (the API
+/// server adds defaults, so `actual` may have more). When it does, applying `desired`
+/// would change nothing and the reconciler skips the request; when someone changed one
+/// of our fields (drift), it does not, and the apply repairs it.
+pub fn covers<T: serde::Serialize>(actual: &T, desired: &T) -> bool {
+    match (serde_json::to_value(actual), serde_json::to_value(desired)) {
+        (Ok(a), Ok(d)) => is_subset(&d, &a),
+        _ => false,
+    }
+}
+
+fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (desired, actual) {
+        (Value::Object(d), Value::Object(a)) => d
+            .iter()
+            .all(|(k, dv)| dv.is_null() || a.get(k).is_some_and(|av| is_subset(dv, av))),
+        (Value::Array(d), Value::Array(a)) => {
+            d.len() == a.len() && d.iter().zip(a).all(|(dv, av)| is_subset(dv, av))
+        }
+        (d, a) => d == a,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,8 @@ use apiroutes_crds::{ApiRoute, labels::FIELD_MANAGER};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{Namespace, Service},
+        coordination::v1::Lease,
+        core::v1::{Namespace, Pod, Service},
         events::v1::Event,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -66,8 +67,16 @@ struct Operator {
 
 impl Operator {
     fn start(kubeconfig: &str, ns: &str) -> Operator {
+        Operator::start_as(kubeconfig, ns, None)
+    }
+
+    fn start_as(kubeconfig: &str, ns: &str, pod: Option<&str>) -> Operator {
         let (admin, autoscaler) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_apiroutes-operator"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiroutes-operator"));
+        if let Some(pod) = pod {
+            cmd.args(["--pod-name", pod]).env("POD_NAMESPACE", ns);
+        }
+        let child = cmd
             .args(["--kubeconfig", kubeconfig, "--namespace", ns])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--autoscaler-listen", &autoscaler.to_string()])
@@ -105,6 +114,12 @@ impl Operator {
         }
     }
 
+    async fn is_leader(&self) -> bool {
+        http_body(&format!("http://{}/metrics", self.admin))
+            .await
+            .is_some_and(|b| b.lines().any(|l| l == "apiroutes_operator_leader 1"))
+    }
+
     async fn wait_ready(&self) {
         let url = format!("http://{}/readyz", self.admin);
         eventually("operator ready", TIMEOUT, || {
@@ -118,7 +133,7 @@ impl Operator {
             let url = url.clone();
             async move {
                 let body = http_body(&url).await?;
-                (body.contains("apiroutes_operator_leader 1")
+                (body.lines().any(|l| l == "apiroutes_operator_leader 1")
                     && readyz_ok(&url.replace("/metrics", "/readyz")).await)
                     .then_some(())
             }
@@ -605,10 +620,93 @@ async fn demand_for_a_route_at_zero_writes_the_scale_subresource() {
         metrics.contains("apiroutes_operator_activation_duration_seconds_count{result=\"ok\"} 1"),
         "{metrics}"
     );
+    // Load reports above what one replica takes scale it up (panic window, at most x4).
+    let load = json!({"gateway": "gw-test", "intervalSeconds": 1.0, "routes": [{
+        "route": {"namespace": env.ns, "name": "cold", "variant": "main"},
+        "averageConcurrency": 35.0, "maxConcurrency": 40, "requests": 100, "held": 0
+    }]})
+    .to_string();
+    eventually("scaled up by load", Duration::from_secs(15), || async {
+        let (status, _) =
+            http_request(&op.autoscaler.to_string(), "POST", "/v1/load", &load).await?;
+        assert_eq!(status, 202);
+        let d = env.deployments().get("cold").await.ok()?;
+        (d.spec?.replicas == Some(4)).then_some(())
+    })
+    .await;
     // Malformed pushes are refused.
     let (status, _) = http_request(&op.autoscaler.to_string(), "POST", "/v1/load", "{}")
         .await
         .unwrap();
     assert_eq!(status, 400);
     let _ = (PostParams::default(), FIELD_MANAGER);
+}
+
+#[tokio::test]
+async fn one_leader_labels_its_pod_and_a_standby_takes_over() {
+    let Some(mut env) = Env::new("leader").await else {
+        return;
+    };
+    // The fixture's operator holds this namespace's Lease; stop it, then run two with pods.
+    env.operator.take().unwrap().stop();
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    for name in ["op-a", "op-b"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "operator", "image": "ghcr.io/apiroutes/operator:test"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let leader_label = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.get(name)
+                .await
+                .ok()
+                .and_then(|p| p.labels().get("apiroutes.dev/leader").cloned())
+        }
+    };
+    let a = Operator::start_as(&env.kubeconfig, &env.ns, Some("op-a"));
+    a.wait_ready().await;
+    eventually("op-a labelled", TIMEOUT, || async {
+        (leader_label("op-a").await.as_deref() == Some("true")).then_some(())
+    })
+    .await;
+    let b = Operator::start_as(&env.kubeconfig, &env.ns, Some("op-b"));
+    eventually("op-b up", TIMEOUT, || async {
+        http_get(&format!("http://{}/healthz", b.admin))
+            .await
+            .filter(|s| *s == 200)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!b.is_leader().await);
+    assert_eq!(leader_label("op-b").await, None);
+    // The standby's autoscaler refuses pushes so gateways retry against the leader.
+    let load = json!({"gateway": "gw", "intervalSeconds": 1.0, "routes": []}).to_string();
+    let (status, _) = http_request(&b.autoscaler.to_string(), "POST", "/v1/load", &load)
+        .await
+        .unwrap();
+    assert_eq!(status, 503);
+    let (status, _) = http_request(&a.autoscaler.to_string(), "POST", "/v1/load", &load)
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+
+    // SIGTERM to the leader: label removed, Lease released, the standby leads at once.
+    a.stop();
+    assert_eq!(leader_label("op-a").await, None);
+    b.wait_ready().await;
+    eventually("op-b labelled", TIMEOUT, || async {
+        (leader_label("op-b").await.as_deref() == Some("true")).then_some(())
+    })
+    .await;
+    let lease: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let lease = lease
+        .get(&format!("apiroutes-operator-{}", env.ns))
+        .await
+        .unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("op-b"));
+    env.operator = Some(b);
 }

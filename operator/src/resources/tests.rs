@@ -189,3 +189,53 @@ fn wanted_variants_follow_spec_preview() {
         "app.kubernetes.io/managed-by=apiroutes-operator,apiroutes.dev/route=a,apiroutes.dev/variant=preview"
     );
 }
+
+#[test]
+fn covers_ignores_server_defaults_and_sees_drift() {
+    let r = route("a", "/api/a").created(1);
+    let desired = desired_deployment(&r, Variant::Main, &Config::default());
+    let mut actual = to_json(&desired);
+    // Defaults and status the API server adds.
+    actual["metadata"]["resourceVersion"] = json!("42");
+    actual["spec"]["replicas"] = json!(0);
+    actual["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+    actual["status"] = json!({"replicas": 0});
+    let actual: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(actual).unwrap();
+    assert!(covers(&actual, &desired));
+    // Drift in one of our fields.
+    let mut drifted = actual.clone();
+    drifted
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("tampered".into());
+    assert!(!covers(&drifted, &desired));
+    // A second container (lists must match in length).
+    let mut extra = actual.clone();
+    let c = extra
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .clone();
+    extra
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers
+        .push(c);
+    assert!(!covers(&extra, &desired));
+}
