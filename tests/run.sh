@@ -45,6 +45,9 @@ cargo test -p apiroutes-e2e -- --test-threads=1
 step "local node agent: pods as processes on the real control plane (tests/cluster/test-node.sh)"
 bash tests/cluster/test-node.sh
 
+step "routing conformance: the gateway against real Next.js 16.4.6 (tests/conformance)"
+bash tests/conformance/run.sh
+
 step "Node runtime: unit tests and type check (runtime/node)"
 (cd runtime/node && npm ci --no-audit --no-fund >&2 && npm test)
 
