@@ -107,7 +107,8 @@ wait_http "http://127.0.0.1:$UP_PORT/healthz" 20
 taskset -c "$PROXY_CPU" "$GATEWAY" --static "$work/static.yaml" --worker-threads 1 \
   --listen "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" --log-level warn \
   >"$work/gateway.log" 2>&1 &
-pids+=($!)
+GW_PID=$!
+pids+=("$GW_PID")
 wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 30
 
 # nginx: one worker, keepalive to the upstream, the same forwarding headers the gateway adds.
@@ -144,7 +145,8 @@ http {
 }
 NGINX
 taskset -c "$PROXY_CPU" "$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" >"$work/nginx.log" 2>&1 &
-pids+=($!)
+NG_PID=$!
+pids+=("$NG_PID")
 wait_http "http://127.0.0.1:$NG_PORT/api/users/1/posts/2" 20
 curl -fsS "http://127.0.0.1:$GW_PORT/api/users/1/posts/2" | grep -q '"x-apiroute-pattern":"/api/users/\[id\]/posts/\[postId\]"' ||
   { echo "proxy.sh: the gateway did not route /api/users/1/posts/2" >&2; exit 1; }
@@ -162,31 +164,41 @@ clk_tck="$(getconf CLK_TCK)"
 busy_ticks() { # busy jiffies of cpu$PROXY_CPU: all but idle and iowait
   awk -v c="cpu$PROXY_CPU" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
+proc_ticks() { # utime + stime of the given pids and their children (threads included)
+  local total=0 p t
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+    t="$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')" || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
 to_ms() { # wrk latency ("312.00us", "1.20ms", "1.01s") -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
-run_one() { # name port -> appends "name rps p50ms p99ms cpu_us_per_req" to results
-  local name=$1 port=$2 out b0 b1 reqs rps p50 p99 cpu
+run_one() { # name port pid -> appends "name rps p50ms p99ms core_us_per_req proc_us_per_req" to results
+  local name=$1 port=$2 pid=$3 out b0 b1 c0 c1 reqs rps p50 p99 cpu pcpu
   taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/paths.lua" "http://127.0.0.1:$port" >/dev/null
-  b0="$(busy_ticks)"
+  b0="$(busy_ticks)"; c0="$(proc_ticks "$pid")"
   out="$(taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/paths.lua" "http://127.0.0.1:$port")"
-  b1="$(busy_ticks)"
+  b1="$(busy_ticks)"; c1="$(proc_ticks "$pid")"
   if grep -q 'Non-2xx' <<<"$out"; then echo "proxy.sh: $name answered non-2xx:" >&2; echo "$out" >&2; exit 1; fi
   reqs="$(awk '/requests in/ { print $1 }' <<<"$out")"
   rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
   p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
   p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
   cpu="$(awk -v d="$((b1 - b0))" -v hz="$clk_tck" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz / n * 1e6 }')"
-  printf '%-8s %10s %9s %9s %10s\n' "$name" "$rps" "$p50" "$p99" "$cpu"
-  echo "$name $rps $p50 $p99 $cpu" >>"$work/results"
+  pcpu="$(awk -v d="$((c1 - c0))" -v hz="$clk_tck" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz / n * 1e6 }')"
+  printf '%-8s %10s %9s %9s %10s %10s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "$pcpu"
+  echo "$name $rps $p50 $p99 $cpu $pcpu" >>"$work/results"
 }
 
 echo
 echo "proxy on cpu $PROXY_CPU; wrk (-t$WRK_THREADS -c$CONNECTIONS, ${DURATION}s) and echo on cpu $LOAD_CPUS; $ROUNDS interleaved rounds; $ROUTES routes in the gateway's table"
-printf '%-8s %10s %9s %9s %10s\n' proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req'
+echo "core us/req: busy time of the proxy's core (/proc/stat) / requests; proc us/req: the proxy processes' own CPU time / requests"
+printf '%-8s %10s %9s %9s %10s %10s\n' proxy 'req/s' 'p50 ms' 'p99 ms' 'core us/req' 'proc us/req'
 for r in $(seq "$ROUNDS"); do
-  if (( r % 2 )); then run_one gateway "$GW_PORT"; run_one nginx "$NG_PORT"
-  else run_one nginx "$NG_PORT"; run_one gateway "$GW_PORT"; fi
+  if (( r % 2 )); then run_one gateway "$GW_PORT" "$GW_PID"; run_one nginx "$NG_PORT" "$NG_PID"
+  else run_one nginx "$NG_PORT" "$NG_PID"; run_one gateway "$GW_PORT" "$GW_PID"; fi
 done
 
 echo
@@ -198,8 +210,9 @@ med = {}
 for name in ("gateway", "nginx"):
     cols = list(zip(*[[float(x) for x in r[1:]] for r in rows if r[0] == name]))
     med[name] = [statistics.median(c) for c in cols]
-    rps, p50, p99, cpu = med[name]
-    print(f"{name:8} {rps:10.0f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  cpu {cpu:6.2f} us/req")
+    rps, p50, p99, cpu, pcpu = med[name]
+    print(f"{name:8} {rps:10.0f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  core {cpu:6.2f} us/req  proc {pcpu:6.2f} us/req")
 g, n = med["gateway"], med["nginx"]
-print(f"gateway/nginx: throughput {g[0]/n[0]:.2f}x  p50 {g[1]/n[1]:.2f}x  p99 {g[2]/n[2]:.2f}x  cpu/req {g[3]/n[3]:.2f}x")
+print(f"gateway/nginx: throughput {g[0]/n[0]:.2f}x  p50 {g[1]/n[1]:.2f}x  p99 {g[2]/n[2]:.2f}x  "
+      f"core cpu/req {g[3]/n[3]:.2f}x  proc cpu/req {g[4]/n[4]:.2f}x")
 PY

@@ -7,11 +7,12 @@
 //! backtracking. Each request kind is measured on its own (`lookup/<routes>/<kind>`), and
 //! `route/<routes>/mixed` measures what a request pays end to end before proxying:
 //! normalize + split + lookup + the `x-apiroute-params` header, over 1,024 paths spread
-//! across all tenants (so caches do not flatter a single hot path).
+//! across all tenants (so caches do not flatter a single hot path); `mixed-lookup-only` is
+//! the lookup part of it. `rebuild/10000-admit-only` is the conflict rule's share of a rebuild.
 
 use std::hint::black_box;
 
-use apiroutes_crds::{ApiRoute, testing::route};
+use apiroutes_crds::{ApiRoute, conflict::admit, testing::route};
 use apiroutes_gateway::{
     metrics::Metrics,
     path::{PathOutcome, normalize},
@@ -120,6 +121,25 @@ fn matching(c: &mut Criterion) {
                 })
             },
         );
+        // The same paths, lookup alone (pre-split): separates the trie from the rest.
+        let split_paths: Vec<Vec<&str>> = paths.iter().map(|p| split(p).to_vec()).collect();
+        group.bench_with_input(
+            BenchmarkId::new(n.to_string(), "mixed-lookup-only"),
+            &split_paths,
+            |b, paths| {
+                b.iter(|| {
+                    paths
+                        .iter()
+                        .filter(|s| {
+                            matches!(
+                                table.lookup(None, black_box(s), &Method::GET),
+                                Lookup::Route(_)
+                            )
+                        })
+                        .count()
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -133,6 +153,10 @@ fn rebuilding(c: &mut Criterion) {
     let _ = table(&registry, &all);
     group.bench_function("10000", |b| {
         b.iter(|| table(&registry, black_box(&all)).routes)
+    });
+    // The share of the conflict rule (apiroutes-crds) in a rebuild.
+    group.bench_function("10000-admit-only", |b| {
+        b.iter(|| admit(black_box(&all)).len())
     });
     group.finish();
 }

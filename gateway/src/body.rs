@@ -41,9 +41,14 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Body::Proxied(inner, _) => Pin::new(inner)
-                .poll_frame(cx)
-                .map(|o| o.map(|r| r.map_err(Into::into))),
+            Body::Proxied(inner, tracker) => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    tracker.release_conn();
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(r)) => Poll::Ready(Some(r.map_err(Into::into))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -68,6 +73,9 @@ pub struct Tracker {
     variant: Arc<VariantState>,
     metrics: Arc<RouteMetrics>,
     endpoint: Option<Arc<Endpoint>>,
+    /// The connection the response arrives on: back to the endpoint's pool once the
+    /// response body has been read to its end.
+    conn: Option<crate::pool::Sender>,
 }
 
 impl Tracker {
@@ -78,6 +86,19 @@ impl Tracker {
             variant: Arc::clone(variant),
             metrics: Arc::clone(metrics),
             endpoint: None,
+            conn: None,
+        }
+    }
+
+    /// The response comes on `conn`, which is reusable once the body is read.
+    pub fn set_conn(&mut self, conn: crate::pool::Sender) {
+        self.conn = Some(conn);
+    }
+
+    /// The response body was read to its end: the connection can serve the next request.
+    fn release_conn(&mut self) {
+        if let (Some(conn), Some(e)) = (self.conn.take(), self.endpoint.as_ref()) {
+            e.pool.put(conn);
         }
     }
 
@@ -88,6 +109,17 @@ impl Tracker {
         }
         endpoint.in_flight.fetch_add(1, Relaxed);
         self.endpoint = Some(Arc::clone(endpoint));
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        // A body hyper never polls (HEAD, 204, 304, empty) is complete already.
+        if let Body::Proxied(inner, tracker) = self
+            && http_body::Body::is_end_stream(inner)
+        {
+            tracker.release_conn();
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod k8s;
 pub mod metrics;
 pub mod path;
+pub mod pool;
 pub mod preview;
 pub mod proxy;
 pub mod server;

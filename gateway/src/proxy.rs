@@ -33,8 +33,9 @@ use crate::{
     error::{Error, UpstreamKind, redirect},
     metrics::{Metrics, NO_ROUTE, RouteMetrics},
     path::{self, PathOutcome},
+    pool,
     preview::{self, Endpoints, PreviewKeys},
-    table::{self, Endpoint, Lookup, Registry, RouteTable, Target},
+    table::{self, Endpoint, Lookup, Registry, RouteEntry, RouteTable, Target},
 };
 
 /// Preview Mode, when a secret is configured.
@@ -74,10 +75,10 @@ pub struct Gateway {
     pub autoscaler: Arc<Autoscaler>,
     holds: Holds,
     preview: Option<PreviewConfig>,
-    client: Client<HttpConnector, UpstreamBody>,
     h2_client: Client<HttpConnector, UpstreamBody>,
     none_metrics: Arc<RouteMetrics>,
     request_ids: RequestIds,
+    connect_timeout: Duration,
 }
 
 impl Gateway {
@@ -85,12 +86,6 @@ impl Gateway {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .build(conn.clone());
         let h2_client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .timer(TokioTimer::new())
@@ -110,9 +105,9 @@ impl Gateway {
             autoscaler,
             holds: Holds::new(config.max_held_per_route, config.max_held_total),
             preview: config.preview,
-            client,
             h2_client,
             request_ids: RequestIds::new(),
+            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -247,6 +242,8 @@ impl Gateway {
         };
         strip_hop_by_hop(h, upgrade.is_some());
         strip_apiroute(h);
+        h.reserve(10); // the headers added below: one growth at most
+
         add_forwarded_for(h, remote);
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         if let Some(fh) = &forwarded_host {
@@ -269,9 +266,67 @@ impl Gateway {
         {
             h.insert(header::HOST, fh);
         }
-        let path_and_query = upstream_path(&uri, &path, matches!(path, Cow::Owned(_)));
 
         // Forward, retrying on another endpoint when the connection could not be made.
+        let pq = upstream_path(&uri, &path, matches!(path, Cow::Owned(_)));
+        let resp = if grpc {
+            self.forward_h2(parts, body, pq, &route, &target, &mut tracker, deadline)
+                .await?
+        } else {
+            self.forward_h1(parts, body, pq, &route, &target, &mut tracker, deadline)
+                .await?
+        };
+
+        // The answer.
+        let mut resp = resp;
+        let backend_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && upgrade.is_some())
+        .then(|| hyper::upgrade::on(&mut resp));
+        let (mut rp, rbody) = resp.into_parts();
+        strip_hop_by_hop(&mut rp.headers, backend_upgrade.is_some());
+        match &self.preview {
+            Some(p) => {
+                let outcome = preview::apply_function_headers(&mut rp.headers, &p.keys, now);
+                if let preview::FunctionPreview::Malformed(e) = &outcome {
+                    tracing::warn!(route = %route.key, error = %e, "function sent a malformed preview header");
+                }
+                if preview_state.needs_clear() && outcome == preview::FunctionPreview::None {
+                    preview::append_clear_cookies(&mut rp.headers, "/");
+                }
+            }
+            None => strip_apiroute(&mut rp.headers),
+        }
+        if let Some(wait) = waited
+            && let Ok(v) = HeaderValue::try_from(format!("activation;dur={}", wait.as_millis()))
+        {
+            rp.headers.append(SERVER_TIMING, v);
+        }
+        if let (Some(client_up), Some(backend_up)) = (upgrade, backend_upgrade) {
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(b)) = (client_up.await, backend_up.await) {
+                    let mut c = TokioIo::new(c);
+                    let mut b = TokioIo::new(b);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+                }
+                drop(tracker);
+            });
+            return Ok(Response::from_parts(rp, full(Bytes::new())));
+        }
+        Ok(Response::from_parts(rp, Body::Proxied(rbody, tracker)))
+    }
+
+    /// gRPC over h2c, through the pooled HTTP/2 client.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_h2(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        path_and_query: PathAndQuery,
+        route: &RouteEntry,
+        target: &Target,
+        tracker: &mut Tracker,
+        deadline: Instant,
+    ) -> Result<Response<Incoming>, Error> {
         let mut body = UpstreamBody::new(body, route.body_limit);
         let retryable = target.endpoints.len() > 1;
         let mut give_back = (retryable && !body.is_empty_body()).then(|| body.returnable());
@@ -280,7 +335,7 @@ impl Gateway {
         let mut headers = parts.headers;
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
         let resp = loop {
-            let Some(endpoint) = pick(&target, &tried) else {
+            let Some(endpoint) = pick(target, &tried) else {
                 return Err(Error::BadGateway {
                     kind: UpstreamKind::Connect,
                     reason: "no endpoint accepted the connection".into(),
@@ -290,13 +345,9 @@ impl Gateway {
             let mut up = Request::new(body);
             *up.method_mut() = method.clone();
             *up.headers_mut() = headers;
-            *up.version_mut() = if grpc {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            };
+            *up.version_mut() = Version::HTTP_2;
             *up.uri_mut() = upstream_uri(&endpoint, &path_and_query)?;
-            let client = if grpc { &self.h2_client } else { &self.client };
+            let client = &self.h2_client;
             match tokio::time::timeout_at(deadline, client.request(up)).await {
                 Ok(Ok(resp)) => break resp,
                 Err(_) => {
@@ -347,42 +398,96 @@ impl Gateway {
             }
         };
 
-        // The answer.
-        let mut resp = resp;
-        let backend_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && upgrade.is_some())
-        .then(|| hyper::upgrade::on(&mut resp));
-        let (mut rp, rbody) = resp.into_parts();
-        strip_hop_by_hop(&mut rp.headers, backend_upgrade.is_some());
-        match &self.preview {
-            Some(p) => {
-                let outcome = preview::apply_function_headers(&mut rp.headers, &p.keys, now);
-                if let preview::FunctionPreview::Malformed(e) = &outcome {
-                    tracing::warn!(route = %route.key, error = %e, "function sent a malformed preview header");
+        Ok(resp)
+    }
+
+    /// HTTP/1.1 through the per-endpoint connection pools.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_h1(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        path_and_query: PathAndQuery,
+        route: &RouteEntry,
+        target: &Target,
+        tracker: &mut Tracker,
+        deadline: Instant,
+    ) -> Result<Response<Incoming>, Error> {
+        // Origin-form target: the normalized path and the original query.
+        let pq = path_and_query;
+        let mut up = Request::new(UpstreamBody::new(body, route.body_limit));
+        *up.method_mut() = parts.method;
+        *up.headers_mut() = parts.headers;
+        *up.version_mut() = Version::HTTP_11;
+        *up.uri_mut() = Uri::from(pq);
+        let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
+        let mut stale = 0;
+        loop {
+            let Some(endpoint) = pick(target, &tried) else {
+                return Err(Error::BadGateway {
+                    kind: UpstreamKind::Connect,
+                    reason: "no endpoint accepted the connection".into(),
+                });
+            };
+            let acquired =
+                tokio::time::timeout_at(deadline, pool::acquire(&endpoint, self.connect_timeout))
+                    .await;
+            let mut sender = match acquired {
+                Err(_) => {
+                    route.metrics.upstream_error("timeout");
+                    return Err(Error::GatewayTimeout {
+                        seconds: route.timeout.as_secs(),
+                    });
                 }
-                if preview_state.needs_clear() && outcome == preview::FunctionPreview::None {
-                    preview::append_clear_cookies(&mut rp.headers, "/");
+                Ok(Err(e)) => {
+                    // Nothing was sent: try another endpoint with the request as it is.
+                    route.metrics.upstream_error(UpstreamKind::Connect.as_str());
+                    tracing::debug!(error = %e, "upstream connect failed");
+                    tried.push(endpoint);
+                    if tried.len() < target.endpoints.len() {
+                        continue;
+                    }
+                    return Err(Error::BadGateway {
+                        kind: UpstreamKind::Connect,
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(Ok(s)) => s,
+            };
+            tracker.set_endpoint(&endpoint);
+            match tokio::time::timeout_at(deadline, sender.try_send_request(up)).await {
+                Err(_) => {
+                    route.metrics.upstream_error("timeout");
+                    return Err(Error::GatewayTimeout {
+                        seconds: route.timeout.as_secs(),
+                    });
+                }
+                Ok(Ok(resp)) => {
+                    tracker.set_conn(sender);
+                    return Ok(resp);
+                }
+                Ok(Err(mut e)) => {
+                    if let Some(limit) = is_limit_exceeded(e.error()) {
+                        return Err(Error::PayloadTooLarge { limit });
+                    }
+                    // The connection closed before the request was written (a pooled one
+                    // the function had closed): the request comes back; send it again.
+                    if let Some(req) = e.take_message()
+                        && stale < 3
+                    {
+                        stale += 1;
+                        up = req;
+                        continue;
+                    }
+                    let e = e.into_error();
+                    route.metrics.upstream_error(UpstreamKind::Request.as_str());
+                    return Err(Error::BadGateway {
+                        kind: UpstreamKind::Request,
+                        reason: error_chain(&e),
+                    });
                 }
             }
-            None => strip_apiroute(&mut rp.headers),
         }
-        if let Some(wait) = waited
-            && let Ok(v) = HeaderValue::try_from(format!("activation;dur={}", wait.as_millis()))
-        {
-            rp.headers.append(SERVER_TIMING, v);
-        }
-        if let (Some(client_up), Some(backend_up)) = (upgrade, backend_upgrade) {
-            tokio::spawn(async move {
-                if let (Ok(c), Ok(b)) = (client_up.await, backend_up.await) {
-                    let mut c = TokioIo::new(c);
-                    let mut b = TokioIo::new(b);
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
-                }
-                drop(tracker);
-            });
-            return Ok(Response::from_parts(rp, full(Bytes::new())));
-        }
-        Ok(Response::from_parts(rp, Body::Proxied(rbody, tracker)))
     }
 }
 

@@ -6,7 +6,11 @@
 //! (one hash lookup), then the dynamic child, then the catch-all, then the optional
 //! catch-all: exactly the order of [`Pattern::precedence`], so the first leaf found is the
 //! greatest-precedence matching pattern. Cost grows with path depth, not route count.
-//! Host routes beat hostless ones: the host's trie is tried first.
+//! Host routes beat hostless ones: the host's trie is tried first, and a pattern matched
+//! there decides the request (a method it does not serve is a 405, even if a hostless
+//! route would serve it); only when nothing in the host's trie matches are the hostless
+//! routes tried. Within one trie, the winning pattern decides: a method none of its
+//! routes serves is a 405 with `Allow`, never a fall-through to a lower-precedence pattern.
 
 use std::{
     collections::HashMap,
@@ -50,7 +54,22 @@ pub fn split(path: &str) -> Segments<'_> {
 #[derive(Debug)]
 pub struct Endpoint {
     pub authority: Authority,
+    /// The authority as a socket address when it is `IP:port` (no resolution needed).
+    pub socket_addr: Option<std::net::SocketAddr>,
     pub in_flight: AtomicUsize,
+    /// Idle keep-alive connections to this endpoint.
+    pub pool: crate::pool::ConnPool,
+}
+
+impl Endpoint {
+    pub fn new(authority: Authority) -> Self {
+        Endpoint {
+            socket_addr: crate::pool::socket_addr(authority.as_str()),
+            authority,
+            in_flight: AtomicUsize::new(0),
+            pool: crate::pool::ConnPool::default(),
+        }
+    }
 }
 
 /// A route variant's endpoints in this snapshot.
@@ -440,12 +459,7 @@ impl Builder<'_> {
                 .endpoints
                 .remove(&ek)
                 .or_else(|| self.new.endpoints.get(&ek).cloned())
-                .unwrap_or_else(|| {
-                    Arc::new(Endpoint {
-                        authority: ek.1.clone(),
-                        in_flight: AtomicUsize::new(0),
-                    })
-                });
+                .unwrap_or_else(|| Arc::new(Endpoint::new(ek.1.clone())));
             if !endpoints.iter().any(|x: &Arc<Endpoint>| Arc::ptr_eq(x, &e)) {
                 endpoints.push(Arc::clone(&e));
             }
@@ -558,6 +572,17 @@ impl Builder<'_> {
             leaf.allow = HeaderValue::try_from(allow.join(", "))
                 .unwrap_or_else(|_| HeaderValue::from_static(""));
             leaf.routes = routes.into_boxed_slice();
+        }
+        // Routes that are gone: drop their per-route gauge and histogram series.
+        let m = &self.reg.metrics;
+        for key in self.old.routes.keys() {
+            if !self.new.routes.contains_key(key) {
+                let label = [&**key];
+                let _ = m.duration.remove_label_values(&label);
+                let _ = m.in_flight.remove_label_values(&label);
+                let _ = m.held.remove_label_values(&label);
+                let _ = m.activation_wait.remove_label_values(&label);
+            }
         }
         *registry = self.new;
         self.table

@@ -576,3 +576,37 @@ async fn grpc_goes_over_h2c_with_trailers() {
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(collected.to_bytes(), "HTTP/2.0 true 10");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_time_out_and_connections_are_bounded() {
+    use apiroutes_gateway::server::ServerConfig;
+    let e = echo("limits");
+    let gw = in_process_with(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+        ServerConfig {
+            max_connections: 1,
+            header_read_timeout: Duration::from_millis(300),
+            shutdown_grace: Duration::from_secs(5),
+        },
+    )
+    .await;
+    // A client that never finishes its headers is disconnected.
+    let mut slow = TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(b"GET /api/l HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Meanwhile the only connection slot is taken: a second client waits.
+    let waiting = tokio::spawn(get_raw(gw.addr, "/api/l"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "served beyond max_connections");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "slow client was not disconnected");
+    // Once the slot is free, the waiting client is served.
+    let (status, _, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}

@@ -306,3 +306,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn removed_routes_lose_their_gauge_series() {
+    let reg = registry();
+    let _ = reg.build(&[route("gone", "/api/gone").created(1)], no_endpoints);
+    let text = String::from_utf8(reg.metrics.render()).unwrap();
+    assert!(text.contains(r#"in_flight_requests{route="default/gone"}"#));
+    let t = reg.build(&[], no_endpoints);
+    assert_eq!(t.routes, 0);
+    let text = String::from_utf8(reg.metrics.render()).unwrap();
+    assert!(!text.contains(r#"in_flight_requests{route="default/gone"}"#));
+    assert!(reg.variants().is_empty());
+}

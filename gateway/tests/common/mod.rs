@@ -114,6 +114,18 @@ impl Drop for InProcess {
 }
 
 pub async fn in_process(yaml: &str, config: ProxyConfig) -> InProcess {
+    in_process_with(
+        yaml,
+        config,
+        ServerConfig {
+            shutdown_grace: Duration::from_secs(5),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+}
+
+pub async fn in_process_with(yaml: &str, config: ProxyConfig, server: ServerConfig) -> InProcess {
     let routes = StaticRoutes::parse(yaml, "test").unwrap();
     let gateway = Gateway::new(config, Metrics::new());
     gateway.install(routes.build(&gateway.registry));
@@ -123,10 +135,7 @@ pub async fn in_process(yaml: &str, config: ProxyConfig) -> InProcess {
     tokio::spawn(serve_proxy(
         listener,
         Arc::clone(&gateway),
-        ServerConfig {
-            shutdown_grace: Duration::from_secs(5),
-            ..ServerConfig::default()
-        },
+        server,
         stop.clone(),
     ));
     InProcess {
