@@ -1,5 +1,5 @@
 // The conformance request set: each case is sent to `next start` and to the runtime
-// behind the gateway shim, and the answers are compared.
+// behind `apiroutes-gateway --static`, and the answers are compared.
 //
 // A case: { name, method?, path, headers?, body?, cookiesFrom?, etagFrom? }
 //   cookiesFrom: send the cookies that an earlier case's response set (per side)

@@ -47,4 +47,30 @@ export const DIFFERENCES = [
     why: 'A proxy in front of the function must pass the client scheme and host; `req.headers` shows the same names as on Next.',
     applies: (name, line) => name === 'request headers a pages handler sees' && /^(header (etag|content-length):|body:)/.test(line),
   },
+  {
+    what: "A body over the route's `spec.bodyLimit` (the handler's `bodyParser.sizeLimit`, or Next's 1mb default) is refused by the gateway: the same 413, but with its JSON error body (`payload_too_large`) and the standard reason phrase, where Next answers text `Body exceeded <limit> limit`.",
+    why: 'DESIGN.md (ApiRoute `bodyLimit`: \"request body cap (413 over it)\") has the gateway enforce the cap before a request reaches, or wakes, a function; the runtime keeps Next\'s own check for bodies that arrive anyway.',
+    applies: (name, line) =>
+      name.startsWith('size:') &&
+      (/^status text: next "Body exceeded \S+ limit" vs runtime "Payload Too Large"$/.test(line) ||
+        line === 'header content-type: next null vs runtime ["application/json"]' ||
+        /^body:\n\s+next {4}Body exceeded \S+ limit\n\s+runtime \{"error":"payload_too_large",/.test(line)),
+  },
+  {
+    what: "An app route's request headers: the gateway drops the client's hop-by-hop `connection` header and adds `x-request-id`.",
+    why: 'DESIGN.md, "Gateway → function contract": headers are forwarded minus hop-by-hop ones, and the gateway adds `x-request-id` (kept if present). Only those two names may differ.',
+    applies: (name, line) => {
+      if (name !== 'request headers an app route sees') return false;
+      if (/^header (etag|content-length):/.test(line)) return true;
+      const m = /^body:\n\s+next {4}(.*)\n\s+runtime (.*)$/.exec(line);
+      if (!m) return false;
+      try {
+        const next = JSON.parse(m[1]).names.filter((/** @type {string} */ n) => n !== 'connection');
+        const runtime = JSON.parse(m[2]).names.filter((/** @type {string} */ n) => n !== 'x-request-id');
+        return JSON.stringify(next) === JSON.stringify(runtime);
+      } catch {
+        return false;
+      }
+    },
+  },
 ];
