@@ -7,7 +7,7 @@
 //! The mapping from slices to endpoints is a pure function ([`endpoints_from_slices`]).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering::*},
@@ -48,6 +48,22 @@ fn endpoint_ready(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
         .is_none_or(|c| c.ready != Some(false) && c.terminating != Some(true))
 }
 
+/// The `ip:port` authorities of a slice's ready endpoints on its port named `port_name`
+/// (none when the slice has no such port).
+fn ready_authorities<'s>(
+    slice: &'s EndpointSlice,
+    port_name: &str,
+) -> impl Iterator<Item = Authority> + 's {
+    let port = slice_port(slice, port_name);
+    slice
+        .endpoints
+        .iter()
+        .flatten()
+        .filter(move |e| port.is_some() && endpoint_ready(e))
+        .flat_map(|e| e.addresses.iter())
+        .filter_map(move |ip| authority(ip, port?))
+}
+
 fn authority(ip: &str, port: i32) -> Option<Authority> {
     let port = u16::try_from(port).ok()?;
     let text = if ip.contains(':') {
@@ -75,7 +91,7 @@ fn slice_port(slice: &EndpointSlice, name: &str) -> Option<i32> {
 pub fn endpoints_from_slices<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> HashMap<RouteRef, Vec<Authority>> {
-    let mut sets: HashMap<RouteRef, BTreeSet<String>> = HashMap::new();
+    let mut sets: HashMap<RouteRef, Vec<Authority>> = HashMap::new();
     for slice in slices {
         let meta = &slice.metadata;
         let Some(labels) = meta.labels.as_ref() else {
@@ -100,28 +116,14 @@ pub fn endpoints_from_slices<'a>(
             variant,
         };
         let entry = sets.entry(key).or_default();
-        let Some(port) = slice_port(slice, "http") else {
-            continue;
-        };
-        for e in slice
-            .endpoints
-            .iter()
-            .flatten()
-            .filter(|e| endpoint_ready(e))
-        {
-            for ip in &e.addresses {
-                if let Some(a) = authority(ip, port) {
-                    entry.insert(a.to_string());
-                }
-            }
-        }
+        entry.extend(ready_authorities(slice, "http"));
     }
-    sets.into_iter()
-        .map(|(k, set)| {
-            let list = set.iter().filter_map(|s| s.parse().ok()).collect();
-            (k, list)
-        })
-        .collect()
+    // Sorted and unique, so a table rebuilt from the same slices is the same.
+    for list in sets.values_mut() {
+        list.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        list.dedup_by(|a, b| a.as_str() == b.as_str());
+    }
+    sets
 }
 
 /// The autoscaler's base URL from its Service's slices: the first ready endpoint on the
@@ -129,24 +131,11 @@ pub fn endpoints_from_slices<'a>(
 pub fn autoscaler_url_from_slices<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Option<String> {
-    let mut found: Vec<String> = Vec::new();
-    for slice in slices {
-        let Some(port) = slice_port(slice, AUTOSCALER_PORT) else {
-            continue;
-        };
-        for e in slice
-            .endpoints
-            .iter()
-            .flatten()
-            .filter(|e| endpoint_ready(e))
-        {
-            for ip in &e.addresses {
-                if let Some(a) = authority(ip, port) {
-                    found.push(format!("http://{a}"));
-                }
-            }
-        }
-    }
+    let mut found: Vec<String> = slices
+        .into_iter()
+        .flat_map(|slice| ready_authorities(slice, AUTOSCALER_PORT))
+        .map(|a| format!("http://{a}"))
+        .collect();
     found.sort();
     found.into_iter().next()
 }

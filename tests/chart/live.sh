@@ -23,6 +23,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 chart=$repo/charts/apiroutes
 target=${CARGO_TARGET_DIR:-${APIROUTES_CACHE:-$HOME/.cache/apiroutes}/target}/debug
+# The node's image map and free ports come from the platform helpers (one place).
+source "$repo/tests/lib/platform.sh"
 
 if [[ $(id -u) != 0 ]]; then
 	echo "SKIP tests/chart/live.sh: needs root (the node agent creates a network namespace)"
@@ -62,21 +64,14 @@ mkdir -p "$dir/bin"
 for b in apiroutes-gateway apiroutes-operator echo apiroutes-node-agent; do
 	cp -l "$target/$b" "$dir/bin/" 2>/dev/null || cp "$target/$b" "$dir/bin/"
 done
-cat >"$dir/images.yaml" <<EOF
-ghcr.io/apiroutes/gateway:
-  command: ["$dir/bin/apiroutes-gateway"]
-ghcr.io/apiroutes/operator:
-  command: ["$dir/bin/apiroutes-operator"]
-ghcr.io/apiroutes/echo:
-  command: ["$dir/bin/echo"]
-EOF
+platform_image_map "$dir/images.yaml" "$dir/bin"
 
 step "local control plane with a node"
 APIROUTES_NODE_AGENT_BIN=$dir/bin/apiroutes-node-agent timeout 600 \
 	"$repo/tests/cluster/cluster.sh" up "$dir/cluster" --with-node "$dir/images.yaml" >&2
 eval "$("$repo/tests/cluster/cluster.sh" env "$dir/cluster")"
 kc() { timeout 60 kubectl "$@"; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 gw=http://127.0.0.1:$port
 ns=apiroutes-system
 sel=app.kubernetes.io/instance=apiroutes

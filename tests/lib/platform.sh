@@ -18,8 +18,9 @@ platform_build() {
 }
 
 # The image→command map of the local node: which local program stands in for each image.
+#   platform_image_map OUT [BIN_DIR]   (BIN_DIR: where the binaries are; default the debug build)
 platform_image_map() {
-  local out=$1 bin=$CARGO_TARGET_DIR/debug
+  local out=$1 bin=${2:-$CARGO_TARGET_DIR/debug}
   cat >"$out" <<MAP
 # Written by tests/lib/platform.sh. Repository keys match every tag.
 ghcr.io/apiroutes/gateway:
