@@ -1,30 +1,55 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm
-# from the pinned Go modules in this directory and prints the directory holding them.
+# Builds the control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler),
+# kubectl, helm, and the node (kubelet, kube-proxy, containerd with its runc shim and ctr,
+# the CNI plugins bridge/host-local/loopback/portmap in bin/cni, and the OCI registry) from
+# the pinned Go modules in this directory, and prints the directory holding them. runc and
+# iptables come from Debian's packages (installed here when missing, as root).
 #
 #   bin=$(tests/cluster/build.sh)
 #
 # Binaries are cached in ${APIROUTES_CACHE:-$HOME/.cache/apiroutes}/cluster/<hash>/bin,
-# where <hash> covers go.mod/go.sum of both modules and this script: a warm call only
-# hashes four files. Go's own build and module caches stay in their default places, so a
+# where <hash> covers go.mod/go.sum of the three modules and this script: a warm call only
+# hashes seven files. Go's own build and module caches stay in their default places, so a
 # changed pin rebuilds in a minute or two. Logs go to stderr; stdout is only the bin dir.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+log() { echo "build.sh: $*" >&2; }
 k8s_version=v1.36.3
 helm_version=v4.3.1
 # Release time of k8s.io/kubernetes@v1.36.3 from the module proxy, for a reproducible stamp.
 build_date=2026-07-22T18:07:38Z
 
-hash=$(cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum build.sh | sha256sum | cut -c1-16)
+hash=$(cd "$here" && cat go.mod go.sum helm/go.mod helm/go.sum node/go.mod node/go.sum build.sh |
+	sha256sum | cut -c1-16)
 cache=${APIROUTES_CACHE:-$HOME/.cache/apiroutes}/cluster/$hash
 bin=$cache/bin
-tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
+tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm kubelet kube-proxy
+	containerd containerd-shim-runc-v2 ctr registry cni/bridge cni/host-local cni/loopback cni/portmap)
+# From Debian: the node's OCI runtime, and iptables for kube-proxy and the CNI plugins
+# (they run only inside the node's network namespace).
+debian_packages=(runc iptables conntrack)
+debian_commands=(runc iptables conntrack)
 
 complete() {
 	local t
 	for t in "${tools[@]}"; do [[ -x $bin/$t ]] || return 1; done
 }
+
+install_debian_packages() {
+	local c missing=false
+	for c in "${debian_commands[@]}"; do command -v "$c" >/dev/null 2>&1 || missing=true; done
+	$missing || return 0
+	if [[ $(id -u) != 0 ]]; then
+		log "missing ${debian_packages[*]} (Debian packages): the local node needs them; install as root"
+		return 0
+	fi
+	log "installing Debian packages: ${debian_packages[*]}"
+	apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${debian_packages[@]}" >&2
+}
+install_debian_packages
 
 if complete; then
 	echo "$bin"
@@ -40,7 +65,6 @@ if complete; then
 	exit 0
 fi
 
-log() { echo "build.sh: $*" >&2; }
 # -mod=readonly: a go.sum missing an entry fails here, not silently in CI.
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 tmp=$(mktemp -d "$cache/bin.tmp.XXXXXX")
@@ -63,6 +87,23 @@ log "building Kubernetes $k8s_version (cold: 5 to 20 minutes on 2 cores) into $b
 	k8s.io/kubernetes/cmd/kube-controller-manager \
 	k8s.io/kubernetes/cmd/kube-scheduler \
 	k8s.io/kubernetes/cmd/kubectl) >&2
+log "building kubelet and kube-proxy"
+(cd "$here" && go build "${common[@]}" -ldflags "$k8s_ldflags" -o "$tmp/" \
+	k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy) >&2
+log "building containerd, containerd-shim-runc-v2, ctr and the registry"
+(cd "$here/node" && go build -trimpath -tags "no_btrfs,no_devmapper,no_zfs" -ldflags "-s -w" \
+	-o "$tmp/" \
+	github.com/containerd/containerd/v2/cmd/containerd \
+	github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+	github.com/containerd/containerd/v2/cmd/ctr \
+	github.com/distribution/distribution/v3/cmd/registry) >&2
+log "building the CNI plugins"
+mkdir -p "$tmp/cni"
+(cd "$here/node" && go build -trimpath -ldflags "-s -w" -o "$tmp/cni/" \
+	github.com/containernetworking/plugins/plugins/main/bridge \
+	github.com/containernetworking/plugins/plugins/main/loopback \
+	github.com/containernetworking/plugins/plugins/ipam/host-local \
+	github.com/containernetworking/plugins/plugins/meta/portmap) >&2
 log "building etcd"
 (cd "$here" && go build "${common[@]}" -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3) >&2
 log "building helm $helm_version"
