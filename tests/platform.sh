@@ -4,10 +4,11 @@
 #   bash tests/platform.sh            # gateway on http://127.0.0.1:8080
 #   APIROUTES_PORT=9000 bash tests/platform.sh
 #
-# Builds everything it needs (cached under ~/.cache/apiroutes), starts a real Kubernetes
-# control plane on 127.0.0.1 and a local node that runs pods as processes (needs root: it
-# creates a network namespace), installs the Helm chart, applies examples/, and prints how
-# to reach the routes. Ctrl-C stops everything it started.
+# Builds everything it needs (cached under ~/.cache/apiroutes): the binaries and the images
+# of every component; starts a real Kubernetes control plane on 127.0.0.1 and a real node
+# (kubelet, containerd, runc, in its own network namespace: needs root) whose registry holds
+# the images; installs the Helm chart, applies examples/, and prints how to reach the
+# routes. Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/env.sh
@@ -23,9 +24,9 @@ platform_up "$dir" "$port"
 
 step "apply the examples"
 kubectl apply -f examples/manifests/ >&2
+# The image holds the app's route files bundled, as tests/images/build.sh made it.
 "$CARGO_TARGET_DIR/debug/apiroutes" import examples/nextjs \
-  --namespace nextjs --image 'ghcr.io/apiroutes/nextjs-example:0.1.0' \
-  --source-handlers --handler-root "$PWD/examples/nextjs" > "$dir/nextjs-routes.yaml"
+  --namespace nextjs --image 'ghcr.io/apiroutes/nextjs-example:0.1.0' > "$dir/nextjs-routes.yaml"
 kubectl create namespace nextjs --dry-run=client -o yaml | kubectl apply -f - >&2
 kubectl apply -f "$dir/nextjs-routes.yaml" >&2
 
@@ -41,6 +42,7 @@ apiroutes is up. The gateway serves on http://127.0.0.1:$port
 
   export KUBECONFIG=$dir/kubeconfig PATH=$APIROUTES_CLUSTER_BIN:\$PATH
   kubectl get ar -A                                     # the routes, their status and replicas
+  kubectl logs -n nextjs deploy/hello                   # a function's output (real containers)
 
 Press Ctrl-C to stop.
 MSG

@@ -3,10 +3,10 @@
 # Installs what it needs itself; build outputs are cached outside the tree, under
 # ${APIROUTES_CACHE:-~/.cache/apiroutes}, so a second run is fast.
 #
-# One local control plane with its node (tests/cluster/cluster.sh, via tests/lib/platform.sh)
-# serves every test that needs a real API server; it is stopped on exit, whatever happens.
-# The node agent makes a network namespace, so the cluster tests need root; without root
-# they are skipped, saying so.
+# One local cluster with its real node (tests/cluster/cluster.sh, via tests/lib/platform.sh:
+# kubelet, containerd, runc, the project's images in the node's registry) serves every test
+# that needs a real API server; it is stopped on exit, whatever happens. The node makes a
+# network namespace, so the cluster tests need root; without root they are skipped, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/env.sh
@@ -26,6 +26,8 @@ root=false
 if $root; then
   platform_cluster "$cluster_dir"
   export APIROUTES_KUBECONFIG=$KUBECONFIG
+  # Tests that need the cluster (or the registry) fail rather than skip without it.
+  export APIROUTES_REQUIRE_CLUSTER=1 APIROUTES_REGISTRY_BIN=$APIROUTES_CLUSTER_BIN/registry
 fi
 
 step "Rust: unit and integration tests, operator and CLI against the API server"
@@ -42,8 +44,19 @@ fi
 step "end to end: kubectl apply → operator → pods → gateway (tests/e2e, one test at a time)"
 cargo test -p apiroutes-e2e -- --test-threads=1
 
-step "local node agent: pods as processes on the real control plane (tests/cluster/test-node.sh)"
-bash tests/cluster/test-node.sh
+if $root; then
+  step "the real node: containers, networking, security, logs/exec, teardown (tests/cluster/test-node.sh)"
+  bash tests/cluster/test-node.sh "$platform_images"
+
+  step "the chart on the real node: install, leader, serve, failover, uninstall (tests/chart/live.sh)"
+  bash tests/chart/live.sh "$platform_images"
+fi
+
+step "images: reproducible, complete, runnable (tests/images/test.sh); Dockerfiles (tests/dockerfiles/check.py)"
+if $root; then
+  bash tests/images/test.sh "$platform_images"
+fi
+python3 tests/dockerfiles/check.py
 
 step "routing conformance: the gateway against real Next.js 16.4.6 (tests/conformance)"
 bash tests/conformance/run.sh

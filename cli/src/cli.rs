@@ -15,12 +15,13 @@ use kube::{
 use crate::{
     check,
     error::{Error, Result},
+    image::ImageCommand,
     import::{self, paths::DEFAULT_PAGE_EXTENSIONS},
     routes,
 };
 
 /// Next.js API routes on Kubernetes: import a Next.js tree as ApiRoute manifests, check
-/// manifests offline, show the live route table. Also runs as `kubectl apiroutes`.
+/// manifests offline, show the live route table, build and push images. Also runs as `kubectl apiroutes`.
 #[derive(Parser, Debug)]
 #[command(name = "apiroutes", version, propagate_version = true)]
 pub struct Cli {
@@ -38,6 +39,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the live route table from the cluster, in the order the gateway matches.
     Routes(RoutesArgs),
+    /// Build a reproducible OCI image from host files and binaries (no container engine),
+    /// or push one to a registry.
+    #[command(subcommand)]
+    Image(ImageCommand),
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +131,7 @@ impl Cli {
             Command::Import(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Routes(args) => args.run().await,
+            Command::Image(cmd) => cmd.run().await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,8 @@ pub enum Error {
     InferConfig(#[from] kube::config::InferConfigError),
     #[error("talking to the API server: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Image(#[from] apiroutes_image::Error),
 }
 
 impl Error {

@@ -2,7 +2,9 @@
 //!
 //! - [`import`]: a Next.js `pages/api` or `app` tree → ApiRoute manifests;
 //! - [`check`]: ApiRoute manifests validated offline, conflicts included;
-//! - [`routes`]: the live route table, in the gateway's order.
+//! - [`routes`]: the live route table, in the gateway's order;
+//! - [`image`]: reproducible OCI images built and pushed without a container engine
+//!   (`apiroutes-image`).
 //!
 //! The path-pattern language, precedence and the conflict rule are `apiroutes-crds`'s;
 //! this crate adds Next.js's file-system conventions and nothing about routing.
@@ -10,6 +12,7 @@
 pub mod check;
 mod cli;
 pub mod error;
+pub mod image;
 pub mod import;
 pub mod routes;
 

@@ -66,10 +66,21 @@ pub fn pod_problem(pods: &[&Pod]) -> Option<PodProblem> {
                 });
             }
             if crash.is_none() && CRASH_REASONS.contains(&reason) {
+                // Why it last stopped (`OOMKilled`, `Error` with its exit code) says more
+                // than the back-off.
+                let last = cs
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| {
+                        let why = t.reason.as_deref().unwrap_or("exited");
+                        format!(", last {why} with exit code {}", t.exit_code)
+                    })
+                    .unwrap_or_default();
                 crash = Some(PodProblem {
                     reason: REASON_CRASH_LOOPING,
                     message: format!(
-                        "pod {name}: container {} is failing ({reason}, {} restarts): {detail}",
+                        "pod {name}: container {} is failing ({reason}, {} restarts{last}): {detail}",
                         cs.name, cs.restart_count
                     ),
                 });

@@ -2,8 +2,9 @@
 //! admin kubeconfig of a running local control plane; skipped otherwise.
 //!
 //! Each test gets its own namespace and its own operator process (watching only that
-//! namespace, with its own Lease), so the tests run in parallel. There is no node unless
-//! the node agent runs, so pods stay Pending: these tests check objects and status.
+//! namespace, with its own Lease), so the tests run in parallel. Pods may or may not run
+//! (the runner's real node pulls only the project's images): these tests check objects and
+//! status.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# The chart with running pods: a local control plane with its node (tests/cluster), the
-# real operator, gateway and echo binaries as the images, `helm install` with
-# charts/apiroutes/ci/local-values.yaml, then: pods Ready, exactly one leader labelled and
-# behind the autoscaler Service, the chart's Lease held by it, an ApiRoute served through
-# the gateway's hostPort, and `helm uninstall` with everything running leaving nothing of
-# the release (the Lease included) but the CRD. Bounded; exits non-zero on failure.
+# The chart with running pods: a local cluster with its real node (tests/cluster), the
+# project's images (tests/images/build.sh) pulled from the node's registry, `helm install`
+# with charts/apiroutes/ci/local-values.yaml, then: pods Ready, exactly one leader labelled
+# and behind the autoscaler Service, the chart's Lease held by it, an ApiRoute served
+# through the gateway's hostPort, and `helm uninstall` with everything running leaving
+# nothing of the release (the Lease included) but the CRD. Bounded; exits non-zero on failure.
 #
-#   bash tests/chart/live.sh      # root (the node agent makes a network namespace)
+#   bash tests/chart/live.sh [IMAGES_LIST]   # root (the node makes a network namespace)
 #
-# Needs the binaries: cargo build --bins -p apiroutes-gateway -p apiroutes-operator \
-#   -p apiroutes-example-echo -p apiroutes-node-agent  (APIROUTES_CHART_BUILD=1 does it).
-# Prints SKIP and exits 0 when not root or when the binaries are missing. KEEP=1 keeps the
-# temp dir (cluster and pod logs).
+# IMAGES_LIST (`REFERENCE OCI_LAYOUT_DIR` lines) defaults to a fresh tests/images/build.sh.
+# Prints SKIP and exits 0 when not root. KEEP=1 keeps the temp dir (cluster and pod logs).
 set -euo pipefail
 
 if [[ -z ${_APIROUTES_CHART_BOUNDED:-} ]]; then
@@ -22,24 +20,13 @@ fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 chart=$repo/charts/apiroutes
-target=${CARGO_TARGET_DIR:-${APIROUTES_CACHE:-$HOME/.cache/apiroutes}/target}/debug
-# The node's image map and free ports come from the platform helpers (one place).
+# Free ports come from the platform helpers (one place).
 source "$repo/tests/lib/platform.sh"
 
 if [[ $(id -u) != 0 ]]; then
-	echo "SKIP tests/chart/live.sh: needs root (the node agent creates a network namespace)"
+	echo "SKIP tests/chart/live.sh: needs root (the node creates a network namespace)"
 	exit 0
 fi
-if [[ ${APIROUTES_CHART_BUILD:-} == 1 ]]; then
-	(cd "$repo" && cargo build --bins -p apiroutes-gateway -p apiroutes-operator \
-		-p apiroutes-example-echo -p apiroutes-node-agent) >&2
-fi
-for b in apiroutes-gateway apiroutes-operator echo apiroutes-node-agent; do
-	if [[ ! -x $target/$b ]]; then
-		echo "SKIP tests/chart/live.sh: $target/$b not built (APIROUTES_CHART_BUILD=1 builds it)"
-		exit 0
-	fi
-done
 
 failures=0
 pass() { echo "ok   - $*"; }
@@ -59,16 +46,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-# Hard links: a concurrent cargo build replaces the files, not these inodes.
-mkdir -p "$dir/bin"
-for b in apiroutes-gateway apiroutes-operator echo apiroutes-node-agent; do
-	cp -l "$target/$b" "$dir/bin/" 2>/dev/null || cp "$target/$b" "$dir/bin/"
-done
-platform_image_map "$dir/images.yaml" "$dir/bin"
+images=${1:-}
+if [[ -z $images ]]; then
+	images=$dir/images.list
+	bash "$repo/tests/images/build.sh" >"$images"
+fi
 
-step "local control plane with a node"
-APIROUTES_NODE_AGENT_BIN=$dir/bin/apiroutes-node-agent timeout 600 \
-	"$repo/tests/cluster/cluster.sh" up "$dir/cluster" --with-node "$dir/images.yaml" >&2
+step "local cluster with its node"
+timeout 600 "$repo/tests/cluster/cluster.sh" up "$dir/cluster" --with-node --images "$images" >&2
 eval "$("$repo/tests/cluster/cluster.sh" env "$dir/cluster")"
 kc() { timeout 60 kubectl "$@"; }
 port=$(free_port)
@@ -110,6 +95,7 @@ ready_pods() {
 		grep -c True) -ge $2 ]]
 }
 eventually "the gateway pod is Ready" ready_pods gateway 1
+"$repo/tests/cluster/cluster.sh" forward "$dir/cluster" "$port"
 leader() { kc get pods -n "$ns" -l "$sel,apiroutes.dev/leader=true" -o jsonpath='{.items[*].metadata.name}'; }
 one_leader() { [[ $(leader | wc -w) == 1 ]]; }
 eventually "exactly one operator pod is labelled apiroutes.dev/leader=true" one_leader

@@ -28,8 +28,8 @@ tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm k
 	containerd containerd-shim-runc-v2 ctr registry cni/bridge cni/host-local cni/loopback cni/portmap)
 # From Debian: the node's OCI runtime, and iptables for kube-proxy and the CNI plugins
 # (they run only inside the node's network namespace).
-debian_packages=(runc iptables conntrack)
-debian_commands=(runc iptables conntrack)
+debian_packages=(runc iptables conntrack socat)
+debian_commands=(runc iptables conntrack socat)
 
 complete() {
 	local t

@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# The one place that starts and stops the local control plane (and the local node).
+# The one place that starts and stops the local control plane and its real node.
 #
-#   tests/cluster/cluster.sh up DIR [--with-node IMAGEMAP]
+#   tests/cluster/cluster.sh up DIR [--with-node [--images LIST]]
+#   tests/cluster/cluster.sh push DIR LIST        # push more images to the node's registry
+#   tests/cluster/cluster.sh forward DIR PORT     # host 127.0.0.1:PORT -> node IP:PORT
 #   tests/cluster/cluster.sh down DIR
-#   tests/cluster/cluster.sh env DIR      # eval "$(tests/cluster/cluster.sh env DIR)"
+#   tests/cluster/cluster.sh env DIR              # eval "$(tests/cluster/cluster.sh env DIR)"
 #
 # `up` builds the binaries (tests/cluster/build.sh, cached), then runs etcd,
 # kube-apiserver, kube-controller-manager and kube-scheduler on 127.0.0.1 with free ports
 # from the OS, its own CA and certificates, token authentication, Node+RBAC authorization,
-# service-account signing and every default controller. With --with-node it also builds and
-# starts tests/node-agent (a kubelet for the Node `local-node`, run as root: it creates a
-# network namespace; each running cluster gets its own node slot, see slot_vars).
+# service-account signing and every default controller. With --with-node (root) it also
+# starts a real node, the Node `local-node`, inside its own network namespace (see node.sh):
+# an OCI registry, containerd + runc, the kubelet and kube-proxy (iptables mode), with
+# pods on a CNI bridge. LIST has lines `REFERENCE OCI_LAYOUT_DIR` (tests/images/build.sh
+# prints them); they are pushed to the node's registry, which containerd uses as the
+# mirror of every registry, so pods pull their unchanged image references. The list must
+# hold the sandbox image ghcr.io/apiroutes/pause.
 # DIR gets: kubeconfig (admin), env (shell-sourceable), pki/, logs/, pids/, node/.
 # `up` on a DIR that is already up is a no-op; on a stale DIR it cleans up first.
-# `down` signals the PIDs in reverse start order (TERM, KILL after a grace period) and
-# leaves nothing running; it is safe to call on a DIR that is down or half up.
+# `down` signals the PIDs in reverse start order (TERM, KILL after a grace period), then
+# removes what the node left: pod processes, shims, mounts, cgroups, the namespace, the
+# veth and its route. It is safe on a DIR that is down, half up, or whose `up` was killed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-# Start order; `down` stops them in reverse.
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent)
-# Node slots: several clusters with a node may run on one machine (e.g. two engineers'
-# tests); slot N gets its own namespace, host veth and pod range 10.(244+N).0.0/16.
-slots_dir=/run/apiroutes-node
-max_slots=8
+# Start order; `down` stops them in reverse. The node's come after the control plane's.
+control_plane=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+node_components=(relay-host relay-node registry containerd kubelet kube-proxy)
+components=("${control_plane[@]}" "${node_components[@]}")
 grace=${APIROUTES_CLUSTER_GRACE:-10}
 deadline=${APIROUTES_CLUSTER_DEADLINE:-90}
+node_name=local-node
 
 log() { echo "cluster.sh: $*" >&2; }
 die() {
@@ -35,9 +40,12 @@ die() {
 }
 
 usage() {
-	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
+
+# shellcheck source=node.sh
+source "$here/node.sh"
 
 # A pid file's process, if it is still the one we started (guards against PID reuse).
 live_pid() {
@@ -48,10 +56,15 @@ live_pid() {
 	[[ -r /proc/$pid/cmdline ]] || return 1
 	exe=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
 	case $name in
-	node-agent) [[ $exe == *apiroutes-node-agent* ]] || return 1 ;;
+	relay-* | forward-*) [[ $exe == *socat* ]] || return 1 ;;
 	*) [[ $exe == *"$name"* ]] || return 1 ;;
 	esac
 	echo "$pid"
+}
+
+# A process that exists and is not a zombie (our own exited child counts as gone).
+running_pid() {
+	[[ -d /proc/$1 ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
 }
 
 stop_one() {
@@ -60,16 +73,14 @@ stop_one() {
 		log "stopping $name (pid $pid)"
 		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < grace * 10; i++)); do
-			[[ -d /proc/$pid ]] || break
-			# A zombie (our own child) counts as gone.
-			[[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+			running_pid "$pid" || break
 			sleep 0.1
 		done
-		if [[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+		if running_pid "$pid"; then
 			log "$name did not stop within ${grace}s: KILL"
 			kill -KILL "$pid" 2>/dev/null || true
 			for ((i = 0; i < 50; i++)); do
-				[[ -d /proc/$pid ]] || break
+				running_pid "$pid" || break
 				sleep 0.1
 			done
 		fi
@@ -78,81 +89,33 @@ stop_one() {
 }
 
 cmd_down() {
-	local dir=$1 i
+	local dir=$1 i f slot
 	[[ -d $dir ]] || return 0
+	dir=$(cd "$dir" && pwd)
+	for f in "$dir"/pids/forward-*; do
+		[[ -e $f ]] && stop_one "$dir" "$(basename "$f")"
+	done
+	if [[ -f $dir/node-slot ]]; then
+		# Pods first, while nothing can restart them: stop kube-proxy and the kubelet, kill
+		# every pod process and shim, then the rest of the node.
+		slot=$(<"$dir/node-slot")
+		stop_one "$dir" kube-proxy
+		stop_one "$dir" kubelet
+		node_kill_pods "$slot"
+	fi
 	for ((i = ${#components[@]} - 1; i >= 0; i--)); do
 		stop_one "$dir" "${components[i]}"
 	done
-	# The agent removes its namespace on exit; after a crash (or a KILL) do it here.
 	if [[ -f $dir/node-slot ]]; then
-		local n owner
-		n=$(<"$dir/node-slot")
-		slot_vars "$n"
-		cleanup_netns "$slot_netns"
-		owner=$(awk '{print $1}' "$slots_dir/slot-$n" 2>/dev/null || true)
-		[[ $owner != "$dir" ]] || rm -f "$slots_dir/slot-$n"
+		node_cleanup "$slot" "$dir"
+		node_release_slot "$slot" "$dir"
 		rm -f "$dir/node-slot"
 	fi
 	rm -f "$dir/up"
 }
 
-# Sets slot_netns, slot_veth, slot_pod_cidr, slot_cluster_cidr, slot_node_ip for slot N.
-slot_vars() {
-	local n=$1
-	if ((n == 0)); then slot_netns=apiroutes-node; else slot_netns=apiroutes-node-$n; fi
-	slot_veth=apiroutes$n
-	slot_pod_cidr=10.$((244 + n)).0.0/24
-	slot_cluster_cidr=10.$((244 + n)).0.0/16
-	slot_node_ip=10.$((244 + n)).0.1
-}
-
-# Claims a free node slot for DIR and prints its number. A slot is taken while its owner's
-# agent runs or the `up` that claimed it does; otherwise it is stale and reclaimed.
-claim_slot() {
-	local dir=$1 n f owner_dir owner_pid
-	mkdir -p "$slots_dir"
-	exec 8>"$slots_dir/lock"
-	flock 8
-	for ((n = 0; n < max_slots; n++)); do
-		f=$slots_dir/slot-$n
-		if [[ -f $f ]]; then
-			read -r owner_dir owner_pid <"$f" || true
-			if [[ $owner_dir != "$dir" ]]; then
-				live_pid "$owner_dir" node-agent >/dev/null && continue
-				[[ -n $owner_pid && -d /proc/$owner_pid ]] &&
-					[[ $(tr '\0' ' ' <"/proc/$owner_pid/cmdline" 2>/dev/null) == *cluster.sh* ]] && continue
-			fi
-			slot_vars "$n"
-			cleanup_netns "$slot_netns"
-		fi
-		echo "$dir $$" >"$f"
-		echo "$n"
-		return 0
-	done
-	die "all $max_slots node slots are in use (see $slots_dir)"
-}
-
-# Same cleanup as the agent's own stale-namespace removal: the host veth end goes with the
-# namespace (deleting one end of a veth deletes the pair), the host route with the link.
-cleanup_netns() {
-	local ns=$1 pids
-	if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
-		log "removing leftover network namespace $ns"
-	fi
-	mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
-	if ((${#pids[@]} > 0)); then
-		log "killing processes left in $ns: ${pids[*]}"
-		# These are pod processes of a crashed agent of ours, in our own namespace.
-		kill -KILL "${pids[@]}" 2>/dev/null || true
-	fi
-	ip netns del "$ns" 2>/dev/null || true
-	# The agent's /etc/netns/<ns>/resolv.conf (and /etc/netns itself if nothing else is there).
-	rm -rf "/etc/netns/$ns"
-	rmdir /etc/netns 2>/dev/null || true
-}
-
 free_ports() {
-	python3 - "$1" <<'EOF'
+	python3 - "$1" <<'PY'
 import socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
@@ -160,11 +123,31 @@ for _ in range(int(sys.argv[1])):
     s.bind(("127.0.0.1", 0))
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
+PY
 }
 
+# Signs a certificate with the cluster CA: sign_cert PKI NAME SUBJECT EXTENSION...
+sign_cert() {
+	local pki=$1 name=$2 subject=$3
+	shift 3
+	(
+		cd "$pki"
+		umask 077
+		openssl ecparam -name prime256v1 -genkey -noout -out "$name.key" 2>/dev/null
+		openssl req -new -key "$name.key" -subj "$subject" -out "$name.csr" 2>/dev/null
+		printf '%s\n' "$@" >"$name.ext"
+		openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+			-sha256 -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+		rm -f "$name.csr" "$name.ext" ca.srl
+	)
+}
+
+# make_pki PKI [NODE_IP]: the CA, the API server's serving cert (with a node also for the
+# node IP and the `kubernetes` Service's ClusterIP, which pods dial), the service-account
+# key, static tokens; with a node, the kubelet's serving cert and the API server's client
+# cert for the kubelet.
 make_pki() {
-	local pki=$1
+	local pki=$1 node_ip=${2:-}
 	mkdir -p "$pki"
 	(
 		cd "$pki"
@@ -172,37 +155,44 @@ make_pki() {
 		openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
 		openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=apiroutes-local-ca" \
 			-out ca.crt 2>/dev/null
-		openssl ecparam -name prime256v1 -genkey -noout -out apiserver.key 2>/dev/null
-		openssl req -new -key apiserver.key -subj "/CN=kube-apiserver" -out apiserver.csr 2>/dev/null
-		printf '%s\n' \
-			"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
-			"extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment" \
-			>apiserver.ext
-		openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-			-sha256 -extfile apiserver.ext -out apiserver.crt 2>/dev/null
-		rm -f apiserver.csr ca.srl
 		openssl genrsa -out sa.key 2048 2>/dev/null
 		openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-		# Static tokens: admin in system:masters; the controller manager, scheduler and node
-		# agent with their own identities, so built-in RBAC and the Node authorizer apply.
+		# Static tokens: admin in system:masters; the controller manager, scheduler, kubelet
+		# and kube-proxy with their own identities, so the built-in RBAC roles and the Node
+		# authorizer decide what each may do.
 		t() { openssl rand -hex 24; }
 		{
 			echo "$(t),admin,uid-admin,\"system:masters\""
 			echo "$(t),system:kube-controller-manager,uid-kcm"
 			echo "$(t),system:kube-scheduler,uid-scheduler"
-			echo "$(t),system:node:local-node,uid-node,\"system:nodes\""
+			echo "$(t),system:node:$node_name,uid-node,\"system:nodes\""
+			echo "$(t),system:kube-proxy,uid-kube-proxy"
 		} >tokens.csv
 	)
+	local sans="IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default"
+	sans+=",DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+	[[ -z $node_ip ]] || sans+=",IP:$node_ip,IP:10.96.0.1"
+	sign_cert "$pki" apiserver "/CN=kube-apiserver" "subjectAltName=$sans" \
+		"extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment"
+	if [[ -n $node_ip ]]; then
+		sign_cert "$pki" kubelet "/O=system:nodes/CN=system:node:$node_name" \
+			"subjectAltName=IP:$node_ip,DNS:$node_name" \
+			"extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment"
+		sign_cert "$pki" apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" \
+			"extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature,keyEncipherment"
+	fi
 }
 
 token_of() { awk -F, -v u="$2" '$2 == u { print $1 }' "$1/pki/tokens.csv"; }
 
+# write_kubeconfig DIR USER OUT PORT: a kubeconfig for USER's static token.
 write_kubeconfig() {
 	local dir=$1 user=$2 out=$3 port=$4
 	local ca
 	ca=$(base64 -w0 <"$dir/pki/ca.crt")
-	umask 077
-	cat >"$out" <<EOF
+	(
+		umask 077
+		cat >"$out" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -219,6 +209,7 @@ contexts:
   context: {cluster: local, user: $user}
 current-context: local
 EOF
+	)
 }
 
 # Runs a component in its own session with its log file; records its PID.
@@ -251,26 +242,24 @@ wait_for() {
 is_up() {
 	local dir=$1 c
 	[[ -f $dir/up ]] || return 1
-	for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+	for c in "${control_plane[@]}"; do
 		live_pid "$dir" "$c" >/dev/null || return 1
 	done
-	if [[ -f $dir/node-slot ]]; then live_pid "$dir" node-agent >/dev/null || return 1; fi
+	if [[ -f $dir/node-slot ]]; then
+		for c in "${node_components[@]}"; do
+			live_pid "$dir" "$c" >/dev/null || return 1
+		done
+	fi
 	return 0
 }
 
-build_node_agent() {
-	export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${APIROUTES_CACHE:-$HOME/.cache/apiroutes}/target}
-	log "building apiroutes-node-agent (cargo, debug profile)"
-	(cd "$repo" && cargo build -q -p apiroutes-node-agent) >&2
-	echo "$CARGO_TARGET_DIR/debug/apiroutes-node-agent"
-}
-
 cmd_up() {
-	local dir=$1 imagemap=$2
+	local dir=$1 with_node=$2 images=$3
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	if is_up "$dir"; then
 		log "already up: $dir"
+		[[ -z $images ]] || node_push "$dir" "$images"
 		return 0
 	fi
 	# Stale or half-up DIR: stop whatever of ours still runs and start from scratch.
@@ -279,16 +268,18 @@ cmd_up() {
 		"$dir/kubeconfig" "$dir/env" "$dir"/*.kubeconfig
 	mkdir -p "$dir/logs" "$dir/pids"
 
-	local bin agent=""
+	local bin
 	bin=$("$here/build.sh")
-	if [[ -n $imagemap ]]; then
+	local node_ip="" slot=""
+	if $with_node; then
 		[[ $(id -u) == 0 ]] || die "--with-node needs root (it creates a network namespace)"
-		[[ -f $imagemap ]] || die "image map $imagemap not found"
-		imagemap=$(cd "$(dirname "$imagemap")" && pwd)/$(basename "$imagemap")
-		agent=${APIROUTES_NODE_AGENT_BIN:-$(build_node_agent)}
+		slot=$(node_claim_slot "$dir")
+		echo "$slot" >"$dir/node-slot"
+		node_slot_vars "$slot"
+		node_ip=$slot_node_ip
 	fi
 	local t0=$SECONDS
-	make_pki "$dir/pki"
+	make_pki "$dir/pki" "$node_ip"
 	local etcd_port etcd_peer api_port kcm_port sched_port
 	read -r etcd_port etcd_peer api_port kcm_port sched_port < <(free_ports 5)
 
@@ -302,10 +293,22 @@ cmd_up() {
 	wait_for "$dir" etcd "etcd /health" curl -fsS "http://127.0.0.1:$etcd_port/health"
 
 	local pki=$dir/pki
+	local node_flags=(--advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+	if $with_node; then
+		# The API server publishes the `kubernetes` Service's endpoint as NODE_IP:PORT, which
+		# the node's relay serves; it reaches the kubelet at the node's InternalIP (no name
+		# lookup) with its own client certificate, and checks the kubelet's serving cert.
+		node_flags=(--advertise-address "$node_ip"
+			--kubelet-preferred-address-types InternalIP
+			--kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
+			--kubelet-client-key "$pki/apiserver-kubelet-client.key"
+			--kubelet-certificate-authority "$pki/ca.crt"
+			--enable-admission-plugins NodeRestriction)
+	fi
 	start "$dir" kube-apiserver "$bin/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$etcd_port" \
 		--bind-address 127.0.0.1 --secure-port "$api_port" \
-		--advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+		"${node_flags[@]}" \
 		--tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
 		--client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
 		--authorization-mode Node,RBAC \
@@ -323,7 +326,6 @@ cmd_up() {
 	write_kubeconfig "$dir" admin "$dir/kubeconfig" "$api_port"
 	write_kubeconfig "$dir" system:kube-controller-manager "$dir/kube-controller-manager.kubeconfig" "$api_port"
 	write_kubeconfig "$dir" system:kube-scheduler "$dir/kube-scheduler.kubeconfig" "$api_port"
-	write_kubeconfig "$dir" system:node:local-node "$dir/node.kubeconfig" "$api_port"
 
 	local kc=$dir/kube-controller-manager.kubeconfig
 	start "$dir" kube-controller-manager "$bin/kube-controller-manager" \
@@ -355,28 +357,8 @@ EOF
 	wait_for "$dir" kube-controller-manager "the default ServiceAccount" \
 		"$bin/kubectl" --kubeconfig "$dir/kubeconfig" get serviceaccount default -n default
 
-	if [[ -n $agent ]]; then
-		local slot
-		slot=$(claim_slot "$dir")
-		echo "$slot" >"$dir/node-slot"
-		slot_vars "$slot"
-		mkdir -p "$dir/node"
-		start "$dir" node-agent "$agent" \
-			--kubeconfig "$dir/node.kubeconfig" \
-			--image-map "$imagemap" \
-			--state-dir "$dir/node" \
-			--netns "$slot_netns" --host-veth "$slot_veth" \
-			--pod-cidr "$slot_pod_cidr" --cluster-cidr "$slot_cluster_cidr"
-		wait_for "$dir" node-agent "Node local-node Ready" \
-			"$bin/kubectl" --kubeconfig "$dir/kubeconfig" wait node/local-node \
-			--for=condition=Ready --timeout=2s
-		cat >>"$dir/env" <<EOF
-export APIROUTES_NODE_NETNS=$slot_netns
-export APIROUTES_NODE_HOST_VETH=$slot_veth
-export APIROUTES_NODE_POD_CIDR=$slot_pod_cidr
-export APIROUTES_NODE_CLUSTER_CIDR=$slot_cluster_cidr
-export APIROUTES_NODE_IP=$slot_node_ip
-EOF
+	if $with_node; then
+		node_up "$dir" "$bin" "$slot" "$api_port" "$images"
 	fi
 	touch "$dir/up"
 	log "up in $((SECONDS - t0)) s: eval \"\$($here/cluster.sh env $dir)\""
@@ -390,13 +372,25 @@ cmd_env() {
 
 main() {
 	[[ $# -ge 2 ]] || usage
-	local cmd=$1 dir=$2 imagemap=""
+	local cmd=$1 dir=$2 with_node=false images=""
 	shift 2
+	case $cmd in
+	push | forward)
+		[[ $# -eq 1 && -f $dir/up ]] || usage
+		dir=$(cd "$dir" && pwd)
+		if [[ $cmd == push ]]; then node_push "$dir" "$(realpath "$1")"; else node_forward "$dir" "$1"; fi
+		return 0
+		;;
+	esac
 	while [[ $# -gt 0 ]]; do
 		case $1 in
 		--with-node)
+			with_node=true
+			shift
+			;;
+		--images)
 			[[ $# -ge 2 ]] || usage
-			imagemap=$2
+			images=$(realpath "$2")
 			shift 2
 			;;
 		*) usage ;;
@@ -407,9 +401,11 @@ main() {
 		# Ports are chosen free but bound later, so another cluster starting on this
 		# machine at the same moment can take one: a failed attempt stops what it
 		# started and tries again, up to three times.
-		local attempt
+		local attempt args=()
+		$with_node && args+=(--with-node)
+		[[ -z $images ]] || args+=(--images "$images")
 		for attempt in 1 2 3; do
-			if bash "${BASH_SOURCE[0]}" __up_once "$dir" ${imagemap:+--with-node "$imagemap"}; then
+			if bash "${BASH_SOURCE[0]}" __up_once "$dir" "${args[@]}"; then
 				return 0
 			fi
 			log "up failed (attempt $attempt of 3); stopping what it started"
@@ -420,7 +416,7 @@ main() {
 	__up_once)
 		# One attempt; a failed attempt leaves nothing running.
 		trap 'rc=$?; if ((rc != 0)); then cmd_down "$dir"; fi' EXIT
-		cmd_up "$dir" "$imagemap"
+		cmd_up "$dir" "$with_node" "$images"
 		;;
 	down) cmd_down "$dir" ;;
 	env) cmd_env "$dir" ;;

@@ -1,8 +1,9 @@
 # Bringing the whole platform up on the local control plane: the one place both the test
 # runner (tests/run.sh) and the platform command (tests/platform.sh) call. Sourced.
 #
-#   platform_build                 build the binaries the local node runs as "images"
-#   platform_cluster DIR           local control plane + node, environment exported
+#   platform_build                 build the binaries and every image (tests/images/build.sh)
+#   platform_cluster DIR           local control plane + real node, images pushed to its
+#                                  registry, environment exported
 #   platform_install PORT          helm install the chart; gateway on 127.0.0.1:PORT
 #   platform_up DIR PORT           both
 #   platform_down DIR              stop everything started in DIR
@@ -14,36 +15,21 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 platform_build() {
   step "build the platform binaries (cargo, cached in $CARGO_TARGET_DIR)"
   cargo build --bins -p apiroutes-gateway -p apiroutes-operator -p apiroutes-example-echo \
-    -p apiroutes-node-agent -p apiroutes-cli >&2
+    -p apiroutes-cli >&2
+  step "build the images (tests/images/build.sh: release binaries, OCI layouts)"
+  # One list per run (`REFERENCE OCI_LAYOUT_DIR` lines); removed by platform_down.
+  platform_images=$(mktemp "${TMPDIR:-/tmp}/apiroutes-images.XXXXXX")
+  bash "$repo_root/tests/images/build.sh" >"$platform_images"
+  export APIROUTES_CLI=$CARGO_TARGET_DIR/debug/apiroutes
 }
 
-# The image→command map of the local node: which local program stands in for each image.
-#   platform_image_map OUT [BIN_DIR]   (BIN_DIR: where the binaries are; default the debug build)
-platform_image_map() {
-  local out=$1 bin=${2:-$CARGO_TARGET_DIR/debug}
-  cat >"$out" <<MAP
-# Written by tests/lib/platform.sh. Repository keys match every tag.
-ghcr.io/apiroutes/gateway:
-  command: ["$bin/apiroutes-gateway"]
-ghcr.io/apiroutes/operator:
-  command: ["$bin/apiroutes-operator"]
-ghcr.io/apiroutes/echo:
-  command: ["$bin/echo"]
-# Next.js handlers under the Node runtime: APIROUTES_HANDLER (set by \`apiroutes import\`)
-# names the route file inside the example app.
-ghcr.io/apiroutes/nextjs-example:
-  command: [node, "$repo_root/runtime/node/bin/apiroutes-node.js"]
-  workdir: "$repo_root/examples/nextjs"
-MAP
-}
-
-# Starts the local control plane and its node in DIR and exports its environment.
+# Starts the local control plane and its node in DIR, pushes the images to the node's
+# registry, and exports the cluster's environment.
 platform_cluster() {
   local dir=$1
   mkdir -p "$dir"
-  platform_image_map "$dir/images.yaml"
   step "start the local control plane and node ($dir)"
-  bash "$repo_root/tests/cluster/cluster.sh" up "$dir" --with-node "$dir/images.yaml"
+  bash "$repo_root/tests/cluster/cluster.sh" up "$dir" --with-node --images "$platform_images"
   eval "$(bash "$repo_root/tests/cluster/cluster.sh" env "$dir")"
 }
 
@@ -57,6 +43,8 @@ platform_install() {
     --set gateway.hostPort="$port" \
     --set operator.gatewayUrl="http://127.0.0.1:$port" \
     --wait --timeout 5m >&2
+  # The hostPort is on the node's address; the host's 127.0.0.1:PORT is forwarded to it.
+  bash "$repo_root/tests/cluster/cluster.sh" forward "$APIROUTES_CLUSTER_DIR" "$port"
   step "wait for the gateway to answer on 127.0.0.1:$port"
   local i
   for ((i = 0; i < 600; i++)); do
@@ -77,6 +65,7 @@ platform_up() {
 
 platform_down() {
   bash "$repo_root/tests/cluster/cluster.sh" down "$1" || true
+  [[ -z ${platform_images:-} ]] || rm -f "$platform_images"
 }
 
 # A free TCP port on 127.0.0.1, from the OS.

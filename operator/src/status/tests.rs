@@ -255,3 +255,24 @@ fn transition_time_kept_while_status_unchanged_and_recompute_is_identical() {
     assert_eq!(s4.conditions[1].reason, "ScaledToZero");
     assert_eq!(s4.conditions[1].last_transition_time, t(300));
 }
+
+#[test]
+fn a_crash_loop_says_why_the_container_last_stopped() {
+    let mut pod = pod_waiting("CrashLoopBackOff");
+    let cs = &mut pod
+        .status
+        .as_mut()
+        .unwrap()
+        .container_statuses
+        .as_mut()
+        .unwrap()[0];
+    cs.last_state =
+        serde_json::from_value(json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}}))
+            .unwrap();
+    let problem = pod_problem(&[&pod]).unwrap();
+    assert_eq!(problem.reason, "CrashLooping");
+    assert_eq!(
+        problem.message,
+        "pod a-123: container function is failing (CrashLoopBackOff, 4 restarts, last OOMKilled with exit code 137): boom"
+    );
+}

@@ -3,7 +3,8 @@
 //! namespace per test, and an HTTP client aimed at the gateway on 127.0.0.1.
 //!
 //! Tests call [`Cluster::from_env`] and return early, saying why, when no cluster was
-//! started (plain `cargo test` on a laptop); `tests/run.sh` always starts one.
+//! started (plain `cargo test` on a laptop); `tests/run.sh` always starts one and sets
+//! `APIROUTES_REQUIRE_CLUSTER=1`, under which a missing cluster fails the test instead.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
@@ -34,6 +35,10 @@ impl Cluster {
     /// The cluster named by `APIROUTES_CLUSTER_DIR`, or `None` (the test should skip).
     pub async fn from_env(test: &str) -> Option<Cluster> {
         let Some(dir) = std::env::var_os("APIROUTES_CLUSTER_DIR").map(PathBuf::from) else {
+            assert!(
+                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+                "{test}: APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_CLUSTER_DIR is not set"
+            );
             eprintln!("SKIP {test}: APIROUTES_CLUSTER_DIR is not set (run tests/run.sh)");
             return None;
         };
@@ -59,6 +64,10 @@ impl Cluster {
     pub async fn platform_from_env(test: &str) -> Option<Cluster> {
         let cluster = Self::from_env(test).await?;
         if cluster.gateway.is_none() {
+            assert!(
+                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+                "{test}: APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_GATEWAY_URL is not set"
+            );
             eprintln!(
                 "SKIP {test}: APIROUTES_GATEWAY_URL is not set (the platform is not installed)"
             );

@@ -18,15 +18,7 @@ fn import(namespace: &str) -> String {
     });
     let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/nextjs");
     let out = Command::new(&cli)
-        .args([
-            "import",
-            app,
-            "--namespace",
-            namespace,
-            "--image",
-            IMAGE,
-            "--source-handlers",
-        ])
+        .args(["import", app, "--namespace", namespace, "--image", IMAGE])
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("running {cli}: {e}"));
