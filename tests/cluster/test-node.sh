@@ -58,7 +58,7 @@ if [[ -z $images ]]; then
 	bash "$repo/tests/images/build.sh" >"$images"
 fi
 fixtures=$(awk '$1 ~ /\/e2e-fixtures:/ { print $1 }' "$images")
-echo_image=$(awk '$1 ~ /\/echo:/ { print $1 }' "$images")
+echo_image=$(awk '$1 ~ /\/echo:0.1.0$/ { print $1 }' "$images")
 [[ -n $fixtures && -n $echo_image ]] || {
 	echo "FAIL - $images lacks the echo or e2e-fixtures image"
 	exit 1

@@ -7,6 +7,7 @@
 #   ghcr.io/apiroutes/gateway:0.1.0         release gateway, stripped, + its shared libraries
 #   ghcr.io/apiroutes/operator:0.1.0        release operator
 #   ghcr.io/apiroutes/echo:0.1.0            release echo function (examples/echo)
+#   ghcr.io/apiroutes/echo:0.1.1            the same, another tag (rollout tests)
 #   ghcr.io/apiroutes/nextjs-example:0.1.0  Node 24 + the runtime + examples/nextjs bundled
 #   ghcr.io/apiroutes/e2e-fixtures:0.1.0    Node 24 + the runtime + tests/e2e/fixtures/app
 #   ghcr.io/apiroutes/pause:1.0             the node's pod sandbox (tests/cluster/pause)
@@ -53,7 +54,7 @@ fi
 build() {
   local name=$1 tag=$2
   shift 2
-  local ref=ghcr.io/apiroutes/$name:$tag dir=$out/$name
+  local ref=ghcr.io/apiroutes/$name:$tag dir=$out/$name-$tag
   local digest
   digest=$("$cli" image build --out "$dir" --tag "$ref" --image-version "$tag" --revision "$revision" \
     --source "$source_url" --annotation "org.opencontainers.image.title=$name" \
@@ -63,14 +64,16 @@ build() {
 }
 
 rust_image() {
-  local name=$1 binary=$2
-  shift 2
-  build "$name" "$version" --binary "$release/$binary:/usr/local/bin/$name" \
+  local name=$1 tag=$2 binary=$3
+  shift 3
+  build "$name" "$tag" --binary "$release/$binary:/usr/local/bin/$name" \
     --entrypoint "/usr/local/bin/$name" "$@"
 }
-rust_image gateway apiroutes-gateway --port 8080 --port 9090
-rust_image operator apiroutes-operator --port 9090 --port 8081
-rust_image echo echo --port 8080 --env PORT=8080
+rust_image gateway "$version" apiroutes-gateway --port 8080 --port 9090
+rust_image operator "$version" apiroutes-operator --port 9090 --port 8081
+rust_image echo "$version" echo --port 8080 --env PORT=8080
+# A second tag of echo (the same program): rollout tests change a route's image to it.
+rust_image echo 0.1.1 echo --port 8080 --env PORT=8080
 
 # A Next.js app: its route trees bundled by the runtime into a staging dir, then the image.
 node_image() {

@@ -80,7 +80,8 @@ while read -r ref layout; do
   [[ -n $d1 && $d1 == "$d2" ]] && pass "$ref: rebuilt from the same inputs, same digest $d1" ||
     fail "$ref: not reproducible: $d1 vs $d2"
 
-  root=$work/rootfs-$name
+  tagged=${ref##*/}
+  root=$work/rootfs-${tagged/:/-}
   config=$(unpack "$layout" "$root") || { fail "$ref: cannot unpack"; continue; }
   field() { python3 -c 'import json,sys; c=json.loads(sys.argv[1])["config"]; v=eval(sys.argv[2]); print(v if isinstance(v,str) else json.dumps(v))' "$config" "$1"; }
   [[ $(field 'c.get("User")') == 65532:65532 ]] && pass "$ref: runs as 65532:65532" ||
