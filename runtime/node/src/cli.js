@@ -1,7 +1,7 @@
 // Command line: serve one handler file, or build a handler tree.
 
 import { readFile } from 'node:fs/promises';
-import { build } from './build.js';
+import { BuildError, build } from './build.js';
 import { loadHandler } from './load.js';
 import { createRuntimeServer } from './server.js';
 import { importsNextServer, installNextServerResolution } from './resolve.js';
@@ -39,8 +39,14 @@ export async function main(argv, env = process.env) {
     const src = argv[1];
     const out = outIndex > 0 ? argv[outIndex + 1] : undefined;
     if (!src || src === '--out' || !out) throw new Error(`build needs a source and --out\n${USAGE}`);
-    const written = await build(src, out, { minify: argv.includes('--minify') });
-    for (const file of written) console.log(file);
+    try {
+      const written = await build(src, out, { minify: argv.includes('--minify') });
+      for (const file of written) console.log(file);
+    } catch (err) {
+      if (!(err instanceof BuildError)) throw err;
+      for (const file of err.written) console.log(file);
+      throw err;
+    }
     return;
   }
   const file = argv[0] ?? env.APIROUTES_HANDLER;
