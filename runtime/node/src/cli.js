@@ -1,10 +1,9 @@
 // Command line: serve one handler file, or build a handler tree.
 
-import { readFile } from 'node:fs/promises';
 import { BuildError, build } from './build.js';
 import { loadHandler } from './load.js';
 import { createRuntimeServer } from './server.js';
-import { importsNextServer, installNextServerResolution } from './resolve.js';
+import { installNextServerResolution, needsResolveHooks } from './resolve.js';
 
 const USAGE = `usage:
   apiroutes-node <handler-file>            serve one route file (or env APIROUTES_HANDLER)
@@ -64,7 +63,7 @@ export async function serve(file, env) {
   const timeoutSeconds = positiveNumber(env.APIROUTES_TIMEOUT_SECONDS, 'APIROUTES_TIMEOUT_SECONDS');
   const drainSeconds = positiveNumber(env.APIROUTES_DRAIN_SECONDS, 'APIROUTES_DRAIN_SECONDS') ?? 30;
   process.env.NODE_ENV ??= 'production';
-  if (importsNextServer(await readFile(file, 'utf8').catch(() => ''))) installNextServerResolution();
+  if (await needsResolveHooks(file)) installNextServerResolution();
   const loaded = await loadHandler(file);
   const { server, drain } = createRuntimeServer(loaded, {
     readinessPath: env.APIROUTES_READINESS_PATH || '/healthz',
