@@ -12,6 +12,7 @@ const SKIP = /(\.d\.ts|\.test\.[cm]?[jt]sx?)$/;
 const APP_UI = /^(page|layout|template|loading|error|global-error|not-found|default)\.[cm]?[jt]sx?$/;
 const NEXT_SERVER_SHIM = fileURLToPath(new URL('./next-server.js', import.meta.url));
 const NEXT_HEADERS_SHIM = fileURLToPath(new URL('./next-headers.js', import.meta.url));
+const NEXT_NAVIGATION_SHIM = fileURLToPath(new URL('./next-navigation.js', import.meta.url));
 // Relative imports without an extension: as the runtime resolves them (src/resolve-hooks.js).
 const RESOLVE_EXTENSIONS = ['.js', '.mjs', '.cjs', '.ts', '.tsx', '.jsx', '.json'];
 
@@ -128,7 +129,7 @@ async function esbuildOne(esbuild, file, outfile, options) {
     sourcemap: 'linked',
     minify: options.minify ?? false,
     external: options.external ?? [],
-    alias: { 'next/server': NEXT_SERVER_SHIM, 'next/headers': NEXT_HEADERS_SHIM },
+    alias: { 'next/server': NEXT_SERVER_SHIM, 'next/headers': NEXT_HEADERS_SHIM, 'next/navigation': NEXT_NAVIGATION_SHIM },
     resolveExtensions: RESOLVE_EXTENSIONS,
     // Bundled CommonJS dependencies may call require(); give ESM output one.
     banner: { js: "import { createRequire as __apiroutesCreateRequire } from 'node:module'; const require = __apiroutesCreateRequire(import.meta.url);" },

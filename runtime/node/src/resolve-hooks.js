@@ -1,5 +1,6 @@
 // Module resolution hooks (run off-thread by node:module register) for unbuilt handler
-// files: `next/server` and `next/headers` fall back to the runtime's stand-ins, and relative imports without an extension resolve as Next's bundler does.
+// files: `next/server`, `next/headers` and `next/navigation` fall back to the runtime's
+// stand-ins, and relative imports without an extension resolve as Next's bundler does.
 
 /** @type {Record<string, string>} */
 const SHIMS = {
@@ -7,6 +8,8 @@ const SHIMS = {
   'next/server.js': new URL('./next-server.js', import.meta.url).href,
   'next/headers': new URL('./next-headers.js', import.meta.url).href,
   'next/headers.js': new URL('./next-headers.js', import.meta.url).href,
+  'next/navigation': new URL('./next-navigation.js', import.meta.url).href,
+  'next/navigation.js': new URL('./next-navigation.js', import.meta.url).href,
 };
 
 /** Extensions tried for `./x`, then for `./x/index`, in this order. */

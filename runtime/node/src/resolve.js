@@ -1,5 +1,5 @@
-// Unbuilt handlers: when a file (or a file it imports) needs `next/server` or
-// `next/headers` without the `next` package, or a relative import without an
+// Unbuilt handlers: when a file (or a file it imports) needs `next/server`, `next/headers`
+// or `next/navigation` without the `next` package, or a relative import without an
 // extension, the runtime installs resolution hooks (src/resolve-hooks.js). They start a
 // loader thread (a noticeable part of a cold start), so only then.
 
@@ -9,13 +9,14 @@ import path from 'node:path';
 
 let installed = false;
 
-const NEXT_IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]next\/(?:server|headers)(?:\.js)?['"]/;
+const NEXT_IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]next\/(?:server|headers|navigation)(?:\.js)?['"]/;
 // ESM import strings (`require()` resolves extensions by itself).
 const SPECIFIERS = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"\n]+)['"]/g;
 const MAX_FILES = 500;
 
 /**
- * Whether an (unbundled) module's source imports `next/server` or `next/headers`.
+ * Whether an (unbundled) module's source imports `next/server`, `next/headers` or
+ * `next/navigation`.
  * @param {string} source
  */
 export function importsNextServer(source) {

@@ -1,10 +1,17 @@
-// Behaviours copied from `next start` 16.4.6: res.setHeader's Set-Cookie handling and 1xx
-// statuses. The expected values are Next's answers (conformance/ compares them live).
+// Behaviours copied from `next start` 16.4.6: res.setHeader's Set-Cookie handling, 1xx
+// statuses, cookies(), next/navigation, App Route URLs and HEAD. The expected values are Next's answers (conformance/ compares them live).
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import path from 'node:path';
 import { test } from 'node:test';
-import { classifyModule } from '../src/load.js';
+import { fileURLToPath } from 'node:url';
+import { classifyModule, loadHandler } from '../src/load.js';
+import { appendMutableCookies, mutableRequestCookies, RequestCookies, ResponseCookies } from '../src/next-cookies.js';
+import { installNextServerResolution } from '../src/resolve.js';
 import { listen, request } from './helpers.js';
+
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+installNextServerResolution();
 
 /**
  * @param {(req: any, res: any) => unknown} handler
@@ -88,3 +95,93 @@ test('a pages handler answering with a 1xx status gets a clean 500, and the conn
   }
 });
 
+test("cookies(): Next's jar (entries carry path '/'), Set-Cookie order after deletes and sets, the response's own cookies win", () => {
+  const jar = mutableRequestCookies(new RequestCookies(new Headers({ cookie: 'a=1; b=2; c=3; enc=%20x; bad=%zz; flag' })));
+  assert.deepEqual(jar.get('a'), { name: 'a', value: '1', path: '/' });
+  assert.deepEqual(
+    jar.getAll().map((c) => c.name),
+    ['a', 'b', 'c', 'enc', 'flag'],
+  );
+  assert.deepEqual(jar.get('flag'), { name: 'flag', value: 'true', path: '/' });
+  assert.equal(/** @type {any} */ (jar).size, undefined);
+  assert.equal(jar.toString(), 'a=1; Path=/; b=2; Path=/; c=3; Path=/; enc=%20x; Path=/; flag=true; Path=/');
+  assert.equal(jar.set('new', 'n v'), jar);
+  jar.delete('b');
+  jar.set('a', '2', { httpOnly: true });
+  jar.delete({ name: 'c', path: '/c', domain: 'example.com' });
+  jar.set({ name: 'obj', value: 'v;w', sameSite: 'lax', secure: true, path: '/x', priority: 'high', partitioned: true });
+  jar.set('new', 'again');
+  assert.deepEqual(jar.get('b'), { name: 'b', value: '', expires: new Date(0), path: '/' });
+  const headers = new Headers();
+  assert.equal(appendMutableCookies(headers, jar), true);
+  assert.deepEqual(headers.getSetCookie(), [
+    'a=2; Path=/; HttpOnly',
+    'b=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT',
+    'c=; Path=/c; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com',
+    'new=again; Path=/',
+    'obj=v%3Bw; Path=/x; Secure; SameSite=lax; Partitioned; Priority=high',
+  ]);
+  const own = mutableRequestCookies(new RequestCookies(new Headers({ cookie: 'a=1' })));
+  own.set('z', 'from-jar');
+  own.set('a', 'from-jar');
+  const response = new Headers([
+    ['set-cookie', 'own=1; HttpOnly'],
+    ['set-cookie', 'a=from-response; Path=/a'],
+    ['set-cookie', 'own=2'],
+  ]);
+  appendMutableCookies(response, own);
+  assert.deepEqual(response.getSetCookie(), ['own=2; Path=/', 'a=from-response; Path=/a', 'z=from-jar; Path=/']);
+  const untouched = new Headers([['set-cookie', 'own=1; HttpOnly']]);
+  assert.equal(appendMutableCookies(untouched, mutableRequestCookies(new RequestCookies(new Headers()))), false);
+  assert.deepEqual(untouched.getSetCookie(), ['own=1; HttpOnly']);
+  const rc = new ResponseCookies(new Headers([['set-cookie', 'x=1; Max-Age=5; SameSite=Strict; Secure']]));
+  assert.deepEqual(Object.keys(/** @type {any} */ (rc.get('x'))), ['name', 'value', 'maxAge', 'sameSite', 'secure']);
+});
+
+test('next/navigation in an unbuilt route: redirect 307 with cookies, 303 for a form POST, 308, empty 404, forbidden() 500 unless enabled', async () => {
+  const srv = await listen(await loadHandler(path.join(fixtures, 'extless', 'pages', 'navigation-route.js')));
+  try {
+    const r = await request(srv.port, { path: '/n?do=redirect' });
+    assert.equal(r.status, 307);
+    assert.equal(r.headers.location, '/to');
+    assert.deepEqual(r.headers['set-cookie'], ['flash=kept; Path=/']);
+    assert.equal(r.body, '');
+    const form = await request(srv.port, {
+      method: 'POST',
+      path: '/n?do=permanent',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'a=1',
+    });
+    assert.equal(form.status, 303);
+    assert.equal(form.headers.location, '/moved');
+    const json = await request(srv.port, { method: 'POST', path: '/n?do=permanent', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(json.status, 308);
+    const missing = await request(srv.port, { path: '/n?do=not-found' });
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body, '');
+    assert.equal(missing.headers['set-cookie'], undefined);
+    const forbidden = await request(srv.port, { path: '/n?do=forbidden' });
+    assert.equal(forbidden.status, 500);
+    process.env.__NEXT_EXPERIMENTAL_AUTH_INTERRUPTS = 'true';
+    try {
+      assert.equal((await request(srv.port, { path: '/n?do=forbidden' })).status, 403);
+    } finally {
+      delete process.env.__NEXT_EXPERIMENTAL_AUTH_INTERRUPTS;
+    }
+  } finally {
+    await srv.close();
+  }
+});
+
+test("an App Route's request.url re-serializes the query as Next does; its own Content-Length is not sent", async () => {
+  const srv = await listen(await loadHandler(path.join(fixtures, 'extless', 'pages', 'navigation-route.js')));
+  try {
+    const r = await request(srv.port, { path: '/n?a=1&b=2&a=3&c&x=%20+y&nxtPid=1&id=2', headers: { host: 'h.example' } });
+    assert.deepEqual(JSON.parse(r.body), { url: 'http://h.example/n?a=1&a=3&b=2&c=&x=++y&id=2', search: '?a=1&a=3&b=2&c=&x=++y&id=2' });
+    const head = await request(srv.port, { method: 'HEAD', path: '/n' });
+    assert.equal(head.headers['x-head'], '1');
+    assert.equal(head.headers['content-length'], undefined);
+  } finally {
+    await srv.close();
+  }
+});
