@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { NextRequest } from './next-server.js';
 import { appendMutableCookies, splitCookiesString } from './next-cookies.js';
 import { navigationAnswer } from './next-navigation.js';
-import { PREVIEW_CLEAR_HEADER, PREVIEW_SET_HEADER, encodePreviewClear, encodePreviewSet } from './preview.js';
+import { PREVIEW_CLEAR_HEADER, PREVIEW_SET_HEADER, clearPreviewCookies, encodePreviewClear, encodePreviewSet } from './preview.js';
 import { normalizeUrl } from './query.js';
 import { requestStore } from './request-store.js';
 import { takeGatewayHeaders } from './contract.js';
@@ -231,9 +231,11 @@ export async function runAppRoute(mod, req, res, options = {}) {
   if (!HTTP_METHODS.includes(/** @type {any} */ (method))) {
     return respond(req, res, () => new Response(null, { status: 400 }));
   }
-  const { params, dynamic, preview } = takeGatewayHeaders(req);
+  const { params, dynamic, preview, previewInvalid } = takeGatewayHeaders(req);
   // As in Next 16: a Promise of the params for a dynamic route, undefined for a static one.
   const context = { params: dynamic ? Promise.resolve(params) : undefined };
+  // Next clears a broken preview cookie pair before the handler runs (its cookies follow).
+  if (previewInvalid) clearPreviewCookies(res);
   await respond(req, res, async (signal) => {
     const request = toWebRequest(req, signal, appRouteUrl(req));
     /** @type {import('./request-store.js').RequestStore} */

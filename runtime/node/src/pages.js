@@ -4,7 +4,7 @@ import { DEFAULT_SIZE_LIMIT, parseBody } from './body.js';
 import { parseCookies } from './cookies.js';
 import { ApiError, sendError } from './errors.js';
 import { takeGatewayHeaders } from './contract.js';
-import { readPreviewData } from './preview.js';
+import { clearPreviewCookies, readPreviewData } from './preview.js';
 import { mergeQuery, normalizeUrl, parseQuery } from './query.js';
 import { decorateResponse } from './response.js';
 
@@ -113,6 +113,8 @@ export async function runPagesHandler(handler, config, req, res) {
     const bodyParser = config.api?.bodyParser;
     const externalResolver = config.api?.externalResolver || false;
     const gateway = takeGatewayHeaders(req);
+    // Next reads the preview cookies before the handler runs and clears a broken pair then.
+    if (gateway.previewInvalid) clearPreviewCookies(res);
     const query = parseQuery(req.url || '/');
     req.url = normalizeUrl(req.url || '/', gateway.paramNames);
     setLazyProp(apiReq, 'cookies', () => parseCookies(req.headers.cookie));

@@ -1,5 +1,6 @@
 // Behaviours copied from `next start` 16.4.6: res.setHeader's Set-Cookie handling, 1xx
-// statuses, cookies(), next/navigation, App Route URLs and HEAD. The expected values are Next's answers (conformance/ compares them live).
+// statuses, cookies(), next/navigation, App Route URLs and HEAD, and the broken preview
+// pair. The expected values are Next's answers (conformance/ compares them live).
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
@@ -12,6 +13,11 @@ import { listen, request } from './helpers.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 installNextServerResolution();
+
+const CLEAR = [
+  '__prerender_bypass=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=None',
+  '__next_preview_data=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=None',
+];
 
 /**
  * @param {(req: any, res: any) => unknown} handler
@@ -183,5 +189,37 @@ test("an App Route's request.url re-serializes the query as Next does; its own C
     assert.equal(head.headers['content-length'], undefined);
   } finally {
     await srv.close();
+  }
+});
+
+test('x-apiroute-preview-invalid: Next clearing cookies before the handler (pages and app), clearPreviewData() then a no-op', async () => {
+  const invalid = { 'x-apiroute-preview-invalid': '1', cookie: '__next_preview_data=forged' };
+  const srv = await listen(
+    pages((req, res) => {
+      if (req.url === '/replace') res.setHeader('Set-Cookie', ['mine=1']);
+      if (req.url === '/append') res.appendHeader('Set-Cookie', 'mine=1');
+      if (req.url === '/clear') res.clearPreviewData();
+      res.json({ preview: req.preview ?? null });
+    }),
+  );
+  try {
+    const plain = await request(srv.port, { path: '/', headers: invalid });
+    assert.deepEqual(plain.headers['set-cookie'], CLEAR);
+    assert.equal(plain.body, '{"preview":null}');
+    assert.deepEqual((await request(srv.port, { path: '/replace', headers: invalid })).headers['set-cookie'], ['mine=1']);
+    assert.deepEqual((await request(srv.port, { path: '/append', headers: invalid })).headers['set-cookie'], [...CLEAR, 'mine=1']);
+    const clear = await request(srv.port, { path: '/clear', headers: invalid });
+    assert.deepEqual(clear.headers['set-cookie'], CLEAR);
+    assert.equal(clear.headers['x-apiroute-preview-clear'], undefined);
+    assert.deepEqual((await request(srv.port, { path: '/' })).headers['set-cookie'], undefined);
+  } finally {
+    await srv.close();
+  }
+  const app = await listen(await loadHandler(path.join(fixtures, 'headers-route.mjs')));
+  try {
+    const r = await request(app.port, { headers: invalid });
+    assert.deepEqual(r.headers['set-cookie'], [...CLEAR, 'seen=1; Path=/; HttpOnly']);
+  } finally {
+    await app.close();
   }
 });
