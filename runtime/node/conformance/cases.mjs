@@ -1,8 +1,9 @@
 // The conformance request set: each case is sent to `next start` and to the runtime
 // behind `apiroutes-gateway --static`, and the answers are compared.
 //
-// A case: { name, method?, path, headers?, body?, cookiesFrom?, etagFrom? }
+// A case: { name, method?, path, headers?, body?, cookiesFrom?, onlyCookie?, etagFrom? }
 //   cookiesFrom: send the cookies that an earlier case's response set (per side)
+//   onlyCookie:  of those, send only the one with this name
 //   etagFrom:    send If-None-Match with the ETag of an earlier case's response (per side)
 
 const MB = 1024 * 1024;
@@ -236,3 +237,99 @@ add({ name: 'preview: draftMode().isEnabled with preview cookies', path: '/api/n
 add({ name: 'preview: draft mode via next/headers enable', method: 'POST', path: '/api/next-headers?on=1' });
 add({ name: 'preview: draft mode via next/headers, then isEnabled', path: '/api/next-headers', cookiesFrom: 'preview: draft mode via next/headers enable' });
 add({ name: 'preview: draft mode via next/headers disable', method: 'POST', path: '/api/next-headers?on=0' });
+
+// --- preview mode with one of the two cookies ------------------------------------------------
+for (const [label, cookie] of [['bypass', '__prerender_bypass=forged'], ['data', '__next_preview_data=forged']]) {
+  add({ name: `preview: lone ${label} cookie, handler reads req.preview`, path: '/api/preview/content', headers: { cookie } });
+  add({ name: `preview: lone ${label} cookie, handler ignores preview`, path: '/api/hello', headers: { cookie } });
+  add({ name: `preview: lone ${label} cookie, app route`, path: '/api/route-echo', headers: { cookie } });
+}
+add({ name: 'preview: lone cookie, pages handler sets its own Set-Cookie list', path: '/api/headers', headers: { cookie: '__next_preview_data=forged' } });
+add({ name: 'preview: lone cookie, app route sets cookies', path: '/api/next-headers', headers: { cookie: '__prerender_bypass=forged' } });
+add({ name: 'preview: lone cookie, enable', path: '/api/preview/enable?user=lone', headers: { cookie: '__prerender_bypass=forged' } });
+add({ name: 'preview: lone cookie, disable', path: '/api/preview/disable', headers: { cookie: '__next_preview_data=forged' } });
+add({ name: 'preview: lone cookie, edge route', path: '/api/edge/3', headers: { cookie: '__next_preview_data=forged' } });
+add({ name: 'preview: lone bypass cookie of a valid pair', path: '/api/preview/content', cookiesFrom: 'preview: enable', onlyCookie: '__prerender_bypass' });
+add({ name: 'preview: lone data cookie of a valid pair', path: '/api/preview/content', cookiesFrom: 'preview: enable', onlyCookie: '__next_preview_data' });
+add({ name: 'preview: lone bypass cookie of a valid pair, draftMode()', path: '/api/next-headers', cookiesFrom: 'preview: enable', onlyCookie: '__prerender_bypass' });
+
+// --- the trailing-slash and repeated-slash 308 ----------------------------------------------
+for (const p of [
+  '/api/echo/', '/api/echo/?a=1&b&a=2', '/api/echo/?x=%20+y&t=~!*()%27&z=%zz', '/api/echo/?', '/api/echo/?constructor=1',
+  '/api/items/5/', '/api/docs/a/b/', '/api/shop/', '/api/route-echo/', '/api/things/9/?x=1', '/api/edge/7/',
+  '/api//echo', '/api//echo?b&a=1', '/api/echo//?q=1',
+]) {
+  add({ name: `slash: GET ${p}`, path: p });
+}
+add({ name: 'slash: HEAD /api/echo/', method: 'HEAD', path: '/api/echo/' });
+add({ name: 'slash: POST /api/route-echo/', method: 'POST', path: '/api/route-echo/', headers: json, body: '{}' });
+
+// --- informational (1xx) statuses ---------------------------------------------------------------
+for (const mode of ['status-103', 'status-100-send', 'writehead-102', 'early-hints']) {
+  add({ name: `1xx: pages ${mode}`, path: `/api/informational?mode=${mode}` });
+}
+add({ name: '1xx: pages handler still answers after a refused 1xx', path: '/api/informational?mode=none' });
+for (const mode of ['response-103', 'json-100', 'next-response-101']) {
+  add({ name: `1xx: app ${mode}`, path: `/api/informational-app?mode=${mode}` });
+}
+
+// --- next/headers cookies() ---------------------------------------------------------------------
+const jarCookies = { cookie: 'a=1; b=2; c=3; enc=%20x; bad=%zz; flag' };
+for (const seq of ['read', 'mutate', 'own', 'own-untouched', 'delete-missing', 'chain']) {
+  add({ name: `cookies(): ${seq}`, path: `/api/cookie-jar?seq=${seq}`, headers: jarCookies });
+}
+add({ name: 'cookies(): read without a Cookie header', path: '/api/cookie-jar?seq=read' });
+add({ name: 'cookies(): mutate without a Cookie header', path: '/api/cookie-jar?seq=mutate' });
+
+// --- App Route request.url and nextUrl with odd queries ---------------------------------------
+for (const q of [
+  '?a=1&a=2&b', '?b&a=1', '?a=1&&b=&c', '?a=1&b=2&a=3', '?x=%20+y&z=%zz', '?', '?=v&k', '?nxtPfoo=1&keep=2&nxtIbar=3',
+  '?__proto__=x&constructor=y&toString=z', '?_rsc=abc&x=1', '?nextInternalLocale=de&x=1', '?a[]=1&a[]=2', '?%61=1&a=2',
+  '?emoji=%F0%9F%98%80&q=%E0%A4%A', '?t=~!*()%27',
+]) {
+  add({ name: `app query: ${q}`, path: `/api/query-app${q}` });
+}
+add({ name: 'app query: dynamic route keeps its param-named keys', path: '/api/things/5?id=6&x=1&id=7' });
+add({ name: 'app query: dynamic route, value-less keys', path: '/api/things/5?b&id' });
+add({ name: 'app query: edge route, repeated and value-less keys', path: '/api/edge/7?b&a=1&x=2&a=3' });
+
+// --- HEAD and a handler's own Content-Length -------------------------------------------------
+for (const method of ['GET', 'HEAD']) {
+  for (const q of ['', '?mode=header-only', '?mode=zero']) add({ name: `head: pages ${method} ${q || 'send'}`, method, path: `/api/head-length${q}` });
+  for (const q of ['', '?mode=none', '?mode=stream']) add({ name: `head: app ${method} ${q || 'own length'}`, method, path: `/api/head-length-app${q}` });
+  add({ name: `head: app explicit HEAD handler, ${method}`, method, path: '/api/head-explicit' });
+}
+
+// --- next/navigation in route handlers --------------------------------------------------------
+for (const what of [
+  'redirect', 'redirect-push', 'redirect-absolute', 'redirect-unicode', 'permanent', 'not-found', 'forbidden', 'unauthorized',
+  'redirect-with-cookies', 'not-found-with-cookies', 'caught', 'rethrow', 'rethrow-cause', 'rethrow-plain',
+]) {
+  add({ name: `navigation: ${what}`, path: `/api/navigation?do=${what}` });
+}
+add({ name: 'navigation: redirect in a form POST → 303', method: 'POST', path: '/api/navigation?do=redirect', headers: form, body: 'a=1' });
+add({ name: 'navigation: permanentRedirect in a form POST → 303', method: 'POST', path: '/api/navigation?do=permanent', headers: form, body: 'a=1' });
+add({ name: 'navigation: redirect in a form POST with charset → 307', method: 'POST', path: '/api/navigation?do=redirect', headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' }, body: 'a=1' });
+add({ name: 'navigation: redirect in a JSON POST → 307', method: 'POST', path: '/api/navigation?do=redirect', headers: json, body: '{}' });
+add({ name: 'navigation: redirect with a next-action header → 303', method: 'POST', path: '/api/navigation?do=redirect', headers: { 'next-action': 'abc' }, body: '{}' });
+add({ name: 'navigation: redirect type in a multipart POST', method: 'POST', path: '/api/navigation?do=caught', headers: { 'content-type': 'multipart/form-data; boundary=x' }, body: '--x--' });
+
+// --- res.setHeader('Set-Cookie', …) ---------------------------------------------------------------
+for (const mode of ['string', 'array-dupes', 'number', 'case', 'append', 'after-end', 'none']) {
+  add({ name: `set-cookie: ${mode}`, path: `/api/set-cookie?mode=${mode}` });
+}
+
+// --- process globals libraries use to detect Next.js ------------------------------------------
+add({ name: 'globals: pages handler', path: '/api/globals' });
+add({ name: 'globals: app route', path: '/api/globals-app' });
+add({ name: 'globals: edge route', path: '/api/edge-globals' });
+
+// --- the app's .env files -----------------------------------------------------------------------
+add({ name: 'env: pages handler', path: '/api/env' });
+add({ name: 'env: app route', path: '/api/env-app' });
+
+// --- unbuilt files: relative imports without an extension, next/* stand-ins ------------------
+add({ name: 'unbuilt: pages handler with extension-less imports', path: '/api/unbuilt?x=1' });
+add({ name: 'unbuilt: app route with next/* imports', path: '/api/unbuilt-app?b&a=1' });
+add({ name: 'unbuilt: app route notFound()', path: '/api/unbuilt-app?do=missing' });
+add({ name: 'unbuilt: app route redirect() with a cookie', path: '/api/unbuilt-app?do=redirect' });

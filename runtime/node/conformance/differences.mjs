@@ -4,7 +4,89 @@
 
 /** @typedef {{ what: string, why: string, applies: (caseName: string, line: string) => boolean }} Difference */
 
+import querystring from 'node:querystring';
+
 const NEXT_ROUTER_VARY = 'rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch';
+
+/**
+ * The Location of Next's 308 for a request target with repeated or trailing slashes (the
+ * rule README gives the gateway):
+ * - `//` or `\\` in the path: the target with `\\` → `/` and runs of `/` collapsed, the query
+ *   as received;
+ * - else a trailing slash: the path without it, and the query re-serialized: parsed with
+ *   URLSearchParams into a plain object (repeated keys grouped in first-seen order; an
+ *   inherited name such as `constructor` collects the inherited value, written empty), then
+ *   written with Node's querystring.stringify (`%20` for spaces, `~!*()'` kept).
+ * @param {string} target
+ */
+export function nextSlashRedirect(target) {
+  const [pathPart, ...rest] = target.split('?');
+  if (/(\\|\/\/)/.test(pathPart)) {
+    return pathPart.replace(/\\/g, '/').replace(/\/\/+/g, '/') + (rest.length && rest[0] ? `?${rest.join('?')}` : '');
+  }
+  /** @type {Record<string, any>} */
+  const query = {};
+  for (const [key, value] of new URL(target, 'http://n').searchParams) {
+    const existing = query[key];
+    if (typeof existing === 'undefined') query[key] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else query[key] = [existing, value];
+  }
+  const qs = querystring.stringify(query);
+  return pathPart.replace(/\/+$/, '') + (qs ? `?${qs}` : '');
+}
+
+/** The two clearing Set-Cookie lines of Preview Mode (as the comparison normalizes them). */
+const CLEARS = ['__prerender_bypass', '__next_preview_data'].map(
+  (name) => `${name}=<value>; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=None`,
+);
+
+/**
+ * A Set-Cookie difference that is only the gateway's placement of the clearing cookies for a
+ * broken preview pair: the other cookies are the same and in the same order, and the
+ * runtime's side has the two clearing lines at the end (or, where Next also set the pair,
+ * not at all).
+ * @param {string} line
+ */
+function onlyClearPlacement(line) {
+  const m = /^header set-cookie: next (.*) vs runtime (.*)$/.exec(line);
+  if (!m) return false;
+  /** @type {string[]} */
+  const next = JSON.parse(m[1]) ?? [];
+  /** @type {string[]} */
+  const runtime = JSON.parse(m[2]) ?? [];
+  const others = (/** @type {string[]} */ list) => JSON.stringify(list.filter((c) => !CLEARS.includes(c)));
+  if (others(next) !== others(runtime)) return false;
+  const tail = JSON.stringify(runtime.slice(-2));
+  return tail === JSON.stringify(CLEARS) || !runtime.some((c) => CLEARS.includes(c));
+}
+
+/**
+ * A globals probe difference that is only the markers the runtime leaves out on purpose.
+ * @param {string} line
+ * @param {boolean} edge
+ */
+function onlyOmittedGlobals(line, edge) {
+  const m = /^body:\n\s+next {4}(.*)\n\s+runtime (.*)$/.exec(line);
+  if (!m) return false;
+  try {
+    const next = JSON.parse(m[1]);
+    const runtime = JSON.parse(m[2]);
+    delete next.env.TURBOPACK;
+    for (const key of Object.keys(next.globals)) {
+      if (key.startsWith('Symbol(') || key === 'TURBOPACK' || key === '__next__clear_chunk_cache__') delete next.globals[key];
+      if (edge && /^__next_(eval|webassembly_compile|webassembly_instantiate)__$/.test(key)) delete next.globals[key];
+    }
+    if (edge) {
+      for (const key of ['__NEXT_BUILD_ID', 'NEXT_SERVER_ACTIONS_ENCRYPTION_KEY', '__NEXT_PREVIEW_MODE_ID', '__NEXT_PREVIEW_MODE_ENCRYPTION_KEY', '__NEXT_PREVIEW_MODE_SIGNING_KEY']) {
+        delete next.env[key];
+      }
+    }
+    return JSON.stringify(next) === JSON.stringify(runtime);
+  } catch {
+    return false;
+  }
+}
 
 /** @type {Difference[]} */
 export const DIFFERENCES = [
@@ -72,5 +154,57 @@ export const DIFFERENCES = [
         return false;
       }
     },
+  },
+  {
+    what: "The 308 for a trailing or repeated slash (`/api/x/`, `/api//x`) is the gateway's: it has the right status and Location target, but no `Refresh: 0;url=<location>` header and an empty body, where Next sends the Location as the body; for a trailing slash Next also re-serializes the query (README gives the exact rule, which this entry checks against Next's answers).",
+    why: 'The gateway answers these before routing, so no runtime sees them (gateway/src/path.rs, error.rs `redirect`); the change belongs to the gateway and is specified in the README, "Deliberate differences".',
+    applies: (name, line) => {
+      if (!name.startsWith('slash: ')) return false;
+      const target = name.replace(/^slash: [A-Z]+ /, '');
+      const expected = nextSlashRedirect(target);
+      const raw = target.split('?')[0].replace(/\\/g, '/').replace(/\/\/+/g, '/').replace(/(.)\/+$/, '$1') + (target.includes('?') && target.split('?')[1] ? `?${target.split('?').slice(1).join('?')}` : '');
+      return (
+        line === `header refresh: next ${JSON.stringify([`0;url=${expected}`])} vs runtime null` ||
+        line === `header location: next ${JSON.stringify([expected])} vs runtime ${JSON.stringify([raw])}` ||
+        new RegExp(`^body:\\n\\s+next {4}${expected.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n\\s+runtime $`).test(line)
+      );
+    },
+  },
+  {
+    what: "A pages handler that makes a 1xx status its final answer (`res.status(103).end()`, `res.writeHead(102)`) gets `500 Internal Server Error` (text and body, no handler headers) and the error is logged; `next start` writes the 1xx head and then no final response, so the client waits until the connection closes.",
+    why: 'A 1xx is not a final HTTP response: behind a proxy the request would hang until a timeout. Answering 500 names the handler bug at once. App Routes need nothing: `new Response(null, {status: 103})` throws in both, and both answer 500.',
+    applies: (name, line) =>
+      /^1xx: pages (status-|writehead-)/.test(name) &&
+      (/^status: next 1\d\d vs runtime 500$/.test(line) ||
+        /^status text: next "[^"]*" vs runtime "Internal Server Error"$/.test(line) ||
+        line === 'header :final-response: next ["none"] vs runtime null' ||
+        /^header [a-z-]+: next \[.*\] vs runtime (null|\["\d+"\])$/.test(line) ||
+        /^body:\n\s+next {4}\n\s+runtime Internal Server Error$/.test(line)),
+  },
+  {
+    what: '`res.writeEarlyHints()` heads (103 Early Hints) do not reach the client; the final answer does.',
+    why: 'The gateway (hyper) does not forward informational responses from a function; the runtime sends them (README gives what the gateway must forward).',
+    applies: (name, line) => name === '1xx: pages early-hints' && /^header :informational: next \["103 Early Hints .*"\] vs runtime null$/.test(line),
+  },
+  {
+    what: "A broken preview cookie pair (one of the two cookies, or a pair that does not verify) is cleared by the gateway: its two clearing cookies come after the handler's own Set-Cookie lines, also when the handler replaced its Set-Cookie list, also for Edge API routes, and not when the handler set a new pair. Next clears before the handler runs (so its lines come first, and a pages handler's `res.setHeader('Set-Cookie', …)` replaces them) and never for Edge API routes.",
+    why: 'The gateway appends the clearing cookies (gateway/src/proxy.rs) because only it can verify the pair. The runtime already writes them where Next does when the gateway sends `x-apiroute-preview-invalid: 1` instead (CONTRACT.md); the gateway side of that is specified in the README.',
+    applies: (name, line) => name.startsWith('preview: lone ') && onlyClearPlacement(line),
+  },
+  {
+    what: "A `__prerender_bypass` cookie alone is never Draft Mode: Next treats a lone bypass cookie equal to its build's preview id as Draft Mode (`req.preview`, `draftMode().isEnabled`); the gateway treats it as a broken pair and clears it.",
+    why: "The gateway's bypass value is bound to its data cookie (DESIGN.md, Preview Mode) and cannot be checked alone; the gateway always issues both cookies, so only a client that dropped one sends a lone bypass.",
+    applies: (name, line) =>
+      name.startsWith('preview: lone bypass cookie of a valid pair') &&
+      (onlyClearPlacement(line) ||
+        /^body:\n\s+next {4}\{"content":"draft","previewData":\{\},"draftMode":true\}\n\s+runtime \{"content":"published","previewData":false\}$/.test(line) ||
+        /^body:\n\s+next {4}(.*)"draft":true\}\n\s+runtime \1"draft":false\}$/.test(line) ||
+        /^header (etag|content-length):/.test(line)),
+  },
+  {
+    what: "Turbopack's runtime (`TURBOPACK`, `__next__clear_chunk_cache__`, env `TURBOPACK=1`) and Next's internal singletons (`Symbol.for('@next/…-async-storage@16.4.6')` and the like) are not defined; in Edge API routes neither are the edge sandbox's helpers (`__next_eval__`, `__next_webassembly_*__`) nor the secrets and build id Next copies into their environment (`__NEXT_PREVIEW_MODE_*`, `NEXT_SERVER_ACTIONS_ENCRYPTION_KEY`, `__NEXT_BUILD_ID`). Every other marker is the same (`NEXT_RUNTIME`, `NEXT_DEPLOYMENT_ID`, `__NEXT_PRIVATE_ORIGIN`, `NEXT_PRIVATE_START_TIME`, `__NEXT_PROCESSED_ENV`, `NEXT_CLIENT_ASSET_SUFFIX`, `__NEXT_HTTP_AGENT*`, `AsyncLocalStorage`, `EdgeRuntime`, …).",
+    why: 'Handlers are bundled by esbuild, not Turbopack, and the stand-ins keep their own state: code that found these would call into a bundler or Next internals that are not there. The runtime holds no preview keys (DESIGN.md, Preview Mode).',
+    applies: (name, line) =>
+      name.startsWith('globals: ') && (onlyOmittedGlobals(line, name === 'globals: edge route') || /^header (etag|content-length):/.test(line)),
   },
 ];

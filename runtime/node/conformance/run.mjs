@@ -10,6 +10,11 @@
 //   CONFORMANCE_SKIP_NEXT_BUILD=1  reuse an existing .next build
 //   CONFORMANCE_FILTER=text        only cases whose name contains text
 //   CONFORMANCE_VERBOSE=1          print every case
+//   CONFORMANCE_SHOW=n             print up to n characters of a differing body (default 300)
+//
+// Both sides get the same environment; the runtime processes also get APIROUTES_APP_DIR
+// (this folder, for its .env files). Files marked `conformance: served unbuilt` are served
+// by the runtime from their source instead of from `apiroutes-node build`'s output.
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -110,27 +115,59 @@ async function waitReady(port, pathname, child, what) {
 }
 
 /**
- * One HTTP exchange; resolves with status, status text, raw header pairs and body.
- * @returns {Promise<{status:number, statusText:string, headers:[string,string][], body:Buffer}>}
+ * One HTTP exchange; resolves with status, status text, raw header pairs and body, and the
+ * informational (1xx) heads that came before. A 1xx head followed by the end of the
+ * connection (no final response) resolves as that head with `final: false`.
+ * @returns {Promise<{status:number, statusText:string, headers:[string,string][], body:Buffer, informational: string[], final: boolean}>}
  */
 function request(port, c) {
   return new Promise((resolve, reject) => {
     const headers = { ...(c.headers || {}) };
     const body = c.body === undefined ? undefined : Buffer.isBuffer(c.body) ? c.body : Buffer.from(c.body);
     if (body !== undefined && !c.chunked) headers['content-length'] = String(body.length);
+    /** @type {import('node:http').InformationEvent[]} */
+    const infos = [];
+    let responded = false;
+    const pairsOf = (raw) => {
+      const pairs = [];
+      for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i].toLowerCase(), raw[i + 1]]);
+      return pairs;
+    };
+    const describeInfo = (i) =>
+      `${i.statusCode} ${i.statusMessage} ${JSON.stringify(pairsOf(i.rawHeaders).filter(([n]) => !TRANSPORT_HEADERS.has(n)))}`;
     const req = http.request({ host: '127.0.0.1', port, method: c.method || 'GET', path: c.path, headers, agent: false }, (res) => {
+      responded = true;
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
       res.on('end', () => {
-        const pairs = [];
-        for (let i = 0; i < res.rawHeaders.length; i += 2) pairs.push([res.rawHeaders[i].toLowerCase(), res.rawHeaders[i + 1]]);
-        resolve({ status: res.statusCode || 0, statusText: res.statusMessage || '', headers: pairs, body: Buffer.concat(chunks) });
+        resolve({
+          status: res.statusCode || 0,
+          statusText: res.statusMessage || '',
+          headers: pairsOf(res.rawHeaders),
+          body: Buffer.concat(chunks),
+          informational: infos.map(describeInfo),
+          final: true,
+        });
       });
       res.on('error', reject);
     });
+    req.on('information', (info) => infos.push(info));
+    req.on('close', () => {
+      if (responded || infos.length === 0) return;
+      const last = /** @type {import('node:http').InformationEvent} */ (infos.at(-1));
+      resolve({
+        status: last.statusCode,
+        statusText: last.statusMessage,
+        headers: pairsOf(last.rawHeaders),
+        body: Buffer.alloc(0),
+        informational: infos.slice(0, -1).map(describeInfo),
+        final: false,
+      });
+    });
     req.setTimeout(15000, () => req.destroy(new Error('timeout')));
     req.on('error', (err) => {
-      // A server may answer 413 and close before the whole upload went out.
+      // A server may answer 413 and close before the whole upload went out; a 1xx head
+      // without a final response ends in a reset (resolved on 'close' above).
       if (/** @type {any} */ (err).code === 'EPIPE' || /** @type {any} */ (err).code === 'ECONNRESET') return;
       reject(err);
     });
@@ -155,20 +192,39 @@ function normalize(r) {
     if (TRANSPORT_HEADERS.has(name)) continue;
     (headers[name] ??= []).push(name === 'set-cookie' ? value.replace(PREVIEW_VALUE, '$1$2<value>') : value);
   }
+  // Informational heads before the answer, and whether a final answer came at all, are
+  // compared as two pseudo-headers.
+  if (r.informational.length) headers[':informational'] = r.informational;
+  if (!r.final) headers[':final-response'] = ['none'];
   let body = r.body.toString('latin1');
   body = body.replace(PREVIEW_VALUE, '$1$2<value>');
   return { status: r.status, statusText: r.statusText, headers, body };
 }
 
-function cookiesOf(r) {
+/** The cookies an answer set (name=value pairs), or only the one named `only`. */
+function cookiesOf(r, only) {
   return r.headers
     .filter(([n]) => n === 'set-cookie')
     .map(([, v]) => v.split(';')[0])
     .filter((pair) => !/=$/.test(pair))
+    .filter((pair) => only === undefined || pair.startsWith(`${only}=`))
     .join('; ');
 }
 
-function short(s, n = 300) {
+/** The source file of a built route file (`.apiroutes/pages/api/x.mjs` → `pages/api/x.js`). */
+function sourceOf(rel) {
+  const stem = path.join(here, rel.replace(/\.mjs$/, ''));
+  const source = ['.js', '.ts', '.mjs', '.jsx', '.tsx'].map((ext) => stem + ext).find((f) => fs.existsSync(f));
+  if (!source) throw new Error(`no source file for ${rel}`);
+  return source;
+}
+
+/** Files marked `conformance: served unbuilt` run from their source, not from the build. */
+function servedUnbuilt(source) {
+  return fs.readFileSync(source, 'utf8').includes('conformance: served unbuilt');
+}
+
+function short(s, n = Number(process.env.CONFORMANCE_SHOW || 300)) {
   return s.length > n ? `${s.slice(0, n)}… (${s.length} bytes, sha256 ${createHash('sha256').update(s).digest('hex').slice(0, 12)})` : s;
 }
 
@@ -182,8 +238,15 @@ function compare(a, b) {
     const y = JSON.stringify(b.headers[name] ?? null);
     if (x !== y) out.push(`header ${name}: next ${x} vs runtime ${y}`);
   }
-  if (a.body !== b.body) out.push(`body:\n      next    ${short(a.body)}\n      runtime ${short(b.body)}`);
+  // Whole bodies, so that DIFFERENCES can parse them; `display` shortens them for printing.
+  if (a.body !== b.body) out.push(`body:\n      next    ${a.body}\n      runtime ${b.body}`);
   return out;
+}
+
+/** A difference line for printing: long bodies shortened (CONFORMANCE_SHOW). */
+function display(line) {
+  const m = /^body:\n {6}next {4}([\s\S]*)\n {6}runtime ([\s\S]*)$/.exec(line);
+  return m ? `body:\n      next    ${short(m[1])}\n      runtime ${short(m[2])}` : line;
 }
 
 /** The gateway binary: GATEWAY_BIN, else `cargo build -p apiroutes-gateway` (cached target dir). */
@@ -203,10 +266,7 @@ async function gatewayBin() {
  */
 function bodyLimitOf(rel) {
   if (rel.startsWith('app/')) return '100Mi';
-  const stem = path.join(here, rel.replace(/\.mjs$/, ''));
-  const source = ['.js', '.ts', '.mjs', '.jsx', '.tsx'].map((ext) => stem + ext).find((f) => fs.existsSync(f));
-  if (!source) throw new Error(`no source file for ${rel}`);
-  const text = fs.readFileSync(source, 'utf8');
+  const text = fs.readFileSync(sourceOf(rel), 'utf8');
   if (/bodyParser\s*:\s*false/.test(text)) return '100Mi';
   const m = /sizeLimit\s*:\s*(?:(\d+)\b|['"](\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?['"])/i.exec(text);
   if (!m) return '1Mi';
@@ -248,7 +308,9 @@ async function main() {
     throw new Error('esbuild is missing: run `npm ci` in runtime/node first');
   }
   fs.mkdirSync(outDir, { recursive: true });
-  const env = { NEXT_TELEMETRY_DISABLED: '1' };
+  // The same environment for both sides; CONF_PROCESS_WINS is also set in conformance/.env,
+  // where the process environment must win.
+  const env = { NEXT_TELEMETRY_DISABLED: '1', CONF_PROCESS_WINS: 'from the process environment' };
   if (!process.env.CONFORMANCE_SKIP_NEXT_BUILD || !fs.existsSync(path.join(here, '.next', 'BUILD_ID'))) {
     console.log(`[${elapsed()}] next build …`);
     await run(process.execPath, [nextBin, 'build'], { cwd: here, env: { ...process.env, ...env } });
@@ -280,7 +342,14 @@ async function main() {
       : '/' + rel.slice('pages/'.length).replace(/\.mjs$/, '').replace(/\/index$/, '');
     const port = /** @type {number} */ (ports.pop());
     routes.push({ pattern, port, bodyLimit: bodyLimitOf(rel) });
-    const child = startProcess([runtimeBin, file], { HOST: '127.0.0.1', PORT: String(port), APIROUTES_TIMEOUT_SECONDS: '10' }, `runtime-${pattern.replace(/[^a-z0-9]+/gi, '_')}`);
+    const source = sourceOf(rel);
+    const served = servedUnbuilt(source) ? source : file;
+    const child = startProcess(
+      [runtimeBin, served],
+      // APIROUTES_APP_DIR: the app's .env files, loaded as next start loads them.
+      { ...env, HOST: '127.0.0.1', PORT: String(port), APIROUTES_TIMEOUT_SECONDS: '10', APIROUTES_APP_DIR: here },
+      `runtime-${pattern.replace(/[^a-z0-9]+/gi, '_')}`,
+    );
     waits.push(waitReady(port, '/healthz', child, `runtime for ${pattern}`));
   }
   await Promise.all(waits);
@@ -313,7 +382,7 @@ async function main() {
     const answers = {};
     for (const [side, port] of [['next', nextPort], ['runtime', gatewayPort]]) {
       const headers = { ...(c.headers || {}) };
-      if (c.cookiesFrom) headers.cookie = cookiesOf(results[side].get(c.cookiesFrom));
+      if (c.cookiesFrom) headers.cookie = cookiesOf(results[side].get(c.cookiesFrom), c.onlyCookie);
       if (c.etagFrom) {
         const etag = results[side].get(c.etagFrom).headers.find(([n]) => n === 'etag')?.[1] ?? '';
         headers['if-none-match'] = c.weak ? `W/${etag}` : etag;
@@ -333,7 +402,7 @@ async function main() {
     }
     if (unexplained.length) {
       failed++;
-      console.log(`MISMATCH ${c.name}\n    ${unexplained.join('\n    ')}`);
+      console.log(`MISMATCH ${c.name}\n    ${unexplained.map(display).join('\n    ')}`);
     } else if (lines.length) {
       differing++;
       if (process.env.CONFORMANCE_VERBOSE) console.log(`listed   ${c.name}`);

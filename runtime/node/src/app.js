@@ -3,10 +3,17 @@
 // (`pages/api` files with `config.runtime = 'edge'`), which share the Web plumbing.
 
 import { Readable } from 'node:stream';
-import { NextRequest, RequestCookies, ResponseCookies, serializeCookie } from './next-server.js';
-import { PREVIEW_CLEAR_HEADER, PREVIEW_SET_HEADER, encodePreviewClear, encodePreviewSet } from './preview.js';
+import { NextRequest } from './next-server.js';
+import { appendMutableCookies, splitCookiesString } from './next-cookies.js';
+import { navigationAnswer } from './next-navigation.js';
+import { PREVIEW_CLEAR_HEADER, PREVIEW_SET_HEADER, clearPreviewCookies, encodePreviewClear, encodePreviewSet } from './preview.js';
+import { normalizeUrl } from './query.js';
 import { requestStore } from './request-store.js';
 import { takeGatewayHeaders } from './contract.js';
+
+// Headers of a handler's Response that Next does not pass on (its `sendResponse`): the
+// framing is Node's, and a Content-Length would contradict a HEAD answer or a streamed body.
+const DROPPED_RESPONSE_HEADERS = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'x-middleware-set-cookie']);
 
 export const HTTP_METHODS = /** @type {const} */ (['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'DELETE', 'PATCH']);
 
@@ -41,13 +48,25 @@ export function implementMethods(mod) {
  * The absolute request URL a handler sees: scheme from X-Forwarded-Proto, authority from
  * X-Forwarded-Host (set by the gateway) or Host.
  * @param {import('node:http').IncomingMessage} req
+ * @param {string} [target] path and query; default `req.url`
  * @returns {string}
  */
-export function requestUrl(req) {
+export function requestUrl(req, target = req.url || '/') {
   const proto = String(req.headers['x-forwarded-proto'] || '').includes('https') ? 'https' : 'http';
   const forwardedHost = req.headers['x-forwarded-host'];
   const host = (typeof forwardedHost === 'string' && forwardedHost.split(',')[0].trim()) || req.headers.host || 'localhost';
-  return `${proto}://${host}${req.url || '/'}`;
+  return `${proto}://${host}${target}`;
+}
+
+/**
+ * An App Route's `request.url` as Next builds it: the query re-serialized from its parsed
+ * form (repeated keys grouped, `?b` as `b=`, form encoding, Next's internal keys dropped).
+ * Unlike a pages handler's `req.url`, query keys named like a route parameter stay.
+ * @param {import('node:http').IncomingMessage} req
+ * @returns {string}
+ */
+export function appRouteUrl(req) {
+  return requestUrl(req, normalizeUrl(req.url || '/', []));
 }
 
 /**
@@ -84,15 +103,14 @@ export function toWebRequest(req, signal, url = requestUrl(req)) {
  * @param {boolean} headOnly
  */
 export async function writeWebResponse(response, res, headOnly) {
-  /** @type {Record<string, string | string[]>} */
-  const headers = {};
   for (const [name, value] of response.headers) {
-    if (name === 'set-cookie') continue;
-    headers[name] = value;
+    if (name === 'set-cookie' || DROPPED_RESPONSE_HEADERS.has(name)) continue;
+    res.setHeader(name, value);
   }
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length) headers['set-cookie'] = cookies;
-  res.writeHead(response.status, response.statusText || undefined, headers);
+  // A Set-Cookie value holding several cookies joined by commas is split, as Next does.
+  const cookies = response.headers.getSetCookie().flatMap(splitCookiesString);
+  if (cookies.length) res.appendHeader('set-cookie', cookies);
+  res.writeHead(response.status, response.statusText || undefined);
   if (!response.body || headOnly) {
     if (response.body) await response.body.cancel().catch(() => {});
     res.end();
@@ -149,9 +167,46 @@ async function respond(req, res, call) {
 }
 
 /**
+ * An Edge API route's request URL as Next builds it: the query of the request (repeated
+ * keys grouped) with the route parameters on top, a parameter replacing a query key of the
+ * same name in place; then Next's internal `nxtP…`/`nxtI…` keys lose their prefix.
+ * @param {import('node:http').IncomingMessage} req
+ * @param {import('./query.js').Query} params
+ * @returns {URL}
+ */
+export function edgeRouteUrl(req, params) {
+  const url = new URL(requestUrl(req));
+  /** @type {Record<string, any>} */
+  const query = {};
+  for (const [key, value] of url.searchParams) {
+    const existing = query[key];
+    if (typeof existing === 'undefined') query[key] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else query[key] = [existing, value];
+  }
+  /** @param {unknown} v */
+  const text = (v) => (typeof v === 'string' ? v : (typeof v === 'number' && !Number.isNaN(v)) || typeof v === 'boolean' ? String(v) : '');
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries({ ...Object.fromEntries(url.searchParams), ...query, ...params })) {
+    if (Array.isArray(value)) for (const item of value) search.append(key, text(item));
+    else search.set(key, text(value));
+  }
+  url.search = search.toString();
+  for (const key of [...url.searchParams.keys()]) {
+    const prefix = ['nxtP', 'nxtI'].find((p) => key !== p && key.startsWith(p));
+    if (!prefix) continue;
+    const values = url.searchParams.getAll(key);
+    const normalized = key.slice(prefix.length);
+    url.searchParams.delete(normalized);
+    for (const v of values) url.searchParams.append(normalized, v);
+    url.searchParams.delete(key);
+  }
+  return url;
+}
+
+/**
  * An Edge API route (`pages/api` file with `config.runtime = 'edge'`): the handler gets a
- * Web Request whose search params carry the route parameters (a parameter replaces a
- * query key of the same name, in place), as Next passes them.
+ * Web Request for {@link edgeRouteUrl}, as Next passes it.
  * @param {(request: Request, event: { waitUntil(p: Promise<unknown>): void }) => unknown} handler
  * @param {import('node:http').IncomingMessage} req
  * @param {import('node:http').ServerResponse} res
@@ -159,18 +214,7 @@ async function respond(req, res, call) {
 export async function runEdgeApi(handler, req, res) {
   const { params } = takeGatewayHeaders(req);
   const event = { waitUntil: (/** @type {Promise<unknown>} */ p) => void Promise.resolve(p).catch((e) => console.error(e)) };
-  await respond(req, res, (signal) => {
-    const url = new URL(requestUrl(req));
-    for (const [key, value] of Object.entries(params)) {
-      if (Array.isArray(value)) {
-        url.searchParams.delete(key);
-        for (const v of value) url.searchParams.append(key, v);
-      } else {
-        url.searchParams.set(key, value);
-      }
-    }
-    return handler(toWebRequest(req, signal, url), event);
-  });
+  await respond(req, res, (signal) => handler(toWebRequest(req, signal, edgeRouteUrl(req, params)), event));
 }
 
 /**
@@ -187,38 +231,77 @@ export async function runAppRoute(mod, req, res, options = {}) {
   if (!HTTP_METHODS.includes(/** @type {any} */ (method))) {
     return respond(req, res, () => new Response(null, { status: 400 }));
   }
-  const { params, dynamic, preview } = takeGatewayHeaders(req);
+  const { params, dynamic, preview, previewInvalid } = takeGatewayHeaders(req);
   // As in Next 16: a Promise of the params for a dynamic route, undefined for a static one.
   const context = { params: dynamic ? Promise.resolve(params) : undefined };
+  // Next clears a broken preview cookie pair before the handler runs (its cookies follow).
+  if (previewInvalid) clearPreviewCookies(res);
   await respond(req, res, async (signal) => {
-    const request = toWebRequest(req, signal);
+    const request = toWebRequest(req, signal, appRouteUrl(req));
     /** @type {import('./request-store.js').RequestStore} */
     const store = {
       headers: request.headers,
-      cookies: new RequestCookies(request.headers),
-      responseCookies: new ResponseCookies(new Headers()),
       preview: preview !== undefined,
       draft: null,
+      isAction: isPossibleServerAction(req),
     };
-    const response = await requestStore.run(store, () => methods[method](request, context));
+    /** @type {unknown} */
+    let response;
+    try {
+      response = await requestStore.run(store, () => methods[method](request, context));
+    } catch (err) {
+      const answer = navigationAnswer(err, store.isAction);
+      if (!answer) throw err;
+      // redirect()/permanentRedirect(): Location and the cookies set so far; notFound() and
+      // the others: a bare status.
+      if (answer.location === undefined) return new Response(null, { status: answer.status });
+      const headers = new Headers({ Location: answer.location });
+      appendMutableCookies(headers, store.mutableCookies);
+      setDraftHeaders(store, res);
+      return new Response(null, { status: answer.status, headers });
+    }
     return withRequestStore(response, store, res);
   });
 }
 
 /**
- * Adds what the handler did through `next/headers` to its response: cookies it set are
- * appended (after its own), Draft Mode changes become the preview headers.
+ * Whether Next would treat the request as a possible Server Action submission (then
+ * redirect() answers 303): a POST with a `next-action` header, an exact
+ * `application/x-www-form-urlencoded` type, or a multipart form.
+ * @param {import('node:http').IncomingMessage} req
+ */
+function isPossibleServerAction(req) {
+  if (req.method !== 'POST') return false;
+  const type = req.headers['content-type'];
+  return (
+    typeof req.headers['next-action'] === 'string' ||
+    type === 'application/x-www-form-urlencoded' ||
+    (typeof type === 'string' && type.startsWith('multipart/form-data'))
+  );
+}
+
+/**
+ * Draft Mode changes become the preview headers of the contract.
+ * @param {import('./request-store.js').RequestStore} store
+ * @param {import('node:http').ServerResponse} res
+ */
+function setDraftHeaders(store, res) {
+  if (store.draft === 'enable') res.setHeader(PREVIEW_SET_HEADER, encodePreviewSet({}, {}));
+  if (store.draft === 'disable') res.setHeader(PREVIEW_CLEAR_HEADER, encodePreviewClear(undefined));
+}
+
+/**
+ * Adds what the handler did through `next/headers` to its response as Next does: cookies
+ * set or deleted through `cookies()` go under the response's own Set-Cookie cookies (which
+ * win), Draft Mode changes become the preview headers.
  * @param {unknown} response
  * @param {import('./request-store.js').RequestStore} store
  * @param {import('node:http').ServerResponse} res
  */
 function withRequestStore(response, store, res) {
   if (!(response instanceof Response)) return response;
-  if (store.draft === 'enable') res.setHeader(PREVIEW_SET_HEADER, encodePreviewSet({}, {}));
-  if (store.draft === 'disable') res.setHeader(PREVIEW_CLEAR_HEADER, encodePreviewClear(undefined));
-  const added = store.responseCookies.getAll();
-  if (added.length === 0) return response;
+  setDraftHeaders(store, res);
   const headers = new Headers(response.headers);
-  for (const cookie of added) headers.append('set-cookie', serializeCookie(cookie));
+  if (!appendMutableCookies(headers, store.mutableCookies)) return response;
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }

@@ -12,6 +12,38 @@ const SKIP = /(\.d\.ts|\.test\.[cm]?[jt]sx?)$/;
 const APP_UI = /^(page|layout|template|loading|error|global-error|not-found|default)\.[cm]?[jt]sx?$/;
 const NEXT_SERVER_SHIM = fileURLToPath(new URL('./next-server.js', import.meta.url));
 const NEXT_HEADERS_SHIM = fileURLToPath(new URL('./next-headers.js', import.meta.url));
+const NEXT_NAVIGATION_SHIM = fileURLToPath(new URL('./next-navigation.js', import.meta.url));
+// Relative imports without an extension: as the runtime resolves them (src/resolve-hooks.js).
+const RESOLVE_EXTENSIONS = ['.js', '.mjs', '.cjs', '.ts', '.tsx', '.jsx', '.json'];
+
+/** Some route files failed to build; the others were written. */
+export class BuildError extends Error {
+  /**
+   * @param {string[]} written
+   * @param {{ file: string, reason: string }[]} failures
+   */
+  constructor(written, failures) {
+    super(
+      `${failures.length} of ${written.length + failures.length} route file(s) failed to build:\n` +
+        failures.map((f) => `  ${f.file}: ${f.reason.replace(/\n/g, '\n    ')}`).join('\n'),
+    );
+    this.written = written;
+    this.failures = failures;
+  }
+}
+
+/**
+ * esbuild's errors as `file:line:column: text` lines.
+ * @param {unknown} err
+ * @returns {string}
+ */
+function reasonOf(err) {
+  const errors = /** @type {{ errors?: { text: string, location?: { file: string, line: number, column: number } | null }[] }} */ (err).errors;
+  if (Array.isArray(errors) && errors.length) {
+    return errors.map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text)).join('\n');
+  }
+  return err instanceof Error ? err.message : String(err);
+}
 
 /**
  * Whether a file belongs to an App Router tree (an `app` folder, not under `pages`).
@@ -52,7 +84,8 @@ export async function findSources(src) {
 
 /**
  * Bundles each route file into `outDir`, keeping its relative path with a `.mjs` suffix
- * (`pages/api/users/[id].ts` → `<out>/pages/api/users/[id].mjs`).
+ * (`pages/api/users/[id].ts` → `<out>/pages/api/users/[id].mjs`). Every file is tried;
+ * when some fail, a {@link BuildError} listing each with its reason is thrown at the end.
  * @param {string} src file or directory
  * @param {string} outDir
  * @param {{ minify?: boolean, external?: string[] }} [options]
@@ -63,25 +96,46 @@ export async function build(src, outDir, options = {}) {
   const { root, files } = await findSources(src);
   /** @type {string[]} */
   const written = [];
+  /** @type {{ file: string, reason: string }[]} */
+  const failures = [];
   for (const file of files) {
     const rel = path.relative(root, file).replace(SOURCE, '.mjs');
     const outfile = path.join(outDir, rel);
-    await esbuild.build({
-      entryPoints: [file],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      sourcemap: 'linked',
-      minify: options.minify ?? false,
-      external: options.external ?? [],
-      alias: { 'next/server': NEXT_SERVER_SHIM, 'next/headers': NEXT_HEADERS_SHIM },
-      // Bundled CommonJS dependencies may call require(); give ESM output one.
-      banner: { js: "import { createRequire as __apiroutesCreateRequire } from 'node:module'; const require = __apiroutesCreateRequire(import.meta.url);" },
-      logLevel: 'warning',
-    });
-    written.push(outfile);
+    try {
+      await esbuildOne(esbuild, file, outfile, options);
+      written.push(outfile);
+    } catch (err) {
+      failures.push({ file, reason: reasonOf(err) });
+    }
   }
+  if (failures.length) throw new BuildError(written, failures);
   return written;
+}
+
+/**
+ * @param {typeof import('esbuild')} esbuild
+ * @param {string} file
+ * @param {string} outfile
+ * @param {{ minify?: boolean, external?: string[] }} options
+ */
+async function esbuildOne(esbuild, file, outfile, options) {
+  const result = await esbuild.build({
+    entryPoints: [file],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: 'linked',
+    minify: options.minify ?? false,
+    external: options.external ?? [],
+    alias: { 'next/server': NEXT_SERVER_SHIM, 'next/headers': NEXT_HEADERS_SHIM, 'next/navigation': NEXT_NAVIGATION_SHIM },
+    resolveExtensions: RESOLVE_EXTENSIONS,
+    // Bundled CommonJS dependencies may call require(); give ESM output one.
+    banner: { js: "import { createRequire as __apiroutesCreateRequire } from 'node:module'; const require = __apiroutesCreateRequire(import.meta.url);" },
+    logLevel: 'silent',
+  });
+  for (const w of result.warnings) {
+    console.warn(`warning: ${w.location ? `${w.location.file}:${w.location.line}:${w.location.column}: ` : ''}${w.text}`);
+  }
 }

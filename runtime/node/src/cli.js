@@ -1,17 +1,20 @@
 // Command line: serve one handler file, or build a handler tree.
 
 import { readFile } from 'node:fs/promises';
-import { build } from './build.js';
+import { BuildError, build } from './build.js';
+import { loadEnvConfig } from './dotenv.js';
 import { loadHandler } from './load.js';
+import { declaresEdgeRuntime, defineNextGlobals } from './next-globals.js';
 import { createRuntimeServer } from './server.js';
-import { importsNextServer, installNextServerResolution } from './resolve.js';
+import { installNextServerResolution, needsResolveHooks } from './resolve.js';
 
 const USAGE = `usage:
   apiroutes-node <handler-file>            serve one route file (or env APIROUTES_HANDLER)
   apiroutes-node build <src> --out <dir>   compile route files (TS, ESM, CJS) with esbuild
 
 environment: HOST (0.0.0.0), PORT (3000), APIROUTES_READINESS_PATH (/healthz),
-  APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30)`;
+  APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30),
+  APIROUTES_APP_DIR (load its .env, .env.production, .env.local, .env.production.local as next start does)`;
 
 /**
  * @param {string | undefined} value
@@ -39,8 +42,14 @@ export async function main(argv, env = process.env) {
     const src = argv[1];
     const out = outIndex > 0 ? argv[outIndex + 1] : undefined;
     if (!src || src === '--out' || !out) throw new Error(`build needs a source and --out\n${USAGE}`);
-    const written = await build(src, out, { minify: argv.includes('--minify') });
-    for (const file of written) console.log(file);
+    try {
+      const written = await build(src, out, { minify: argv.includes('--minify') });
+      for (const file of written) console.log(file);
+    } catch (err) {
+      if (!(err instanceof BuildError)) throw err;
+      for (const file of err.written) console.log(file);
+      throw err;
+    }
     return;
   }
   const file = argv[0] ?? env.APIROUTES_HANDLER;
@@ -58,7 +67,14 @@ export async function serve(file, env) {
   const timeoutSeconds = positiveNumber(env.APIROUTES_TIMEOUT_SECONDS, 'APIROUTES_TIMEOUT_SECONDS');
   const drainSeconds = positiveNumber(env.APIROUTES_DRAIN_SECONDS, 'APIROUTES_DRAIN_SECONDS') ?? 30;
   process.env.NODE_ENV ??= 'production';
-  if (importsNextServer(await readFile(file, 'utf8').catch(() => ''))) installNextServerResolution();
+  // Before the handler file loads (its imports may read them at the top level).
+  if (env.APIROUTES_APP_DIR) {
+    const { loaded } = loadEnvConfig(env.APIROUTES_APP_DIR, { env: process.env, log: (line) => console.error(`[apiroutes-node] ${line}`) });
+    if (loaded.length) console.error(`[apiroutes-node] environments: ${loaded.join(', ')} (${env.APIROUTES_APP_DIR})`);
+  }
+  const edge = declaresEdgeRuntime(await readFile(file, 'utf8').catch(() => ''));
+  defineNextGlobals({ host, port, edge, env: process.env });
+  if (await needsResolveHooks(file)) installNextServerResolution();
   const loaded = await loadHandler(file);
   const { server, drain } = createRuntimeServer(loaded, {
     readinessPath: env.APIROUTES_READINESS_PATH || '/healthz',

@@ -2,7 +2,7 @@
 // and removed before the handler runs: on Next a handler never sees them. Like `next
 // start`, the runtime then fills in the `x-forwarded-*` headers a client did not send.
 
-import { PREVIEW_HEADER } from './preview.js';
+import { PREVIEW_HEADER, PREVIEW_INVALID_HEADER } from './preview.js';
 import { PARAMS_HEADER, PATTERN_HEADER, parseParams, patternParamNames } from './query.js';
 
 const PREFIX = 'x-apiroute-';
@@ -13,6 +13,7 @@ const PREFIX = 'x-apiroute-';
  *   paramNames: Set<string>,
  *   dynamic: boolean,
  *   preview: string | undefined,
+ *   previewInvalid: boolean,
  * }} GatewayContext
  */
 
@@ -26,6 +27,7 @@ export function takeGatewayHeaders(req) {
   const params = parseParams(req.headers[PARAMS_HEADER]);
   const fromPattern = patternParamNames(req.headers[PATTERN_HEADER]);
   const preview = req.headers[PREVIEW_HEADER];
+  const previewInvalid = req.headers[PREVIEW_INVALID_HEADER] === '1' && preview === undefined;
   const paramNames = new Set([...fromPattern, ...Object.keys(params)]);
   for (const name of Object.keys(req.headers)) if (name.startsWith(PREFIX)) delete req.headers[name];
   const raw = req.rawHeaders;
@@ -42,6 +44,7 @@ export function takeGatewayHeaders(req) {
     paramNames,
     dynamic: paramNames.size > 0,
     preview: typeof preview === 'string' ? preview : undefined,
+    previewInvalid,
   };
 }
 

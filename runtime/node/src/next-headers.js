@@ -1,8 +1,9 @@
 // A stand-in for `next/headers` in app route handlers: `headers()`, `cookies()` and
-// `draftMode()` return Promises, as in Next 16. Cookies set here are appended to the
-// handler's response; draftMode().enable()/disable() use the gateway's preview contract.
+// `draftMode()` return Promises, as in Next 16. `cookies()` is Next's mutable jar (a
+// ResponseCookies filled with the request's cookies); what the handler sets or deletes is
+// added to its response. draftMode().enable()/disable() use the gateway's preview contract.
 
-import { RequestCookies, ResponseCookies } from './next-server.js';
+import { RequestCookies, ResponseCookies, mutableRequestCookies } from './next-cookies.js';
 import { requestStore } from './request-store.js';
 
 /** @param {string} name */
@@ -23,33 +24,15 @@ export async function headers() {
   return Object.assign(h, { append: readonly, set: readonly, delete: readonly });
 }
 
-/** The request cookies; `set`/`delete` also go to the response, as in a Next route handler. */
-export async function cookies() {
+/**
+ * The jar of the request's cookies; `set`/`delete` also go to the response. The same
+ * Promise (and jar) on every call within a request, as in Next.
+ * @returns {Promise<ResponseCookies>}
+ */
+export function cookies() {
   const s = store('cookies');
-  const view = s.cookies;
-  return {
-    get: view.get.bind(view),
-    getAll: view.getAll.bind(view),
-    has: view.has.bind(view),
-    get size() {
-      return view.size;
-    },
-    toString: view.toString.bind(view),
-    /** @param {Parameters<ResponseCookies['set']>} args */
-    set(...args) {
-      s.responseCookies.set(...args);
-      const name = typeof args[0] === 'string' ? args[0] : args[0].name;
-      const value = typeof args[0] === 'string' ? (args[1] ?? '') : args[0].value;
-      view._parsed.set(name, { name, value });
-      return this;
-    },
-    /** @param {string} name */
-    delete(name) {
-      s.responseCookies.delete(name);
-      view._parsed.delete(name);
-      return this;
-    },
-  };
+  s.mutableCookies ??= mutableRequestCookies(new RequestCookies(s.headers));
+  return (s.cookies ??= Promise.resolve(s.mutableCookies));
 }
 
 /** Draft Mode: on while the gateway says Preview Mode is on. */

@@ -4,7 +4,7 @@ import { DEFAULT_SIZE_LIMIT, parseBody } from './body.js';
 import { parseCookies } from './cookies.js';
 import { ApiError, sendError } from './errors.js';
 import { takeGatewayHeaders } from './contract.js';
-import { readPreviewData } from './preview.js';
+import { clearPreviewCookies, readPreviewData } from './preview.js';
 import { mergeQuery, normalizeUrl, parseQuery } from './query.js';
 import { decorateResponse } from './response.js';
 
@@ -42,6 +42,62 @@ function setLazyProp(target, prop, getter) {
 }
 
 /**
+ * `res.setHeader` as Next patches it for every request: after the headers went out it is
+ * ignored (no ERR_HTTP_HEADERS_SENT), and a Set-Cookie value is stored as an array without
+ * duplicates (a string becomes `[string]`, anything else `[]`).
+ * @param {import('node:http').ServerResponse} res
+ */
+export function patchSetHeader(res) {
+  const setHeader = res.setHeader.bind(res);
+  /**
+   * @param {string} name
+   * @param {number | string | readonly string[]} value
+   */
+  res.setHeader = (name, value) => {
+    if (res.headersSent) return res;
+    if (name.toLowerCase() === 'set-cookie') {
+      value = [...new Set(typeof value === 'string' ? [value] : Array.isArray(value) ? value : [])];
+    }
+    return setHeader(name, value);
+  };
+}
+
+/** Marks the error thrown for an informational final status. */
+const INFORMATIONAL = Symbol('informational');
+
+/**
+ * Refuses a 1xx status as the handler's final answer. `next start` writes such a head and
+ * then nothing, so the client waits for a final response that never comes; here the head
+ * is not written, the handler's call throws, and the request is answered 500 like any
+ * handler error. 1xx heads sent with `res.writeEarlyHints()`/`writeContinue()` are not
+ * final and pass.
+ * @param {import('node:http').ServerResponse} res
+ */
+function refuseInformationalStatus(res) {
+  const writeHead = res.writeHead;
+  /** @type {any} */ (res).writeHead = function (/** @type {any[]} */ ...args) {
+    const status = Number(args[0]);
+    if (status >= 100 && status <= 199) {
+      throw Object.assign(
+        new Error(
+          `API handler answered ${describeRequest(res)} with informational status ${status}, which cannot be a final response: next start would send it and leave the client waiting. Use res.writeEarlyHints() for 103 Early Hints.`,
+        ),
+        { [INFORMATIONAL]: true },
+      );
+    }
+    return writeHead.apply(res, /** @type {any} */ (args));
+  };
+}
+
+/**
+ * `METHOD url` of the response's request, for messages.
+ * @param {import('node:http').ServerResponse} res
+ */
+function describeRequest(res) {
+  return `${res.req?.method} ${res.req?.url}`;
+}
+
+/**
  * Runs one request through a pages/api handler. Resolves when the handler's promise
  * settles (the response may still be streaming); never rejects.
  * @param {PagesHandler} handler
@@ -51,10 +107,14 @@ function setLazyProp(target, prop, getter) {
  */
 export async function runPagesHandler(handler, config, req, res) {
   const apiReq = /** @type {import('node:http').IncomingMessage & Record<string, unknown>} */ (req);
+  patchSetHeader(res);
+  refuseInformationalStatus(res);
   try {
     const bodyParser = config.api?.bodyParser;
     const externalResolver = config.api?.externalResolver || false;
     const gateway = takeGatewayHeaders(req);
+    // Next reads the preview cookies before the handler runs and clears a broken pair then.
+    if (gateway.previewInvalid) clearPreviewCookies(res);
     const query = parseQuery(req.url || '/');
     req.url = normalizeUrl(req.url || '/', gateway.paramNames);
     setLazyProp(apiReq, 'cookies', () => parseCookies(req.headers.cookie));
@@ -92,6 +152,10 @@ export async function runPagesHandler(handler, config, req, res) {
       sendError(res, err.statusCode, err.message);
     } else {
       console.error(err);
+      // The runtime refused the handler's head: answer as if the handler had set nothing.
+      if (err && typeof err === 'object' && INFORMATIONAL in err && !res.headersSent) {
+        for (const name of res.getHeaderNames()) res.removeHeader(name);
+      }
       sendError(res, 500, 'Internal Server Error');
     }
   }

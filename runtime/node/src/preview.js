@@ -87,3 +87,38 @@ export function encodePreviewClear(options) {
   if (options && options.path !== undefined) return encodeJson({ options: { path: options.path } });
   return '1';
 }
+
+/**
+ * Request header: the gateway found the client's preview cookies present but not a valid
+ * pair (one of the two, a bad signature, expired). The function then answers with Next's
+ * clearing cookies where Next puts them ({@link clearPreviewCookies}).
+ */
+export const PREVIEW_INVALID_HEADER = 'x-apiroute-preview-invalid';
+
+const CLEARED = Symbol.for('apiroutes.previewCleared');
+
+/**
+ * Next's `clearPreviewData(res)` for a broken cookie pair: both cookies blanked (its
+ * attributes, `Path=/`), added to the Set-Cookie list the response has so far. A later
+ * `res.clearPreviewData()` is then a no-op, as in Next.
+ * @param {import('node:http').ServerResponse} res
+ */
+export function clearPreviewCookies(res) {
+  if (previewCleared(res)) return;
+  const previous = res.getHeader('Set-Cookie');
+  const attrs = 'Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=None';
+  res.setHeader('Set-Cookie', [
+    ...(typeof previous === 'string' ? [previous] : Array.isArray(previous) ? previous : []),
+    `__prerender_bypass=; ${attrs}`,
+    `__next_preview_data=; ${attrs}`,
+  ]);
+  Object.defineProperty(res, CLEARED, { value: true, enumerable: false });
+}
+
+/**
+ * Whether {@link clearPreviewCookies} ran on this response.
+ * @param {import('node:http').ServerResponse} res
+ */
+export function previewCleared(res) {
+  return CLEARED in res;
+}

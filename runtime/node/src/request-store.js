@@ -1,15 +1,17 @@
-// Per-request state for `next/headers` (cookies(), headers(), draftMode()) in app routes.
-// Kept on globalThis so that a copy of the stand-in bundled into a handler file shares it.
+// Per-request state for `next/headers` (cookies(), headers(), draftMode()) and
+// `next/navigation` in app routes. Kept on globalThis so that a copy of the stand-ins
+// bundled into a handler file shares it.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 /**
  * @typedef {{
  *   headers: Headers,
- *   cookies: import('./next-server.js').RequestCookies,
- *   responseCookies: import('./next-server.js').ResponseCookies,
+ *   mutableCookies?: import('./next-cookies.js').ResponseCookies,
+ *   cookies?: Promise<import('./next-cookies.js').ResponseCookies>,
  *   preview: boolean,
  *   draft: 'enable' | 'disable' | null,
+ *   isAction: boolean,
  * }} RequestStore
  */
 

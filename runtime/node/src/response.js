@@ -7,6 +7,7 @@ import {
   PREVIEW_SET_HEADER,
   encodePreviewClear,
   encodePreviewSet,
+  previewCleared,
 } from './preview.js';
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
@@ -121,6 +122,8 @@ export function decorateResponse(req, res) {
     return api;
   };
   api.clearPreviewData = (options = {}) => {
+    // Already cleared before the handler ran (a broken cookie pair): a no-op, as in Next.
+    if (previewCleared(res)) return api;
     const value = encodePreviewClear(options);
     res.removeHeader(PREVIEW_SET_HEADER);
     res.setHeader(PREVIEW_CLEAR_HEADER, value);

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { build, findSources } from '../src/build.js';
+import { spawn } from 'node:child_process';
+import { BuildError, build, findSources } from '../src/build.js';
 import { loadHandler } from '../src/load.js';
 import { listen, request } from './helpers.js';
 
@@ -39,5 +40,59 @@ test('build: app trees skip UI files, pages trees keep every file', async () => 
     assert.deepEqual(pages, [path.join('pages', 'api', 'error.js')]);
   } finally {
     await fs.rm(root, { recursive: true, force: true });
+  }
+});
+
+test('build: every file that can be built is written; each failure is reported with its reason, at the end', async () => {
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'apiroutes-build-'));
+  try {
+    const err = await build(path.join(fixtures, 'broken'), out).then(
+      () => null,
+      (e) => e,
+    );
+    assert.ok(err instanceof BuildError, String(err));
+    assert.deepEqual(err.written.map((f) => path.relative(out, f)), [path.join('api', 'also-good.mjs'), path.join('api', 'good.mjs')]);
+    assert.deepEqual(err.failures.map((f) => path.basename(f.file)), ['missing.js', 'syntax.js']);
+    assert.match(err.failures[0].reason, /missing\.js:1:\d+: Could not resolve "\.\.\/lib\/does-not-exist"/);
+    assert.match(err.failures[1].reason, /syntax\.js:3:0: Expected "\)" but found "}"/);
+    assert.match(err.message, /^2 of 4 route file\(s\) failed to build:/);
+    await fs.access(path.join(out, 'api', 'good.mjs'));
+  } finally {
+    await fs.rm(out, { recursive: true, force: true });
+  }
+});
+
+test('build: extension-less imports resolve as at run time (.js, .mjs, /index.js)', async () => {
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'apiroutes-build-'));
+  try {
+    const [file] = await build(path.join(fixtures, 'extless', 'pages', 'handler.js'), out);
+    const srv = await listen(await loadHandler(file));
+    try {
+      assert.deepEqual(JSON.parse((await request(srv.port)).body), { greet: 'hello x', db: 'index.js of a directory', flavour: 'mjs' });
+    } finally {
+      await srv.close();
+    }
+  } finally {
+    await fs.rm(out, { recursive: true, force: true });
+  }
+});
+
+test('bin build: lists what it wrote, reports every failure, exits non-zero', async () => {
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'apiroutes-build-'));
+  try {
+    const bin = path.join(fixtures, '..', '..', 'bin', 'apiroutes-node.js');
+    const child = spawn(process.execPath, [bin, 'build', path.join(fixtures, 'broken'), '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(stdout, /good\.mjs/);
+    assert.match(stdout, /also-good\.mjs/);
+    assert.match(stderr, /missing\.js: .*Could not resolve/);
+    assert.match(stderr, /syntax\.js: .*Expected/);
+  } finally {
+    await fs.rm(out, { recursive: true, force: true });
   }
 });

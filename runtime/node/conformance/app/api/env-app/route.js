@@ -1,0 +1,5 @@
+import { probeEnv } from '../../../lib/env';
+
+export async function GET() {
+  return Response.json(probeEnv());
+}

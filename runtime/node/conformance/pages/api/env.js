@@ -1,0 +1,5 @@
+import { probeEnv } from '../../lib/env';
+
+export default function handler(req, res) {
+  res.json(probeEnv());
+}
