@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use apiroutes_crds::{
     ApiRoute, Pattern, PatternError,
     conflict::{Admission, admit},
-    quantity,
+    labels, quantity,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -195,7 +195,6 @@ fn check_document(
         None => location.to_owned(),
     };
     let mut problems: Vec<String> = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
 
     match obj.get("apiVersion").and_then(Value::as_str) {
         Some(API_VERSION) => {}
@@ -212,7 +211,7 @@ fn check_document(
             problems.push(format!("unknown field {key:?}"));
         }
     }
-    check_metadata(obj.get("metadata"), &mut problems, &mut warnings);
+    check_metadata(obj.get("metadata"), &mut problems);
     match obj.get("spec") {
         None | Some(Value::Null) => problems.push("spec: Required value".to_owned()),
         Some(spec) => structural(spec_schema, spec, "spec", &mut problems),
@@ -240,13 +239,6 @@ fn check_document(
     report
         .findings
         .extend(problems.iter().map(|p| error(&location, p)));
-    report
-        .findings
-        .extend(warnings.into_iter().map(|w| Finding {
-            location: location.clone(),
-            message: w,
-            severity: Severity::Warning,
-        }));
 }
 
 fn error(location: &str, message: &str) -> Finding {
@@ -257,24 +249,18 @@ fn error(location: &str, message: &str) -> Finding {
     }
 }
 
-/// `metadata.name` must be a DNS-1123 subdomain (the API server's rule for custom
-/// resources); the operator names the route's Service after it, so a DNS label of at most
-/// 55 characters (`<name>-preview` ≤ 63) is what works. `generateName` cannot be applied.
-fn check_metadata(meta: Option<&Value>, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+/// `metadata.name`: the CRD's name rules (`labels::route_name_problem`, the same rules as
+/// its CEL), since the route's Deployment, Service and labels are named after it.
+/// `generateName` cannot be applied.
+fn check_metadata(meta: Option<&Value>, problems: &mut Vec<String>) {
     let Some(Value::Object(meta)) = meta else {
         problems.push("metadata.name: Required value".to_owned());
         return;
     };
     match meta.get("name") {
         Some(Value::String(name)) => {
-            if !is_dns_subdomain(name) {
-                problems.push(format!(
-                    "metadata.name: {name:?} must be a lower-case DNS name (a-z, 0-9, '-', '.'; at most 253 characters)"
-                ));
-            } else if name.len() > 55 || name.contains('.') {
-                warnings.push(format!(
-                    "metadata.name: {name:?}: the operator names the route's Service after it, and Service names must be DNS labels (no '.'); keep it to at most 55 characters without dots"
-                ));
+            if let Some(problem) = labels::route_name_problem(name) {
+                problems.push(format!("{problem} (got {name:?})"));
             }
         }
         Some(_) => problems.push("metadata.name: must be a string".to_owned()),
@@ -295,10 +281,6 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// The `spec` schema of the CRD, as the API server has it.
@@ -621,6 +603,8 @@ fn conflicts(valid: &[Valid], report: &mut Report) {
             Admission::Invalid(e) => report
                 .findings
                 .push(error(&v.location, &format!("spec.path: {e}"))),
+            // Reported with the other metadata problems.
+            Admission::InvalidName(_) => {}
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn table(routes: &[ApiRoute], show: impl Fn(&ApiRoute) -> bool) -> Vec<Row> 
                     Admission::Accepted => "Accepted".to_owned(),
                     Admission::Conflict { winner } => format!("Conflict→{winner}"),
                     Admission::Invalid(e) => format!("Invalid: {e}"),
+                    Admission::InvalidName(m) => format!("Invalid: {m}"),
                 },
                 ready: r.status.as_ref().map_or_else(
                     || "-".to_owned(),

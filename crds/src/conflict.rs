@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
+    labels,
     pattern::{Pattern, PatternError},
     types::ApiRoute,
 };
@@ -30,6 +31,9 @@ pub enum Admission {
     Conflict { winner: String },
     /// Not routed: `spec.path` does not parse.
     Invalid(PatternError),
+    /// Not routed: `metadata.name` cannot name the route's objects (stored before the CRD
+    /// refused such names); the message is the rule's (`labels::ROUTE_NAME_RULES`).
+    InvalidName(&'static str),
 }
 
 /// The methods a route serves; `None` is all of them.
@@ -82,6 +86,12 @@ pub fn admit<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<Admissio
     let mut accepted: HashMap<String, Vec<usize>> = HashMap::new();
     for i in order {
         let route = routes[i];
+        if let Some(problem) =
+            labels::route_name_problem(route.metadata.name.as_deref().unwrap_or_default())
+        {
+            out[i] = Admission::InvalidName(problem);
+            continue;
+        }
         let canonical = match Pattern::parse(&route.spec.path) {
             Ok(p) => p.canonical(),
             Err(e) => {
@@ -112,6 +122,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::testing::route;
+
+    #[test]
+    fn a_route_whose_name_cannot_name_its_objects_is_not_routed_and_blocks_nobody() {
+        let bad = route("shop-preview", "/api/x");
+        let good = route("shop", "/api/x");
+        let out = admit([&bad, &good]);
+        assert!(matches!(out[0], Admission::InvalidName(m) if m.contains("-preview")));
+        assert_eq!(out[1], Admission::Accepted);
+    }
 
     #[test]
     fn older_route_wins_same_canonical_pattern() {

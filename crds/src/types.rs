@@ -29,7 +29,11 @@ use crate::quantity;
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.replicas"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // The rules of `labels::ROUTE_NAME_RULES`, in order (attributes take no loops).
+    validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[0].0).message(crate::labels::ROUTE_NAME_RULES[0].1),
+    validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[1].0).message(crate::labels::ROUTE_NAME_RULES[1].1),
+    validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[2].0).message(crate::labels::ROUTE_NAME_RULES[2].1)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApiRouteSpec {

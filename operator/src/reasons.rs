@@ -12,6 +12,9 @@ pub const REASON_ACCEPTED: &str = "Accepted";
 pub const REASON_CONFLICT: &str = "Conflict";
 /// `Accepted=False`: `spec.path` does not parse.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// `Accepted=False`: `metadata.name` cannot name the route's objects (a route stored before
+/// the CRD refused such names).
+pub const REASON_INVALID_NAME: &str = "InvalidName";
 
 /// `Ready=True`: at least one replica is ready.
 pub const REASON_AVAILABLE: &str = "Available";

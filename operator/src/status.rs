@@ -124,6 +124,7 @@ pub fn compute_status(
             ),
         ),
         Admission::Invalid(e) => (false, REASON_INVALID_SPEC, format!("spec.path: {e}")),
+        Admission::InvalidName(m) => (false, REASON_INVALID_NAME, (*m).to_owned()),
     };
 
     let (ready_ok, ready_reason, ready_message) = if !accepted {

@@ -58,6 +58,7 @@ fn status_table() {
         winner: "shop/old".into(),
     };
     let invalid = Admission::Invalid(PatternError::Empty);
+    let bad_name = Admission::InvalidName("metadata.name must not end in '-preview'");
     let pull = pod_waiting("ImagePullBackOff");
     let crash = pod_waiting("CrashLoopBackOff");
     let zero = deployment(Some(0), 0, 0);
@@ -71,6 +72,13 @@ fn status_table() {
         [&'a str; 4],
     );
     let cases: Vec<Case> = vec![
+        (
+            "a name that cannot name its objects",
+            &bad_name,
+            None,
+            vec![],
+            ["False", "InvalidName", "False", "NotAccepted"],
+        ),
         (
             "no deployment yet",
             &accepted,

@@ -88,6 +88,26 @@ async fn api_server_refuses_bad_apiroutes_naming_the_field() {
         );
     }
 
+    // Names the route's objects cannot be derived from (issue 13): too long for
+    // `<name>-preview`, not a DNS label, or colliding with another route's preview objects.
+    let long = "n".repeat(56);
+    for (name, message) in [
+        (long.as_str(), "at most 55 characters"),
+        ("1st.route", "DNS label starting with a letter"),
+        ("shop-preview", "must not end in '-preview'"),
+    ] {
+        let out = cluster.kubectl(
+            &["apply", "-f", "-"],
+            Some(&manifest(name, &ns.name, "  path: /api/x\n  image: e")),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted the name {name}");
+        assert!(
+            stderr.contains("metadata.name must") && stderr.contains(message),
+            "for {name}: expected {message:?} in: {stderr}"
+        );
+    }
+
     let good = [
         "  path: /api/users/[id]\n  image: e",
         "  path: /\n  image: e",
