@@ -8,6 +8,7 @@
 
 pub mod activator;
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod k8s;
 pub mod metrics;
@@ -123,13 +124,42 @@ pub struct Args {
     )]
     pub max_connections: usize,
 
-    /// Seconds a client has to send a request's headers.
+    /// Most admin-port connections open at once.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_ADMIN_MAX_CONNECTIONS",
+        default_value_t = 64
+    )]
+    pub admin_max_connections: usize,
+
+    /// Seconds a client has to send a complete request head: from connecting (also before
+    /// HTTP/1 vs h2 is known), or from the first byte of a later HTTP/1 request.
     #[arg(
         long,
         env = "APIROUTES_GATEWAY_HEADER_READ_TIMEOUT",
         default_value_t = 10
     )]
     pub header_read_timeout: u64,
+
+    /// Seconds a connection may sit idle between requests (HTTP/1 keep-alive and h2).
+    #[arg(long, env = "APIROUTES_GATEWAY_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+
+    /// Largest request head in bytes: HTTP/1 gets 431 over it; h2's header list limit.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_MAX_HEADER_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub max_header_bytes: usize,
+
+    /// Most concurrent streams on one h2 connection.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_H2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 250
+    )]
+    pub h2_max_concurrent_streams: u32,
 
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "APIROUTES_GATEWAY_SHUTDOWN_GRACE", default_value_t = 30)]
@@ -308,24 +338,24 @@ impl Args {
             Arc::clone(&gateway.autoscaler)
                 .report_loop(Arc::clone(&gateway.registry), Duration::from_secs(1)),
         ));
+        let server_config = ServerConfig {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_header_bytes: self.max_header_bytes,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            ..ServerConfig::default()
+        };
         let admin_task = tokio::spawn(server::serve_admin(
             admin,
             Arc::clone(&gateway),
             Arc::clone(&ready),
+            server_config.admin(self.admin_max_connections),
             shutdown.clone(),
         ));
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-        server::serve_proxy(
-            proxy,
-            gateway,
-            ServerConfig {
-                max_connections: self.max_connections,
-                header_read_timeout: Duration::from_secs(self.header_read_timeout),
-                shutdown_grace: Duration::from_secs(self.shutdown_grace),
-            },
-            shutdown.clone(),
-        )
-        .await;
+        server::serve_proxy(proxy, gateway, server_config, shutdown.clone()).await;
         shutdown.cancel();
         signals.abort();
         let _ = admin_task.await;

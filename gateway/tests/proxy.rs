@@ -588,6 +588,7 @@ async fn slow_clients_time_out_and_connections_are_bounded() {
             max_connections: 1,
             header_read_timeout: Duration::from_millis(300),
             shutdown_grace: Duration::from_secs(5),
+            ..ServerConfig::default()
         },
     )
     .await;

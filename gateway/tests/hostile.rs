@@ -1,0 +1,253 @@
+//! Hostile and broken clients over real sockets: silent and slow connections, idle ones,
+//! oversized heads, smuggled hop-by-hop headers, bad hosts, odd upgrades, functions that
+//! answer with only a 1xx.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use apiroutes_gateway::{
+    metrics::Metrics,
+    proxy::{Gateway, ProxyConfig},
+    server::{Readiness, ServerConfig, serve_admin},
+};
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_util::sync::CancellationToken;
+
+fn yaml(routes: &[String]) -> String {
+    format!("routes:\n{}", routes.concat())
+}
+
+/// Bound on every wait in these tests (they never assert on durations).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn quick(max_connections: usize) -> ServerConfig {
+    ServerConfig {
+        max_connections,
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(30),
+        shutdown_grace: Duration::from_secs(5),
+        ..ServerConfig::default()
+    }
+}
+
+/// Reads until the peer closes; panics if it does not within [`PATIENCE`].
+async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the gateway kept the connection open");
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_partial_connections_are_dropped_and_free_their_permit() {
+    let e = echo("silent");
+    let gw = in_process_with(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+        quick(1),
+    )
+    .await;
+    // Nothing at all, part of an h2 preface (protocol not yet known), part of a head.
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n", b"GET /api/l HT"] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(sent).await.unwrap();
+        // The only permit is taken: another client waits until the first is dropped.
+        let waiting = tokio::spawn(get_raw(gw.addr, "/api/l"));
+        let got = read_until_closed(&mut s).await;
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+            "{got:?}"
+        );
+        let (status, _, _) = tokio::time::timeout(PATIENCE, waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200, "after {sent:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http1_and_h2_connections_are_closed() {
+    let e = echo("idle");
+    let gw = in_process_with(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+        ServerConfig {
+            // Longer than PATIENCE: only the idle timeout can close these connections.
+            header_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_millis(300),
+            ..quick(10)
+        },
+    )
+    .await;
+
+    // HTTP/1.1 keep-alive: answered, then closed once idle.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /api/l HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+
+    // h2: one request, then the connection ends by itself.
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/api/l", gw.addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await.unwrap();
+    let ended = tokio::time::timeout(PATIENCE, conn).await;
+    assert!(ended.is_ok(), "idle h2 connection was kept open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_has_its_own_connection_cap() {
+    let gateway = Gateway::new(ProxyConfig::default(), Metrics::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_admin(
+        listener,
+        gateway,
+        Arc::new(Readiness::default()),
+        quick(1),
+        stop.clone(),
+    ));
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let probe = tokio::spawn(get_raw(addr, "/healthz"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !probe.is_finished(),
+        "served beyond the admin connection cap"
+    );
+    read_until_closed(&mut silent).await;
+    let (status, _, body) = tokio::time::timeout(PATIENCE, probe)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_http1_heads_get_431_and_are_closed() {
+    let e = echo("big");
+    let gw = in_process(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let head = |n: usize| {
+        format!(
+            "GET /api/l HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(n)
+        )
+    };
+    // Under the default 64 KiB: served (and kept alive, so say close).
+    let fits = head(60_000).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    let (status, _, _) = raw(gw.addr, &fits).await;
+    assert_eq!(status, 200);
+    // Over it: 431, and the connection is closed without the client asking.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // The gateway may close while the head is still being written: ignore that error.
+    let _ = s.write_all(head(70_000).as_bytes()).await;
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Reads one h2 frame: (type, flags, stream, payload).
+async fn h2_frame(s: &mut TcpStream) -> (u8, u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    (head[3], head[4], stream, payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_settings_bound_header_lists_streams_and_windows() {
+    let gw = in_process(&yaml(&[]), ProxyConfig::default()).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (kind, _, stream, payload) = h2_frame(&mut s).await;
+    assert_eq!((kind, stream), (4, 0), "first frame is SETTINGS");
+    let settings: std::collections::HashMap<u16, u32> = payload
+        .chunks_exact(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    let d = ServerConfig::default();
+    assert_eq!(
+        settings.get(&3),
+        Some(&d.h2_max_concurrent_streams),
+        "{settings:?}"
+    );
+    assert_eq!(settings.get(&4), Some(&d.h2_stream_window), "{settings:?}");
+    assert_eq!(settings.get(&6), Some(&(64 * 1024)), "{settings:?}");
+    // The connection window is raised with a WINDOW_UPDATE on stream 0.
+    let mut increment = None;
+    for _ in 0..4 {
+        let (kind, _, stream, payload) = h2_frame(&mut s).await;
+        if kind == 8 && stream == 0 {
+            increment = Some(u32::from_be_bytes([
+                payload[0], payload[1], payload[2], payload[3],
+            ]));
+            break;
+        }
+    }
+    assert_eq!(increment, Some(d.h2_connection_window - 65_535));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_header_lists_are_bounded_by_the_same_limit() {
+    let e = echo("big2");
+    let gw = in_process(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let c = h2_client();
+    let req = |n: usize| {
+        http::Request::get(format!("http://{}/api/l", gw.addr))
+            .header("x-big", "a".repeat(n))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // Within --max-header-bytes (hyper's own h2 default would be 16 KiB).
+    let (status, _, _) = send(&c, req(40_000)).await;
+    assert_eq!(status, 200);
+    // Over it: h2 answers 431 itself.
+    let (status, _, _) = send(&c, req(70_000)).await;
+    assert_eq!(status, 431);
+}
