@@ -553,41 +553,53 @@ fn is_grpc(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
-/// `Upgrade` for an upgrade, and `TE: trailers` (gRPC needs it).
+/// Hop-by-hop fields that never cross the gateway whatever `Connection` says (RFC 9110
+/// §7.6.1 and the historic ones proxies still strip). `Upgrade` and `TE` are handled apart.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Comma-separated tokens of every line of `name`, trimmed, without parameters.
+fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or_default().trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers: every field named by any `Connection` line, the standard
+/// ones, and `Upgrade` unless this exchange is an upgrade (then `Connection: upgrade` is
+/// kept). `TE` is hop-by-hop too, but a request that accepts trailers says so to the next
+/// hop as well (RFC 9110 §10.1.4 allows only `trailers` to go on; gRPC needs it).
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        let named: SmallVec<[HeaderName; 4]> = conn
-            .to_str()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !t.eq_ignore_ascii_case("upgrade")
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for n in named {
-            if n != header::TE {
-                h.remove(n);
-            }
+    let named: SmallVec<[HeaderName; 4]> = tokens(h, &header::CONNECTION)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    let te_trailers = tokens(h, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
+    for n in named {
+        if !(upgrade && n == header::UPGRADE) {
+            h.remove(n);
         }
     }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::TE);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
-        h.remove(header::CONNECTION);
         h.remove(header::UPGRADE);
     }
-    h.remove(KEEP_ALIVE);
-    h.remove(PROXY_CONNECTION);
-    h.remove(header::TRANSFER_ENCODING);
-    h.remove(header::TRAILER);
-    if h.get(header::TE).is_some_and(|v| v != "trailers") {
-        h.remove(header::TE);
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -695,6 +707,44 @@ mod tests {
         assert!(!h.contains_key("keep-alive") && !h.contains_key(header::UPGRADE));
         assert_eq!(h[header::TE], "trailers");
         assert!(h.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn every_connection_line_and_the_standard_hop_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Secret ,x-other"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("2"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eA=="),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-sum"));
+        h.append(header::TE, HeaderValue::from_static("deflate;q=0.5"));
+        h.append(header::TE, HeaderValue::from_static("Trailers"));
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["te"]);
+        assert_eq!(
+            h.get_all(header::TE).iter().collect::<Vec<_>>(),
+            ["trailers"]
+        );
+
+        // TE without trailers goes; an upgrade keeps Upgrade even when Connection names it.
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade, x-a"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
     }
 
     #[test]

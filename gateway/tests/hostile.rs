@@ -251,3 +251,38 @@ async fn h2_header_lists_are_bounded_by_the_same_limit() {
     let (status, _, _) = send(&c, req(70_000)).await;
     assert_eq!(status, 431);
 }
+
+/// The echo's JSON body of a raw HTTP/1.1 exchange.
+async fn echoed(addr: std::net::SocketAddr, request: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = raw(addr, request).await;
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_line_is_honoured_and_only_te_trailers_goes_on() {
+    let e = echo("hop");
+    let gw = in_process(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let (status, body) = echoed(
+        gw.addr,
+        "GET /api/l HTTP/1.1\r\nHost: x\r\nConnection: close\r\nConnection: x-secret\r\n\
+         X-Secret: s3cret\r\nProxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\n\
+         TE: trailers, deflate\r\nX-Kept: yes\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let h = &body["headers"];
+    for gone in [
+        "x-secret",
+        "proxy-authorization",
+        "proxy-connection",
+        "connection",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} reached the function: {h}");
+    }
+    assert_eq!(h["te"], "trailers");
+    assert_eq!(h["x-kept"], "yes");
+}
