@@ -10,6 +10,7 @@ pub mod activator;
 pub mod body;
 pub mod conn;
 pub mod error;
+pub mod host;
 pub mod k8s;
 pub mod metrics;
 pub mod path;

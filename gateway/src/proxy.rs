@@ -31,6 +31,7 @@ use crate::{
     activator::{self, Autoscaler, Holds},
     body::{Body, Tracker, UpstreamBody, full, is_limit_exceeded},
     error::{Error, UpstreamKind, redirect},
+    host,
     metrics::{Metrics, NO_ROUTE, RouteMetrics},
     path::{self, PathOutcome},
     pool,
@@ -158,6 +159,8 @@ impl Gateway {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
+        // Before anything else reads it: the one valid authority the request is for.
+        let authority = host::request_authority(&parts.headers, &uri, parts.version)?;
         let path = match path::normalize(uri.path(), uri.query()) {
             PathOutcome::Route(p) => p,
             PathOutcome::Redirect(location) => return Ok(redirect(&location)),
@@ -187,7 +190,10 @@ impl Gateway {
         // Match.
         let segs = table::split(&path);
         let (route, params) = {
-            let host = request_host(&parts.headers, &uri);
+            let host = authority
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .map(host::host_of);
             let table = self.table.load();
             match table.lookup(host, &segs, &parts.method) {
                 Lookup::Route(r) => (Arc::clone(r), r.params_header(&segs).ok_or(Error::BadPath)?),
@@ -236,10 +242,7 @@ impl Gateway {
 
         // Headers toward the function.
         let h = &mut parts.headers;
-        let forwarded_host = match uri.authority() {
-            Some(a) => HeaderValue::try_from(a.as_str()).ok(),
-            None => h.get(header::HOST).cloned(),
-        };
+        let forwarded_host = authority;
         strip_hop_by_hop(h, upgrade.is_some());
         strip_apiroute(h);
         h.reserve(10); // the headers added below: one growth at most
@@ -261,9 +264,8 @@ impl Gateway {
         let grpc = is_grpc(h);
         if grpc {
             h.remove(header::HOST);
-        } else if let Some(fh) = forwarded_host
-            && !h.contains_key(header::HOST)
-        {
+        } else if let Some(fh) = forwarded_host {
+            // For an absolute-form target this replaces the client's Host (RFC 9112 §3.2.2).
             h.insert(header::HOST, fh);
         }
 
@@ -517,20 +519,6 @@ const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The request's host without port: the `Host` header, else the URI's authority (HTTP/2).
-fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-    // An absolute-form target's authority (and HTTP/2's :authority) wins over Host.
-    let raw = match uri.authority() {
-        Some(a) => a.as_str(),
-        None => headers.get(header::HOST)?.to_str().ok()?,
-    };
-    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
-    if raw.starts_with('[') {
-        return raw.split_once(']').map(|(h, _)| &raw[..=h.len()]);
-    }
-    Some(raw.split_once(':').map_or(raw, |(h, _)| h))
-}
-
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -745,21 +733,6 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
-    }
-
-    #[test]
-    fn hosts_lose_their_ports() {
-        let uri: Uri = "/x".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::HOST,
-            HeaderValue::from_static("Shop.example.com:8080"),
-        );
-        assert_eq!(request_host(&h, &uri), Some("Shop.example.com"));
-        h.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
-        assert_eq!(request_host(&h, &uri), Some("[::1]"));
-        let abs: Uri = "http://a.example/x".parse().unwrap();
-        assert_eq!(request_host(&HeaderMap::new(), &abs), Some("a.example"));
     }
 
     #[test]

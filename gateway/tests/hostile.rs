@@ -286,3 +286,46 @@ async fn every_connection_line_is_honoured_and_only_te_trailers_goes_on() {
     assert_eq!(h["te"], "trailers");
     assert_eq!(h["x-kept"], "yes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_or_repeated_hosts_get_400_and_absolute_form_sets_host() {
+    let e = echo("host");
+    let gw = in_process(
+        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    for hosts in [
+        "Host: user@x.example\r\n",
+        "Host: a b\r\n",
+        "Host: x.example:99999\r\n",
+        "Host: x.example:8o\r\n",
+        "Host: a.example\r\nHost: b.example\r\n",
+        "",
+    ] {
+        let (status, _, body) = raw(
+            gw.addr,
+            &format!("GET /api/l HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 400, "{hosts:?}: {body}");
+        assert!(body.contains("\"error\":\"bad_host\""), "{body}");
+    }
+    // Absolute form: the target's authority is the Host the function sees.
+    let (status, body) = echoed(
+        gw.addr,
+        "GET http://target.example:8080/api/l HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["headers"]["host"], "target.example:8080");
+    assert_eq!(body["headers"]["x-forwarded-host"], "target.example:8080");
+    // A valid IP-literal Host is fine.
+    let (status, body) = echoed(
+        gw.addr,
+        "GET /api/l HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["headers"]["host"], "[::1]:80");
+}
