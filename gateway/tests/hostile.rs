@@ -329,3 +329,39 @@ async fn invalid_or_repeated_hosts_get_400_and_absolute_form_sets_host() {
     assert_eq!(status, 200);
     assert_eq!(body["headers"]["host"], "[::1]:80");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_labels_are_bounded_and_deleted_routes_leave_none() {
+    use apiroutes_gateway::static_file::StaticRoutes;
+    let e = echo("labels");
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let kept = route_yaml("kept", "/api/kept", "", &[e.addr]);
+    let gw = in_process(
+        &yaml(&[kept.clone(), route_yaml("gone", "/api/gone", "", &[dead])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    for method in ["GET", "PURGE", "XYZZY1", "XYZZY2"] {
+        for path in ["/api/kept", "/api/gone"] {
+            raw(
+                gw.addr,
+                &format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            )
+            .await;
+        }
+    }
+    let text = String::from_utf8(gw.gateway.metrics.render()).unwrap();
+    assert!(
+        text.contains(r#"requests_total{code="200",method="other",route="default/kept"} 3"#),
+        "{text}"
+    );
+    assert!(!text.contains("PURGE") && !text.contains("XYZZY"), "{text}");
+    assert!(text.contains(r#"upstream_errors_total{kind="connect",route="default/gone"}"#));
+
+    // The route is deleted: none of its series stay behind.
+    let routes = StaticRoutes::parse(&yaml(&[kept]), "test").unwrap();
+    gw.gateway.install(routes.build(&gw.gateway.registry));
+    let text = String::from_utf8(gw.gateway.metrics.render()).unwrap();
+    assert!(!text.contains("default/gone"), "{text}");
+    assert!(text.contains(r#"route="default/kept""#));
+}
