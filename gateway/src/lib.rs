@@ -166,6 +166,11 @@ pub struct Args {
     #[arg(long, env = "APIROUTES_GATEWAY_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
 
+    /// Pass on upgrades to any protocol; by default only WebSocket upgrades are, and other
+    /// `Upgrade` requests are served as plain HTTP (RFC 9110 §7.8 lets a server ignore them).
+    #[arg(long, env = "APIROUTES_GATEWAY_ALLOW_ANY_UPGRADE")]
+    pub allow_any_upgrade: bool,
+
     /// Log format.
     #[arg(
         long,
@@ -289,6 +294,7 @@ impl Args {
                 max_held_total: self.max_held_total,
                 autoscaler_url: self.autoscaler_url.clone(),
                 preview: self.preview()?,
+                allow_any_upgrade: self.allow_any_upgrade,
                 ..ProxyConfig::default()
             },
             metrics,

@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     pub autoscaler_url: Option<String>,
     pub preview: Option<PreviewConfig>,
     pub connect_timeout: Duration,
+    /// Pass on upgrades to any protocol, not just WebSocket.
+    pub allow_any_upgrade: bool,
 }
 
 impl Default for ProxyConfig {
@@ -64,6 +66,7 @@ impl Default for ProxyConfig {
             autoscaler_url: None,
             preview: None,
             connect_timeout: Duration::from_secs(5),
+            allow_any_upgrade: false,
         }
     }
 }
@@ -80,6 +83,7 @@ pub struct Gateway {
     none_metrics: Arc<RouteMetrics>,
     request_ids: RequestIds,
     connect_timeout: Duration,
+    allow_any_upgrade: bool,
 }
 
 impl Gateway {
@@ -109,6 +113,7 @@ impl Gateway {
             h2_client,
             request_ids: RequestIds::new(),
             connect_timeout: config.connect_timeout,
+            allow_any_upgrade: config.allow_any_upgrade,
         })
     }
 
@@ -156,7 +161,10 @@ impl Gateway {
         start: Instant,
         route_metrics: &mut Option<Arc<RouteMetrics>>,
     ) -> Result<Response<Body>, Error> {
-        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        // Upgrades other than WebSocket are ignored (RFC 9110 §7.8: a server MAY): the
+        // request goes on as plain HTTP with Upgrade stripped, unless configured otherwise.
+        let upgrade = upgrade_allowed(req.headers(), self.allow_any_upgrade)
+            .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
         // Before anything else reads it: the one valid authority the request is for.
@@ -281,6 +289,16 @@ impl Gateway {
 
         // The answer.
         let mut resp = resp;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_none() {
+            // Nothing to switch to: the client did not ask, or asked for a refused protocol.
+            route
+                .metrics
+                .upstream_error(UpstreamKind::Protocol.as_str());
+            return Err(Error::BadGateway {
+                kind: UpstreamKind::Protocol,
+                reason: "the function switched protocols on a request that is no upgrade".into(),
+            });
+        }
         let backend_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && upgrade.is_some())
         .then(|| hyper::upgrade::on(&mut resp));
@@ -536,6 +554,20 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
             .any(|v| has_token(v, "upgrade"))
 }
 
+/// Whether a requested upgrade is passed on: WebSocket only (every protocol offered is
+/// `websocket`, any version), or anything when `allow_any`.
+fn upgrade_allowed(h: &HeaderMap, allow_any: bool) -> bool {
+    let mut offered = tokens(h, &header::UPGRADE).peekable();
+    wants_upgrade(h)
+        && offered.peek().is_some()
+        && (allow_any
+            || offered.all(|p| {
+                p.split('/')
+                    .next()
+                    .is_some_and(|name| name.eq_ignore_ascii_case("websocket"))
+            }))
+}
+
 fn is_grpc(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
@@ -733,6 +765,26 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn only_websocket_upgrades_pass_unless_allowed() {
+        let req = |conn: &'static str, up: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_static(conn));
+            h.insert(header::UPGRADE, HeaderValue::from_static(up));
+            h
+        };
+        assert!(upgrade_allowed(&req("Upgrade", "websocket"), false));
+        assert!(upgrade_allowed(
+            &req("keep-alive, upgrade", "WebSocket/13"),
+            false
+        ));
+        assert!(!upgrade_allowed(&req("upgrade", "h2c"), false));
+        assert!(!upgrade_allowed(&req("upgrade", "websocket, foo"), false));
+        assert!(!upgrade_allowed(&req("close", "websocket"), false));
+        assert!(!upgrade_allowed(&req("upgrade", " , "), true));
+        assert!(upgrade_allowed(&req("upgrade", "h2c"), true));
     }
 
     #[test]

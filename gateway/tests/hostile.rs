@@ -365,3 +365,147 @@ async fn metric_labels_are_bounded_and_deleted_routes_leave_none() {
     assert!(!text.contains("default/gone"), "{text}");
     assert!(text.contains(r#"route="default/kept""#));
 }
+
+/// A function that answers every request with 101 (echoing the `Upgrade` it was asked for,
+/// or none) and then echoes raw bytes.
+async fn upgrade_echo() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let proto = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("upgrade: "))
+                    .unwrap_or("none")
+                    .to_owned();
+                let answer = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\n\r\n"
+                );
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends an upgrade request for `proto` on a fresh connection; returns the socket after a
+/// 101, or the status otherwise.
+async fn upgrade(addr: std::net::SocketAddr, path: &str, proto: &str) -> Result<TcpStream, u16> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(PATIENCE, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(b[0]);
+    }
+    let status = String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0);
+    if status == 101 { Ok(s) } else { Err(status) }
+}
+
+async fn round_trip(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).await.unwrap();
+    let mut got = vec![0u8; msg.len()];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, msg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_other_than_websocket_are_served_as_plain_http_unless_allowed() {
+    let e = echo("up");
+    let up = upgrade_echo().await;
+    let routes = yaml(&[
+        route_yaml("l", "/api/l", "", &[e.addr]),
+        route_yaml("up", "/api/up", "", &[up]),
+    ]);
+    let gw = in_process(&routes, ProxyConfig::default()).await;
+    // An h2c upgrade: answered over HTTP/1.1, the function sees no upgrade at all.
+    let (status, body) = echoed(
+        gw.addr,
+        "GET /api/l HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let h = &body["headers"];
+    assert!(
+        h.get("upgrade").is_none() && h.get("http2-settings").is_none(),
+        "{h}"
+    );
+    // A function that switches protocols anyway gets the client a 502, not a broken tunnel.
+    assert_eq!(upgrade(gw.addr, "/api/up", "foo").await.err(), Some(502));
+    assert_eq!(
+        upgrade(gw.addr, "/api/up", "websocket, foo").await.err(),
+        Some(502)
+    );
+    // WebSocket passes.
+    let mut ws = upgrade(gw.addr, "/api/up", "websocket").await.unwrap();
+    round_trip(&mut ws, b"ws frames").await;
+
+    // With --allow-any-upgrade any protocol passes.
+    let open = in_process(
+        &routes,
+        ProxyConfig {
+            allow_any_upgrade: true,
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let mut foo = upgrade(open.addr, "/api/up", "foo").await.unwrap();
+    round_trip(&mut foo, b"foo bytes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_tunnels_count_against_max_connections() {
+    let e = echo("tunnel");
+    let up = upgrade_echo().await;
+    let gw = in_process_with(
+        &yaml(&[
+            route_yaml("l", "/api/l", "", &[e.addr]),
+            route_yaml("up", "/api/up", "", &[up]),
+        ]),
+        ProxyConfig::default(),
+        quick(1),
+    )
+    .await;
+    let mut ws = upgrade(gw.addr, "/api/up", "websocket").await.unwrap();
+    round_trip(&mut ws, b"first").await;
+    // The tunnel holds the only slot: another client waits, the tunnel still works.
+    let waiting = tokio::spawn(get_raw(gw.addr, "/api/l"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "served beyond max_connections");
+    round_trip(&mut ws, b"second").await;
+    drop(ws);
+    let (status, _, _) = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
