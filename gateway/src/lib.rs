@@ -171,6 +171,15 @@ pub struct Args {
     #[arg(long, env = "APIROUTES_GATEWAY_ALLOW_ANY_UPGRADE")]
     pub allow_any_upgrade: bool,
 
+    /// Seconds a function that sent a 1xx status (e.g. 103 Early Hints, or 100 Continue
+    /// nobody expected) has to send its final status; then the client gets a 502.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_INFORMATIONAL_TIMEOUT",
+        default_value_t = 5
+    )]
+    pub informational_timeout: u64,
+
     /// Log format.
     #[arg(
         long,
@@ -295,6 +304,7 @@ impl Args {
                 autoscaler_url: self.autoscaler_url.clone(),
                 preview: self.preview()?,
                 allow_any_upgrade: self.allow_any_upgrade,
+                informational_timeout: Duration::from_secs(self.informational_timeout),
                 ..ProxyConfig::default()
             },
             metrics,

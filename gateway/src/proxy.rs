@@ -55,6 +55,9 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Pass on upgrades to any protocol, not just WebSocket.
     pub allow_any_upgrade: bool,
+    /// How long a function that sent a 1xx (other than an expected 100 Continue) has to
+    /// follow it with a final status before the client gets a 502.
+    pub informational_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -67,6 +70,7 @@ impl Default for ProxyConfig {
             preview: None,
             connect_timeout: Duration::from_secs(5),
             allow_any_upgrade: false,
+            informational_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct Gateway {
     request_ids: RequestIds,
     connect_timeout: Duration,
     allow_any_upgrade: bool,
+    informational_timeout: Duration,
 }
 
 impl Gateway {
@@ -114,6 +119,7 @@ impl Gateway {
             request_ids: RequestIds::new(),
             connect_timeout: config.connect_timeout,
             allow_any_upgrade: config.allow_any_upgrade,
+            informational_timeout: config.informational_timeout,
         })
     }
 
@@ -435,9 +441,24 @@ impl Gateway {
     ) -> Result<Response<Incoming>, Error> {
         // Origin-form target: the normalized path and the original query.
         let pq = path_and_query;
+        let expects_continue = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let mut up = Request::new(UpstreamBody::new(body, route.body_limit));
         *up.method_mut() = parts.method;
         *up.headers_mut() = parts.headers;
+        // hyper cannot forward a 1xx to the client, and waits for a final status after
+        // one: a function that sends only a 1xx would hold the client until the route's
+        // deadline. Watch for them; an expected 100 Continue is normal.
+        let info = Arc::new(Informational::default());
+        let seen = Arc::clone(&info);
+        hyper::ext::on_informational(&mut up, move |res| {
+            let status = res.status();
+            if !(expects_continue && status == StatusCode::CONTINUE) {
+                seen.arrived(status);
+            }
+        });
         *up.version_mut() = Version::HTTP_11;
         *up.uri_mut() = Uri::from(pq);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
@@ -475,7 +496,22 @@ impl Gateway {
                 Ok(Ok(s)) => s,
             };
             tracker.set_endpoint(&endpoint);
-            match tokio::time::timeout_at(deadline, sender.try_send_request(up)).await {
+            let sent = tokio::select! {
+                r = tokio::time::timeout_at(deadline, sender.try_send_request(up)) => r,
+                status = info.unanswered(self.informational_timeout) => {
+                    route.metrics.upstream_error(UpstreamKind::Protocol.as_str());
+                    return Err(Error::BadGateway {
+                        kind: UpstreamKind::Protocol,
+                        reason: format!(
+                            "it sent {} but no final status within {} ms",
+                            StatusCode::from_u16(status)
+                                .map_or_else(|_| status.to_string(), |s| s.to_string()),
+                            self.informational_timeout.as_millis()
+                        ),
+                    });
+                }
+            };
+            match sent {
                 Err(_) => {
                     route.metrics.upstream_error("timeout");
                     return Err(Error::GatewayTimeout {
@@ -506,6 +542,32 @@ impl Gateway {
                         reason: error_chain(&e),
                     });
                 }
+            }
+        }
+    }
+}
+
+/// 1xx responses a function sent on one request.
+#[derive(Default)]
+struct Informational {
+    status: std::sync::atomic::AtomicU16,
+    notify: tokio::sync::Notify,
+}
+
+impl Informational {
+    fn arrived(&self, status: StatusCode) {
+        self.status.store(status.as_u16(), Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Resolves with the last 1xx status once one has gone `timeout` without another or a
+    /// final response (the caller stops polling when the final response comes).
+    async fn unanswered(&self, timeout: Duration) -> u16 {
+        self.notify.notified().await;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => return self.status.load(Relaxed),
+                () = self.notify.notified() => {}
             }
         }
     }

@@ -509,3 +509,102 @@ async fn upgraded_tunnels_count_against_max_connections() {
         .unwrap();
     assert_eq!(status, 200);
 }
+
+/// A function that reads a request head, then writes each part after its delay and keeps
+/// the connection open until the gateway closes it.
+async fn scripted(parts: Vec<(u64, &'static str)>) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let parts = parts.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                for (delay_ms, part) in parts {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    if s.write_all(part.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                let mut sink = Vec::new();
+                let _ = tokio::time::timeout(PATIENCE, s.read_to_end(&mut sink)).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_answering_only_1xx_gets_the_client_a_prompt_502() {
+    let hints_only = scripted(vec![(
+        0,
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+    )])
+    .await;
+    let continue_only = scripted(vec![(0, "HTTP/1.1 100 Continue\r\n\r\n")]).await;
+    let final_after = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let hints_then_final = scripted(vec![
+        (
+            0,
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+        ),
+        (50, final_after),
+    ])
+    .await;
+    // An expected 100 Continue, then a final status later than the informational timeout.
+    let slow_after_continue = scripted(vec![
+        (0, "HTTP/1.1 100 Continue\r\n\r\n"),
+        (600, final_after),
+    ])
+    .await;
+    let gw = in_process(
+        &yaml(&[
+            route_yaml("hints", "/api/hints", "", &[hints_only]),
+            route_yaml("cont", "/api/cont", "", &[continue_only]),
+            route_yaml("ok", "/api/ok", "", &[hints_then_final]),
+            route_yaml("expect", "/api/expect", "", &[slow_after_continue]),
+        ]),
+        ProxyConfig {
+            informational_timeout: Duration::from_millis(300),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    // The routes' own deadline (30 s) is beyond PATIENCE: only the new rule answers in time.
+    let ask = |path: &'static str, extra: &'static str| {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: 2\r\n\r\nhi"
+        );
+        async move {
+            tokio::time::timeout(PATIENCE, raw(gw.addr, &request))
+                .await
+                .expect("the client got no final response")
+        }
+    };
+    for (path, code) in [
+        ("/api/hints", "103 Early Hints"),
+        ("/api/cont", "100 Continue"),
+    ] {
+        let (status, _, body) = ask(path, "").await;
+        assert_eq!(status, 502, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "upstream_protocol");
+        assert!(v["message"].as_str().unwrap().contains(code), "{body}");
+    }
+    let (status, _, body) = ask("/api/ok", "").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    // (The gateway itself says 100 Continue to the client first.)
+    let (status, _, rest) = ask("/api/expect", "Expect: 100-continue\r\n").await;
+    assert_eq!(status, 100, "{rest}");
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK") && rest.ends_with("\r\n\r\nok"),
+        "{rest}"
+    );
+}
