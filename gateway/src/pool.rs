@@ -103,7 +103,10 @@ async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Sender, Conne
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    // Header names go out in the case the client sent them (and come back in the case the
+    // function sent them): see the extensions handed over in `proxy::forward_h1`.
     let (sender, conn) = http1::Builder::new()
+        .preserve_header_case(true)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake {

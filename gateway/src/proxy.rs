@@ -448,6 +448,12 @@ impl Gateway {
         let mut up = Request::new(UpstreamBody::new(body, route.body_limit));
         *up.method_mut() = parts.method;
         *up.headers_mut() = parts.headers;
+        // The extensions carry the client's original header-name case (hyper's h1 server
+        // records it, the pool's h1 client writes it): Next.js handlers read rawHeaders.
+        // A refused upgrade's pending handle is the client connection's business only.
+        let mut extensions = parts.extensions;
+        extensions.remove::<hyper::upgrade::OnUpgrade>();
+        *up.extensions_mut() = extensions;
         // hyper cannot forward a 1xx to the client, and waits for a final status after
         // one: a function that sends only a 1xx would hold the client until the route's
         // deadline. Watch for them; an expected 100 Continue is normal.

@@ -608,3 +608,51 @@ async fn a_function_answering_only_1xx_gets_the_client_a_prompt_502() {
         "{rest}"
     );
 }
+
+/// A function that answers each request with its raw head as the body (one per connection).
+async fn head_echo() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nX-Function-Case: Yes\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                    head.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.write_all(&head).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_header_names_keep_their_case_both_ways() {
+    let f = head_echo().await;
+    let gw = in_process(
+        &yaml(&[route_yaml("raw", "/api/raw", "", &[f])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let (status, head, body) = raw(
+        gw.addr,
+        "GET /api/raw HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: 1\r\nACCEPT: */*\r\nx-lower: 2\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for name in ["Host: x", "X-Mixed-Case: 1", "ACCEPT: */*", "x-lower: 2"] {
+        assert!(body.contains(name), "{name} lost its case: {body}");
+    }
+    assert!(head.contains("X-Function-Case: Yes"), "{head}");
+}
