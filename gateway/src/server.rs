@@ -235,7 +235,11 @@ async fn serve_conn<H, F>(
         },
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            // Draining waits for a started head to complete: still bound it.
+            tokio::select! {
+                _ = conn => {}
+                _ = watch.expired(limits) => {}
+            }
         }
     }
 }

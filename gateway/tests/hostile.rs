@@ -117,6 +117,38 @@ async fn idle_http1_and_h2_connections_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_head_on_a_kept_alive_connection_gets_the_header_timeout() {
+    let f = scripted(vec![(0, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]).await;
+    let gw = in_process_with(
+        &yaml(&[route_yaml("l", "/api/l", "", &[f])]),
+        ProxyConfig::default(),
+        ServerConfig {
+            // Longer than PATIENCE: only the header timeout can close this connection.
+            idle_timeout: Duration::from_secs(60),
+            ..quick(10)
+        },
+    )
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /api/l HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.ends_with(b"\r\n\r\nok") {
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The next head starts and stalls.
+    s.write_all(b"GET /api/l HTTP/1.1\r\nHo").await.unwrap();
+    read_until_closed(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_listener_has_its_own_connection_cap() {
     let gateway = Gateway::new(ProxyConfig::default(), Metrics::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
