@@ -118,12 +118,18 @@ impl Error {
     }
 }
 
-/// `308 Permanent Redirect` to a cleaned path (not an error, but answered by the gateway).
+/// `308 Permanent Redirect` to a cleaned path (not an error, but answered by the gateway),
+/// as Next.js answers it: `Location`, `Refresh: 0;url=<location>`, the location as the body
+/// and no `Content-Type` (hyper leaves the body out for HEAD).
 pub fn redirect(location: &str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::copy_from_slice(location.as_bytes())));
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::try_from(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(format!("0;url={location}")) {
+        h.insert(header::REFRESH, v);
     }
     resp
 }

@@ -108,12 +108,36 @@ async fn gateway_answers_308_400_404_405_413_502_504() {
     .await;
     let a = gw.addr;
 
-    let (status, head, _) = get_raw(a, "/api//get/?q=1").await;
+    let (status, head, body) = get_raw(a, "/api//get/?q=1").await;
     assert_eq!(status, 308);
     assert!(head.contains("location: /api/get/?q=1"), "{head}");
+    assert!(head.contains("refresh: 0;url=/api/get/?q=1"), "{head}");
+    assert_eq!(body, "/api/get/?q=1");
+    assert!(!head.contains("content-type"), "{head}");
     let (status, head, _) = get_raw(a, "/api/get/?q=1").await;
     assert_eq!(status, 308);
     assert!(head.contains("location: /api/get?q=1"), "{head}");
+    // The trailing-slash redirect re-serializes the query as Next does; unknown paths too.
+    let (status, head, body) = get_raw(a, "/api/nothing/?a=1&b&a=2&c=%27+").await;
+    assert_eq!(status, 308);
+    assert!(
+        head.contains("location: /api/nothing?a=1&a=2&b=&c='%20"),
+        "{head}"
+    );
+    assert!(
+        head.contains("refresh: 0;url=/api/nothing?a=1&a=2&b=&c='%20"),
+        "{head}"
+    );
+    assert_eq!(body, "/api/nothing?a=1&a=2&b=&c='%20");
+    // HEAD: the same head, no body.
+    let (status, head, body) = raw(
+        a,
+        "HEAD /api/get/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 308);
+    assert!(head.contains("refresh: 0;url=/api/get"), "{head}");
+    assert_eq!(body, "");
     let (status, head, _) = get_raw(a, "/api/get/x/..").await;
     assert_eq!(status, 308);
     assert!(
