@@ -272,8 +272,10 @@ impl Gateway {
         h.insert(X_APIROUTE_NAME, route.name_header.clone());
         h.insert(X_APIROUTE_PATTERN, route.pattern_header.clone());
         h.insert(X_APIROUTE_PARAMS, params);
-        if let Some(v) = preview::header_for_function(&preview_state) {
-            h.insert(preview::PREVIEW_HEADER, v);
+        // A broken cookie pair is cleared by the runtime (x-apiroute-preview-invalid), where
+        // Next clears it: before the handler's own cookies.
+        if let Some((name, v)) = preview::header_for_function(&preview_state) {
+            h.insert(name, v);
         }
         let grpc = is_grpc(h);
         if grpc {
@@ -315,9 +317,6 @@ impl Gateway {
                 let outcome = preview::apply_function_headers(&mut rp.headers, &p.keys, now);
                 if let preview::FunctionPreview::Malformed(e) = &outcome {
                     tracing::warn!(route = %route.key, error = %e, "function sent a malformed preview header");
-                }
-                if preview_state.needs_clear() && outcome == preview::FunctionPreview::None {
-                    preview::append_clear_cookies(&mut rp.headers, "/");
                 }
             }
             None => strip_apiroute(&mut rp.headers),

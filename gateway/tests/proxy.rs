@@ -528,15 +528,76 @@ async fn preview_cookie_routes_to_preview_backends() {
     // Routes without spec.preview are unaffected (but still told preview is on).
     let (_, _, body) = send(&c, with_cookie("/api/plain")).await;
     assert_eq!(body["server"], "plain");
-    // A tampered cookie is cleared and served as main.
+    // A tampered cookie is served as main, and the function is told to clear it (the
+    // gateway appends no clearing cookies itself).
     let tampered = http::Request::get(format!("http://{}/api/p", gw.addr))
         .header("cookie", format!("{cookie}x"))
+        .header("x-apiroute-preview-invalid", "0")
         .body(Full::new(Bytes::new()))
         .unwrap();
     let (status, headers, body) = send(&c, tampered).await;
     assert_eq!(status, 200);
     assert_eq!(body["server"], "main");
-    assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+    assert_eq!(
+        body["apiroute"]["x-apiroute-preview-invalid"], "1",
+        "{body}"
+    );
+    assert!(
+        body["apiroute"].get("x-apiroute-preview").is_none(),
+        "{body}"
+    );
+    assert_eq!(headers.get_all("set-cookie").iter().count(), 0);
+    // A valid pair is never flagged; a client cannot set the flag itself.
+    let (_, _, body) = send(&c, with_cookie("/api/p")).await;
+    assert!(
+        body["apiroute"].get("x-apiroute-preview-invalid").is_none(),
+        "{body}"
+    );
+    let spoofed = http::Request::get(format!("http://{}/api/plain", gw.addr))
+        .header("x-apiroute-preview-invalid", "1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (_, _, body) = send(&c, spoofed).await;
+    assert!(
+        body["apiroute"].get("x-apiroute-preview-invalid").is_none(),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_preview_pair_is_flagged_to_the_function_not_cleared_by_the_gateway() {
+    use apiroutes_gateway::preview::{Endpoints, PreviewKeys};
+    let e = echo("e1");
+    let gw = in_process(
+        &yaml(&[route_yaml("plain", "/api/plain", "", &[e.addr])]),
+        ProxyConfig {
+            preview: Some(apiroutes_gateway::proxy::PreviewConfig {
+                keys: PreviewKeys::from_secret(b"a-test-secret-of-enough-bytes").unwrap(),
+                endpoints: Endpoints::new("/__apiroutes/preview").unwrap(),
+            }),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client();
+    // Only one of the two cookies.
+    let lone = http::Request::get(format!("http://{}/api/plain", gw.addr))
+        .header("cookie", "a=1; __next_preview_data=forged")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = send(&c, lone).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["apiroute"]["x-apiroute-preview-invalid"], "1",
+        "{body}"
+    );
+    assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+    // No preview cookie: no flag.
+    let (_, _, body) = get(&c, &format!("http://{}/api/plain", gw.addr)).await;
+    assert!(
+        body["apiroute"].get("x-apiroute-preview-invalid").is_none(),
+        "{body}"
+    );
 }
 
 /// An h2c backend answering gRPC-style: body plus `grpc-status` trailers.
