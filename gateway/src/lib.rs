@@ -146,6 +146,26 @@ pub struct Args {
     #[arg(long, env = "APIROUTES_GATEWAY_IDLE_TIMEOUT", default_value_t = 60)]
     pub idle_timeout: u64,
 
+    /// Seconds an HTTP/1 connection to a function may sit idle in the pool before it is
+    /// closed instead of reused; keep it below the functions' keep-alive timeout (Node's
+    /// default is 5 s). 0 never reuses a connection.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_UPSTREAM_IDLE_TIMEOUT",
+        default_value_t = 4
+    )]
+    pub upstream_idle_timeout: u64,
+
+    /// HTTP/1 connections open at once to one function endpoint (pod); more requests wait
+    /// (within their route's timeout) for one to come free.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_UPSTREAM_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub upstream_max_connections: u32,
+
     /// Largest request head in bytes: HTTP/1 gets 431 over it; h2's header list limit.
     #[arg(
         long,
@@ -305,6 +325,11 @@ impl Args {
                 preview: self.preview()?,
                 allow_any_upgrade: self.allow_any_upgrade,
                 informational_timeout: Duration::from_secs(self.informational_timeout),
+                pool: pool::PoolConfig {
+                    idle_timeout: Duration::from_secs(self.upstream_idle_timeout),
+                    max_per_endpoint: usize::try_from(self.upstream_max_connections)
+                        .unwrap_or(usize::MAX),
+                },
                 ..ProxyConfig::default()
             },
             metrics,

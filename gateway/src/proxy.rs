@@ -58,6 +58,8 @@ pub struct ProxyConfig {
     /// How long a function that sent a 1xx (other than an expected 100 Continue) has to
     /// follow it with a final status before the client gets a 502.
     pub informational_timeout: Duration,
+    /// The HTTP/1 connection pools toward functions.
+    pub pool: pool::PoolConfig,
 }
 
 impl Default for ProxyConfig {
@@ -71,6 +73,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             allow_any_upgrade: false,
             informational_timeout: Duration::from_secs(5),
+            pool: pool::PoolConfig::default(),
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct Gateway {
     connect_timeout: Duration,
     allow_any_upgrade: bool,
     informational_timeout: Duration,
+    pool: pool::PoolConfig,
 }
 
 impl Gateway {
@@ -120,6 +124,7 @@ impl Gateway {
             connect_timeout: config.connect_timeout,
             allow_any_upgrade: config.allow_any_upgrade,
             informational_timeout: config.informational_timeout,
+            pool: config.pool,
         })
     }
 
@@ -468,6 +473,10 @@ impl Gateway {
         *up.uri_mut() = Uri::from(pq);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
         let mut stale = 0;
+        // A reused connection that fails before any response gets the request once more on
+        // a fresh connection (the function may have closed it as idle just as it was sent).
+        let mut fresh_retry_left = true;
+        let mut reuse = true;
         loop {
             let Some(endpoint) = pick(target, &tried) else {
                 return Err(Error::BadGateway {
@@ -475,10 +484,12 @@ impl Gateway {
                     reason: "no endpoint accepted the connection".into(),
                 });
             };
-            let acquired =
-                tokio::time::timeout_at(deadline, pool::acquire(&endpoint, self.connect_timeout))
-                    .await;
-            let mut sender = match acquired {
+            let acquired = tokio::time::timeout_at(
+                deadline,
+                pool::acquire(&endpoint, self.pool, self.connect_timeout, reuse),
+            )
+            .await;
+            let (mut sender, reused) = match acquired {
                 Err(_) => {
                     route.metrics.upstream_error("timeout");
                     return Err(Error::GatewayTimeout {
@@ -501,6 +512,9 @@ impl Gateway {
                 Ok(Ok(s)) => s,
             };
             tracker.set_endpoint(&endpoint);
+            // What a resend needs: the head, and the body if it is never read.
+            let mut replay = (reused && fresh_retry_left).then(|| Replay::of(&mut up));
+            let request_done = up.body_mut().completion();
             let sent = tokio::select! {
                 r = tokio::time::timeout_at(deadline, sender.try_send_request(up)) => r,
                 status = info.unanswered(self.informational_timeout) => {
@@ -524,7 +538,7 @@ impl Gateway {
                     });
                 }
                 Ok(Ok(resp)) => {
-                    tracker.set_conn(sender);
+                    tracker.set_conn(sender, request_done);
                     return Ok(resp);
                 }
                 Ok(Err(mut e)) => {
@@ -541,6 +555,15 @@ impl Gateway {
                         continue;
                     }
                     let e = e.into_error();
+                    if no_response(&e)
+                        && let Some(req) = replay.take().and_then(|r| r.request(route.body_limit))
+                    {
+                        tracing::debug!(error = %e, "reused upstream connection failed; resending on a new one");
+                        fresh_retry_left = false;
+                        reuse = false;
+                        up = req;
+                        continue;
+                    }
                     route.metrics.upstream_error(UpstreamKind::Request.as_str());
                     return Err(Error::BadGateway {
                         kind: UpstreamKind::Request,
@@ -550,6 +573,67 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A copy of a request's head, and its body if the body is never read, for resending it.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    /// `None`: no body; else the body comes back here if it was never polled.
+    body: Option<tokio::sync::oneshot::Receiver<Incoming>>,
+}
+
+impl Replay {
+    fn of(req: &mut Request<UpstreamBody>) -> Self {
+        let body = (!req.body().is_empty_body()).then(|| req.body_mut().returnable());
+        Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            extensions: req.extensions().clone(),
+            body,
+        }
+    }
+
+    /// The request again, if its body was never read (a consumed body cannot be sent
+    /// twice, whatever the method).
+    fn request(self, body_limit: u64) -> Option<Request<UpstreamBody>> {
+        let body = match self.body {
+            None => UpstreamBody::empty(),
+            Some(mut rx) => UpstreamBody::new(rx.try_recv().ok()?, body_limit),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        *req.version_mut() = Version::HTTP_11;
+        Some(req)
+    }
+}
+
+/// Whether a failed exchange got no response at all: the connection was closed or reset
+/// under the request (hyper reports a close before a complete response as an incomplete
+/// message; a close after part of a head is rare enough to be treated the same).
+fn no_response(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// 1xx responses a function sent on one request.
