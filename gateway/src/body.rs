@@ -6,7 +6,10 @@
 
 use std::{
     pin::Pin,
-    sync::{Arc, atomic::Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
     task::{Context, Poll},
 };
 
@@ -76,6 +79,8 @@ pub struct Tracker {
     /// The connection the response arrives on: back to the endpoint's pool once the
     /// response body has been read to its end.
     conn: Option<crate::pool::Sender>,
+    /// Set once the request body has been sent to its end (see [`UpstreamBody::completion`]).
+    request_done: Option<Arc<AtomicBool>>,
 }
 
 impl Tracker {
@@ -87,17 +92,26 @@ impl Tracker {
             metrics: Arc::clone(metrics),
             endpoint: None,
             conn: None,
+            request_done: None,
         }
     }
 
-    /// The response comes on `conn`, which is reusable once the body is read.
-    pub fn set_conn(&mut self, conn: crate::pool::Sender) {
+    /// The response comes on `conn`, which is reusable once the response body is read and
+    /// `request_done` (the request body was sent to its end) is set.
+    pub fn set_conn(&mut self, conn: crate::pool::Sender, request_done: Arc<AtomicBool>) {
         self.conn = Some(conn);
+        self.request_done = Some(request_done);
     }
 
-    /// The response body was read to its end: the connection can serve the next request.
+    /// The response body was read to its end: the connection can serve the next request,
+    /// unless the request body is still being sent (a function may answer before reading
+    /// it all); such a connection is dropped, or the next request would wait behind a
+    /// slow client's upload.
     fn release_conn(&mut self) {
-        if let (Some(conn), Some(e)) = (self.conn.take(), self.endpoint.as_ref()) {
+        let request_done = self.request_done.take().is_some_and(|d| d.load(Relaxed));
+        if let (Some(conn), Some(e)) = (self.conn.take(), self.endpoint.as_ref())
+            && request_done
+        {
             e.pool.put(conn);
         }
     }
@@ -145,6 +159,7 @@ pub struct UpstreamBody {
     limit: u64,
     polled: bool,
     give_back: Option<oneshot::Sender<Incoming>>,
+    done: Option<Arc<AtomicBool>>,
 }
 
 impl UpstreamBody {
@@ -155,6 +170,7 @@ impl UpstreamBody {
             limit,
             polled: false,
             give_back: None,
+            done: None,
         }
     }
 
@@ -167,6 +183,7 @@ impl UpstreamBody {
             limit: u64::MAX,
             polled: false,
             give_back: None,
+            done: None,
         }
     }
 
@@ -176,6 +193,25 @@ impl UpstreamBody {
         let (tx, rx) = oneshot::channel();
         self.give_back = Some(tx);
         rx
+    }
+
+    /// A flag set once this body has been sent to its end (already set for an empty one).
+    pub fn completion(&mut self) -> Arc<AtomicBool> {
+        let done = Arc::new(AtomicBool::new(self.is_end_stream_now()));
+        self.done = Some(Arc::clone(&done));
+        done
+    }
+
+    fn is_end_stream_now(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn mark_done(&self) {
+        if let Some(d) = &self.done {
+            d.store(true, Relaxed);
+        }
     }
 
     /// Whether there is a body at all.
@@ -207,9 +243,10 @@ impl http_body::Body for UpstreamBody {
         let this = self.get_mut();
         this.polled = true;
         let Some(inner) = this.inner.as_mut() else {
+            this.mark_done();
             return Poll::Ready(None);
         };
-        match Pin::new(inner).poll_frame(cx) {
+        match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
@@ -218,10 +255,17 @@ impl http_body::Body for UpstreamBody {
                         return Poll::Ready(Some(Err(Box::new(LimitExceeded(this.limit)))));
                     }
                 }
+                // hyper stops polling a body that says it has ended.
+                if inner.is_end_stream() {
+                    this.mark_done();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.mark_done();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

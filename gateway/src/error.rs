@@ -18,6 +18,8 @@ pub enum Error {
     BadPath,
     #[error("request has no usable path")]
     BadRequest,
+    #[error("bad Host: {reason}")]
+    BadHost { reason: &'static str },
     #[error("request body is larger than the route's limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("the function did not answer within {seconds}s")]
@@ -57,7 +59,7 @@ impl Error {
         match self {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::BadPath | Error::BadRequest => StatusCode::BAD_REQUEST,
+            Error::BadPath | Error::BadRequest | Error::BadHost { .. } => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::BadGateway { .. } => StatusCode::BAD_GATEWAY,
@@ -74,6 +76,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::BadPath => "bad_path",
             Error::BadRequest => "bad_request",
+            Error::BadHost { .. } => "bad_host",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::GatewayTimeout { .. } => "timeout",
             Error::BadGateway { kind, .. } => match kind {
@@ -115,12 +118,18 @@ impl Error {
     }
 }
 
-/// `308 Permanent Redirect` to a cleaned path (not an error, but answered by the gateway).
+/// `308 Permanent Redirect` to a cleaned path (not an error, but answered by the gateway),
+/// as Next.js answers it: `Location`, `Refresh: 0;url=<location>`, the location as the body
+/// and no `Content-Type` (hyper leaves the body out for HEAD).
 pub fn redirect(location: &str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::copy_from_slice(location.as_bytes())));
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::try_from(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(format!("0;url={location}")) {
+        h.insert(header::REFRESH, v);
     }
     resp
 }
@@ -142,6 +151,12 @@ mod tests {
                 405,
             ),
             (Error::BadPath, 400),
+            (
+                Error::BadHost {
+                    reason: "more than one Host header",
+                },
+                400,
+            ),
             (Error::PayloadTooLarge { limit: 10 }, 413),
             (Error::GatewayTimeout { seconds: 1 }, 504),
             (

@@ -8,7 +8,9 @@
 
 pub mod activator;
 pub mod body;
+pub mod conn;
 pub mod error;
+pub mod host;
 pub mod k8s;
 pub mod metrics;
 pub mod path;
@@ -123,7 +125,16 @@ pub struct Args {
     )]
     pub max_connections: usize,
 
-    /// Seconds a client has to send a request's headers.
+    /// Most admin-port connections open at once.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_ADMIN_MAX_CONNECTIONS",
+        default_value_t = 64
+    )]
+    pub admin_max_connections: usize,
+
+    /// Seconds a client has to send a complete request head: from connecting (also before
+    /// HTTP/1 vs h2 is known), or from the first byte of a later HTTP/1 request.
     #[arg(
         long,
         env = "APIROUTES_GATEWAY_HEADER_READ_TIMEOUT",
@@ -131,9 +142,63 @@ pub struct Args {
     )]
     pub header_read_timeout: u64,
 
+    /// Seconds a connection may sit idle between requests (HTTP/1 keep-alive and h2).
+    #[arg(long, env = "APIROUTES_GATEWAY_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+
+    /// Seconds an HTTP/1 connection to a function may sit idle in the pool before it is
+    /// closed instead of reused; keep it below the functions' keep-alive timeout (Node's
+    /// default is 5 s). 0 never reuses a connection.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_UPSTREAM_IDLE_TIMEOUT",
+        default_value_t = 4
+    )]
+    pub upstream_idle_timeout: u64,
+
+    /// HTTP/1 connections open at once to one function endpoint (pod); more requests wait
+    /// (within their route's timeout) for one to come free.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_UPSTREAM_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub upstream_max_connections: u32,
+
+    /// Largest request head in bytes: HTTP/1 gets 431 over it; h2's header list limit.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_MAX_HEADER_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub max_header_bytes: usize,
+
+    /// Most concurrent streams on one h2 connection.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_H2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 250
+    )]
+    pub h2_max_concurrent_streams: u32,
+
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "APIROUTES_GATEWAY_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
+
+    /// Pass on upgrades to any protocol; by default only WebSocket upgrades are, and other
+    /// `Upgrade` requests are served as plain HTTP (RFC 9110 §7.8 lets a server ignore them).
+    #[arg(long, env = "APIROUTES_GATEWAY_ALLOW_ANY_UPGRADE")]
+    pub allow_any_upgrade: bool,
+
+    /// Seconds a function that sent a 1xx status (e.g. 103 Early Hints, or 100 Continue
+    /// nobody expected) has to send its final status; then the client gets a 502.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_INFORMATIONAL_TIMEOUT",
+        default_value_t = 5
+    )]
+    pub informational_timeout: u64,
 
     /// Log format.
     #[arg(
@@ -258,6 +323,13 @@ impl Args {
                 max_held_total: self.max_held_total,
                 autoscaler_url: self.autoscaler_url.clone(),
                 preview: self.preview()?,
+                allow_any_upgrade: self.allow_any_upgrade,
+                informational_timeout: Duration::from_secs(self.informational_timeout),
+                pool: pool::PoolConfig {
+                    idle_timeout: Duration::from_secs(self.upstream_idle_timeout),
+                    max_per_endpoint: usize::try_from(self.upstream_max_connections)
+                        .unwrap_or(usize::MAX),
+                },
                 ..ProxyConfig::default()
             },
             metrics,
@@ -308,24 +380,24 @@ impl Args {
             Arc::clone(&gateway.autoscaler)
                 .report_loop(Arc::clone(&gateway.registry), Duration::from_secs(1)),
         ));
+        let server_config = ServerConfig {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_header_bytes: self.max_header_bytes,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            ..ServerConfig::default()
+        };
         let admin_task = tokio::spawn(server::serve_admin(
             admin,
             Arc::clone(&gateway),
             Arc::clone(&ready),
+            server_config.admin(self.admin_max_connections),
             shutdown.clone(),
         ));
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-        server::serve_proxy(
-            proxy,
-            gateway,
-            ServerConfig {
-                max_connections: self.max_connections,
-                header_read_timeout: Duration::from_secs(self.header_read_timeout),
-                shutdown_grace: Duration::from_secs(self.shutdown_grace),
-            },
-            shutdown.clone(),
-        )
-        .await;
+        server::serve_proxy(proxy, gateway, server_config, shutdown.clone()).await;
         shutdown.cancel();
         signals.abort();
         let _ = admin_task.await;

@@ -2,7 +2,10 @@
 //! per route (kept across table rebuilds) so the request path does no label hashing for the
 //! common method/status pairs.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use http::{Method, StatusCode};
 use prometheus::{
@@ -155,6 +158,7 @@ impl Metrics {
             held: self.held.with_label_values(&[route]),
             activation_wait: self.activation_wait.with_label_values(&[route]),
             counters: OnceLock::new(),
+            rare: Mutex::default(),
             metrics: Arc::clone(self),
         })
     }
@@ -168,7 +172,9 @@ impl Metrics {
     }
 }
 
-const METHODS: [Method; 7] = [
+/// The `method` label: the standard methods by name, any other as `other`, so a client
+/// cannot mint series by inventing methods.
+const METHODS: [Method; 9] = [
     Method::GET,
     Method::HEAD,
     Method::POST,
@@ -176,11 +182,20 @@ const METHODS: [Method; 7] = [
     Method::DELETE,
     Method::PATCH,
     Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
 ];
+const OTHER_METHOD: &str = "other";
 const CODES: [u16; 24] = [
     200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 422,
     429, 500, 502, 503, 504,
 ];
+/// Every `kind` of `upstream_errors_total` (for removing a route's series).
+pub const UPSTREAM_KINDS: [&str; 4] = ["connect", "request", "protocol", "timeout"];
+
+fn method_label(i: usize) -> &'static str {
+    METHODS.get(i).map_or(OTHER_METHOD, Method::as_str)
+}
 
 /// Cached metric handles of one route.
 pub struct RouteMetrics {
@@ -189,47 +204,81 @@ pub struct RouteMetrics {
     pub in_flight: IntGauge,
     pub held: IntGauge,
     pub activation_wait: Histogram,
+    /// Counters of the common (method, code) pairs, made on first use.
     counters: OnceLock<Box<[OnceLock<IntCounter>]>>,
+    /// The rest, keyed by (method index, code): also the record of which series exist.
+    rare: Mutex<HashMap<(usize, u16), IntCounter>>,
     metrics: Arc<Metrics>,
 }
 
 impl RouteMetrics {
     /// Counts one answered request.
     pub fn count(&self, method: &Method, code: StatusCode) {
-        let m = METHODS.iter().position(|m| m == method);
+        let m = METHODS
+            .iter()
+            .position(|x| x == method)
+            .unwrap_or(METHODS.len());
         let c = CODES.binary_search(&code.as_u16()).ok();
-        match (m, c) {
-            (Some(m), Some(c)) => {
-                let slots = self.counters.get_or_init(|| {
-                    (0..METHODS.len() * CODES.len())
-                        .map(|_| OnceLock::new())
-                        .collect()
-                });
-                if let Some(slot) = slots.get(m * CODES.len() + c) {
-                    slot.get_or_init(|| {
-                        self.metrics.requests.with_label_values(&[
-                            &*self.route,
-                            method.as_str(),
-                            code.as_str(),
-                        ])
-                    })
-                    .inc();
-                }
-            }
-            _ => self
-                .metrics
+        let new = || {
+            self.metrics
                 .requests
-                .with_label_values(&[&*self.route, method.as_str(), code.as_str()])
-                .inc(),
+                .with_label_values(&[&*self.route, method_label(m), code.as_str()])
+        };
+        if m < METHODS.len()
+            && let Some(c) = c
+        {
+            let slots = self.counters.get_or_init(|| {
+                (0..METHODS.len() * CODES.len())
+                    .map(|_| OnceLock::new())
+                    .collect()
+            });
+            if let Some(slot) = slots.get(m * CODES.len() + c) {
+                slot.get_or_init(new).inc();
+            }
+            return;
+        }
+        if let Ok(mut rare) = self.rare.lock() {
+            rare.entry((m, code.as_u16())).or_insert_with(new).inc();
         }
     }
 
-    /// Counts a failed attempt to reach a function.
+    /// Counts a failed attempt to reach a function (`kind` is one of [`UPSTREAM_KINDS`]).
     pub fn upstream_error(&self, kind: &str) {
         self.metrics
             .upstream_errors
             .with_label_values(&[&*self.route, kind])
             .inc();
+    }
+
+    /// Removes every series of this route (it left the table): nothing would ever update
+    /// them again, and routes come and go.
+    pub fn remove_series(&self) {
+        let m = &self.metrics;
+        let label = [&*self.route];
+        let _ = m.duration.remove_label_values(&label);
+        let _ = m.in_flight.remove_label_values(&label);
+        let _ = m.held.remove_label_values(&label);
+        let _ = m.activation_wait.remove_label_values(&label);
+        for kind in UPSTREAM_KINDS {
+            let _ = m.upstream_errors.remove_label_values(&[&*self.route, kind]);
+        }
+        let mut made: Vec<(usize, u16)> = Vec::new();
+        if let Some(slots) = self.counters.get() {
+            for (i, slot) in slots.iter().enumerate() {
+                if slot.get().is_some() {
+                    made.push((i / CODES.len(), CODES[i % CODES.len()]));
+                }
+            }
+        }
+        if let Ok(rare) = self.rare.lock() {
+            made.extend(rare.keys().copied());
+        }
+        for (method, code) in made {
+            let code = code.to_string();
+            let _ = m
+                .requests
+                .remove_label_values(&[&*self.route, method_label(method), &code]);
+        }
     }
 }
 
@@ -253,11 +302,40 @@ mod tests {
             r#"apiroutes_gateway_requests_total{code="200",method="GET",route="shop/user"} 2"#
         ));
         assert!(text.contains(
-            r#"apiroutes_gateway_requests_total{code="418",method="PURGE",route="shop/user"} 1"#
+            r#"apiroutes_gateway_requests_total{code="418",method="other",route="shop/user"} 1"#
         ));
         assert!(text.contains(
             r#"apiroutes_gateway_upstream_errors_total{kind="connect",route="shop/user"} 1"#
         ));
         assert!(CODES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn methods_are_bounded_and_removed_routes_leave_no_series() {
+        let m = Metrics::new();
+        let r = m.route("ns/gone");
+        let keep = m.route("ns/kept");
+        for method in ["GET", "TRACE", "PURGE", "X-ANYTHING-1", "X-ANYTHING-2"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+            r.count(&method, StatusCode::OK);
+            r.count(&method, StatusCode::IM_A_TEAPOT);
+        }
+        r.upstream_error("connect");
+        r.upstream_error("timeout");
+        keep.count(&Method::GET, StatusCode::OK);
+        let text = String::from_utf8(m.render()).unwrap_or_default();
+        assert!(text.contains(
+            r#"apiroutes_gateway_requests_total{code="200",method="other",route="ns/gone"} 3"#
+        ));
+        assert!(text.contains(r#"code="418",method="TRACE",route="ns/gone"} 1"#));
+        assert!(
+            !text.contains("PURGE") && !text.contains("X-ANYTHING"),
+            "{text}"
+        );
+
+        r.remove_series();
+        let text = String::from_utf8(m.render()).unwrap_or_default();
+        assert!(!text.contains("ns/gone"), "{text}");
+        assert!(text.contains(r#"route="ns/kept""#));
     }
 }

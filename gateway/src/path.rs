@@ -6,7 +6,8 @@
 //!    gets the trailing-slash redirect), query kept;
 //! 2. dot segments (`.`, `..`, and their `%2e` spellings) are removed, RFC 3986 / WHATWG
 //!    style (`/api/users/..` is `/api/`); the function sees the normalized path;
-//! 3. a trailing slash gets a 308 to the path without it, query kept;
+//! 3. a trailing slash gets a 308 to the path without it, the query re-serialized as Next
+//!    does (see [`slash_redirect`]);
 //! 4. a malformed escape (`%zz`) or an escape that does not decode to UTF-8 is a 400.
 
 use std::borrow::Cow;
@@ -25,29 +26,15 @@ pub enum PathOutcome<'a> {
 /// Normalizes a raw request path (`query` is kept on redirects).
 pub fn normalize<'a>(path: &'a str, query: Option<&str>) -> PathOutcome<'a> {
     if path.contains("//") || path.contains('\\') {
-        let mut out = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
-        for c in path.chars() {
-            let c = if c == '\\' { '/' } else { c };
-            if c == '/' && out.ends_with('/') {
-                continue;
-            }
-            out.push(c);
-        }
-        push_query(&mut out, query);
-        return PathOutcome::Redirect(out);
+        return PathOutcome::Redirect(collapse_slashes(path, query));
     }
     let path: Cow<'a, str> = if has_dot_segment(path) {
         Cow::Owned(remove_dot_segments(path))
     } else {
         Cow::Borrowed(path)
     };
-    if path.len() > 1 && path.ends_with('/') {
-        let mut out = path.trim_end_matches('/').to_owned();
-        if out.is_empty() {
-            out.push('/');
-        }
-        push_query(&mut out, query);
-        return PathOutcome::Redirect(out);
+    if let Some(location) = slash_redirect(&path, query) {
+        return PathOutcome::Redirect(location);
     }
     if !escapes_ok(&path) {
         return PathOutcome::BadRequest;
@@ -55,10 +42,153 @@ pub fn normalize<'a>(path: &'a str, query: Option<&str>) -> PathOutcome<'a> {
     PathOutcome::Route(path)
 }
 
-fn push_query(out: &mut String, query: Option<&str>) {
+/// The `Location` of Next.js 16.4.6's 308 for a path with repeated slashes, a backslash or
+/// a trailing slash (`None` for any other path):
+/// - `//` or `\\`: `\\` becomes `/`, runs of `/` collapse, the query goes on as received;
+/// - a trailing slash: the path without it, and the query re-serialized the way Next does
+///   it (form-parsed, grouped by key, written with Node's `querystring.escape`).
+pub fn slash_redirect(path: &str, query: Option<&str>) -> Option<String> {
+    if path.contains("//") || path.contains('\\') {
+        return Some(collapse_slashes(path, query));
+    }
+    if path.len() <= 1 || !path.ends_with('/') {
+        return None;
+    }
+    let mut out = path.trim_end_matches('/').to_owned();
+    if out.is_empty() {
+        out.push('/');
+    }
+    let q = reserialize_query(query.unwrap_or(""));
+    if !q.is_empty() {
+        out.push('?');
+        out.push_str(&q);
+    }
+    Some(out)
+}
+
+fn collapse_slashes(path: &str, query: Option<&str>) -> String {
+    let mut out = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    for c in path.chars() {
+        let c = if c == '\\' { '/' } else { c };
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         out.push('?');
         out.push_str(q);
+    }
+    out
+}
+
+/// Names `Object.prototype` has (Node 20+). Next groups query values on a plain object, so
+/// such a key first finds the inherited function, which `querystring` writes as empty.
+const OBJECT_PROTO: [&str; 11] = [
+    "constructor",
+    "__defineGetter__",
+    "__defineSetter__",
+    "hasOwnProperty",
+    "__lookupGetter__",
+    "__lookupSetter__",
+    "isPrototypeOf",
+    "propertyIsEnumerable",
+    "toString",
+    "valueOf",
+    "toLocaleString",
+];
+
+/// A canonical array index ("0", "7", not "07"; below 2^32 - 1): JavaScript lists such
+/// object keys first, in numeric order, whatever order they were added in.
+fn array_index(key: &str) -> Option<u32> {
+    if key.is_empty() || (key.len() > 1 && key.starts_with('0')) {
+        return None;
+    }
+    key.parse::<u32>().ok().filter(|&n| n != u32::MAX)
+}
+
+/// Next's re-serialization of a query on its trailing-slash redirect: `URLSearchParams`
+/// parsing, values grouped on a plain object, `querystring.stringify`. A `__proto__` key
+/// is dropped (on the object it replaces the prototype; what that does to later keys named
+/// like array members is not modelled, see docs/gateway.md).
+fn reserialize_query(query: &str) -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for piece in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+        let key = form_decode(k);
+        if key == "__proto__" {
+            continue;
+        }
+        let value = form_decode(v);
+        match groups.iter_mut().find(|(g, _)| *g == key) {
+            Some((_, values)) => values.push(value),
+            None => {
+                // An inherited member is the first value, written empty.
+                let values = if OBJECT_PROTO.contains(&key.as_str()) {
+                    vec![String::new(), value]
+                } else {
+                    vec![value]
+                };
+                groups.push((key, values));
+            }
+        }
+    }
+    // Stable: index keys in numeric order first, the others in first-seen order.
+    groups.sort_by_key(|(k, _)| array_index(k).map_or((1, 0), |n| (0, n)));
+    let mut out = String::with_capacity(query.len());
+    for (key, values) in &groups {
+        for value in values {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            qs_escape(&mut out, key);
+            out.push('=');
+            qs_escape(&mut out, value);
+        }
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, a
+/// malformed `%` stays literal, invalid UTF-8 becomes U+FFFD.
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut bytes = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = match (b.get(i + 1), b.get(i + 2)) {
+            (Some(&h), Some(&l)) if b[i] == b'%' => hex(h).zip(hex(l)),
+            _ => None,
+        };
+        match (b[i], escaped) {
+            (_, Some((h, l))) => {
+                bytes.push(h << 4 | l);
+                i += 2;
+            }
+            (b'+', None) => bytes.push(b' '),
+            (c, None) => bytes.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Node's `querystring.escape`: UTF-8 percent-encoding of everything but
+/// `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
+fn qs_escape(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&c) {
+            out.push(char::from(c));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(c >> 4)]));
+            out.push(char::from(HEX[usize::from(c & 15)]));
+        }
     }
 }
 
@@ -156,6 +286,72 @@ mod tests {
             normalize("/api\\x", Some("")),
             PathOutcome::Redirect("/api/x".into())
         );
+    }
+
+    /// Next's answers, computed by the runtime's `nextSlashRedirect`
+    /// (runtime/node/conformance/differences.mjs), which the conformance suite checks
+    /// against Next.js 16.4.6.
+    #[test]
+    fn slash_redirect_matches_next() {
+        let cases = [
+            ("/api/x/", "/api/x"),
+            ("/api/x/?", "/api/x"),
+            ("/api/x/?a=1&b&a=2", "/api/x?a=1&a=2&b="),
+            (
+                "/api/x/?x=%20+y&t=%27&z=%zz",
+                "/api/x?x=%20%20y&t='&z=%25zz",
+            ),
+            (
+                "/api/echo/?x=%20+y&t=~!*()%27&z=%zz",
+                "/api/echo?x=%20%20y&t=~!*()'&z=%25zz",
+            ),
+            ("/api//x?b&a=1", "/api/x?b&a=1"),
+            ("/api/x//?q=1", "/api/x/?q=1"),
+            ("/api\\x?q=a+b", "/api/x?q=a+b"),
+            ("/api//echo", "/api/echo"),
+            ("/api/x/?constructor=1", "/api/x?constructor=&constructor=1"),
+            ("/api/x/?__proto__=1&a=2", "/api/x?a=2"),
+            (
+                "/api/x/?toString&valueOf=2",
+                "/api/x?toString=&toString=&valueOf=&valueOf=2",
+            ),
+            (
+                "/api/x/?hasOwnProperty=1&hasOwnProperty=2",
+                "/api/x?hasOwnProperty=&hasOwnProperty=1&hasOwnProperty=2",
+            ),
+            ("/api/x/?b=1&2=x&1=y&01=z", "/api/x?1=y&2=x&b=1&01=z"),
+            (
+                "/api/x/?4294967295=b&4294967294=a&0=z&00=y",
+                "/api/x?0=z&4294967294=a&4294967295=b&00=y",
+            ),
+            (
+                "/api/x/?%C3%A9=%E2%82%AC&k=~!*()'-_.",
+                "/api/x?%C3%A9=%E2%82%AC&k=~!*()'-_.",
+            ),
+            ("/api/x/?a=%ff&b=%2", "/api/x?a=%EF%BF%BD&b=%252"),
+            ("/api/x/?a=%e2%82", "/api/x?a=%EF%BF%BD"),
+            ("/api/x/?&&a&=&=v", "/api/x?a=&=&=v"),
+            ("/api/x/?a=1;b=2,c", "/api/x?a=1%3Bb%3D2%2Cc"),
+            ("/api/x/?q=%2F%3F%26%3D", "/api/x?q=%2F%3F%26%3D"),
+            ("/api/x/?a+b=c+d", "/api/x?a%20b=c%20d"),
+            ("/api/x//", "/api/x/"),
+            ("/api/x///?a", "/api/x/?a"),
+            ("/api/items/5/", "/api/items/5"),
+            ("/api/things/9/?x=1", "/api/things/9?x=1"),
+        ];
+        for (target, want) in cases {
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (target, None),
+            };
+            assert_eq!(
+                slash_redirect(path, query).as_deref(),
+                Some(want),
+                "{target}"
+            );
+        }
+        assert_eq!(slash_redirect("/api/x", Some("a=1")), None);
+        assert_eq!(slash_redirect("/", None), None);
     }
 
     #[test]

@@ -14,14 +14,15 @@
 //!            let state = from_request(&keys, req.headers(), now);
 //!            // route to the preview backends iff state.is_active() && route has spec.preview
 //!            // after dropping the client's x-apiroute-* headers, toward the function:
-//!            if let Some(v) = header_for_function(&state) { headers.insert(PREVIEW_HEADER, v); }
+//!            if let Some((name, v)) = header_for_function(&state) { headers.insert(name, v); }
 //! response   let outcome = apply_function_headers(resp.headers_mut(), &keys, now);
 //!            // strips every x-apiroute-* header, adds the signed (or clearing) Set-Cookies;
 //!            // log outcome when it is FunctionPreview::Malformed.
-//!            if state.needs_clear() && outcome == FunctionPreview::None {
-//!                append_clear_cookies(resp.headers_mut(), "/");   // tampered/mismatched/expired pair
-//!            }
 //! ```
+//!
+//! A broken pair (tampered, mismatched, incomplete, expired) is not cleared here: the
+//! function gets [`PREVIEW_INVALID_HEADER`] and the runtime writes Next's clearing cookies
+//! where `next start` writes them, before the handler runs (runtime/node/CONTRACT.md).
 //!
 //! `x-apiroute-preview` goes to every function while the cookie is valid (Next's `req.preview`
 //! is true in every API route); only routes with `spec.preview` change their backends. Without
@@ -68,6 +69,9 @@ pub const DATA_COOKIE: &str = "__next_preview_data";
 pub const PREVIEW_HEADER: &str = "x-apiroute-preview";
 /// Response header from functions: base64url JSON `{"data": ..., "options": {"maxAge"?, "path"?}}`.
 pub const PREVIEW_SET_HEADER: &str = "x-apiroute-preview-set";
+/// Request header toward functions: `1` for a broken cookie pair, so the runtime clears
+/// the cookies at Next's place in the response.
+pub const PREVIEW_INVALID_HEADER: &str = "x-apiroute-preview-invalid";
 /// Response header from functions: `1`, or base64url JSON `{"options": {"path": ...}}`.
 pub const PREVIEW_CLEAR_HEADER: &str = "x-apiroute-preview-clear";
 /// The contract headers' common prefix; none of them passes the gateway toward clients.
@@ -272,8 +276,8 @@ pub enum PreviewState {
     None,
     /// A valid pair: the preview data (base64url JSON) for [`PREVIEW_HEADER`].
     Active { data_b64: String },
-    /// A tampered, mismatched, incomplete or expired pair: serve as not in preview and clear
-    /// the cookies in the response ([`append_clear_cookies`]).
+    /// A tampered, mismatched, incomplete or expired pair: serve as not in preview and tell
+    /// the function ([`PREVIEW_INVALID_HEADER`]), which clears the cookies.
     Invalid(Invalid),
 }
 
@@ -338,11 +342,15 @@ pub fn from_cookie_values(
     PreviewState::Invalid(first_err.unwrap_or(Invalid::Malformed))
 }
 
-/// The [`PREVIEW_HEADER`] value for the function, when the cookie is valid.
-pub fn header_for_function(state: &PreviewState) -> Option<HeaderValue> {
+/// The preview header for the function: [`PREVIEW_HEADER`] with the data while the pair is
+/// valid, [`PREVIEW_INVALID_HEADER`] `1` when it is broken, nothing without cookies.
+pub fn header_for_function(state: &PreviewState) -> Option<(&'static str, HeaderValue)> {
     match state {
-        PreviewState::Active { data_b64 } => HeaderValue::from_str(data_b64).ok(),
-        _ => None,
+        PreviewState::Active { data_b64 } => HeaderValue::from_str(data_b64)
+            .ok()
+            .map(|v| (PREVIEW_HEADER, v)),
+        PreviewState::Invalid(_) => Some((PREVIEW_INVALID_HEADER, HeaderValue::from_static("1"))),
+        PreviewState::None => None,
     }
 }
 
@@ -897,7 +905,10 @@ mod tests {
             }
         );
         assert!(state.is_active() && !state.needs_clear());
-        assert_eq!(header_for_function(&state).unwrap(), data.as_str());
+        assert_eq!(
+            header_for_function(&state).unwrap(),
+            (PREVIEW_HEADER, HeaderValue::from_str(&data).unwrap())
+        );
     }
 
     #[test]
@@ -1000,7 +1011,10 @@ mod tests {
         let state = from_request(&k, &cookie_header(&mixed), at(NOW));
         assert_eq!(state, PreviewState::Invalid(Invalid::Mismatch));
         assert!(state.needs_clear());
-        assert_eq!(header_for_function(&state), None);
+        assert_eq!(
+            header_for_function(&state),
+            Some((PREVIEW_INVALID_HEADER, HeaderValue::from_static("1")))
+        );
     }
 
     #[test]
@@ -1190,7 +1204,7 @@ mod tests {
             at(NOW + 5),
         );
         assert_eq!(
-            header_for_function(&state).unwrap(),
+            header_for_function(&state).unwrap().1,
             b64(r#"{"draft":"yes"}"#).as_str()
         );
         assert_eq!(

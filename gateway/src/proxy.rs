@@ -31,6 +31,7 @@ use crate::{
     activator::{self, Autoscaler, Holds},
     body::{Body, Tracker, UpstreamBody, full, is_limit_exceeded},
     error::{Error, UpstreamKind, redirect},
+    host,
     metrics::{Metrics, NO_ROUTE, RouteMetrics},
     path::{self, PathOutcome},
     pool,
@@ -52,6 +53,13 @@ pub struct ProxyConfig {
     pub autoscaler_url: Option<String>,
     pub preview: Option<PreviewConfig>,
     pub connect_timeout: Duration,
+    /// Pass on upgrades to any protocol, not just WebSocket.
+    pub allow_any_upgrade: bool,
+    /// How long a function that sent a 1xx (other than an expected 100 Continue) has to
+    /// follow it with a final status before the client gets a 502.
+    pub informational_timeout: Duration,
+    /// The HTTP/1 connection pools toward functions.
+    pub pool: pool::PoolConfig,
 }
 
 impl Default for ProxyConfig {
@@ -63,6 +71,9 @@ impl Default for ProxyConfig {
             autoscaler_url: None,
             preview: None,
             connect_timeout: Duration::from_secs(5),
+            allow_any_upgrade: false,
+            informational_timeout: Duration::from_secs(5),
+            pool: pool::PoolConfig::default(),
         }
     }
 }
@@ -79,6 +90,9 @@ pub struct Gateway {
     none_metrics: Arc<RouteMetrics>,
     request_ids: RequestIds,
     connect_timeout: Duration,
+    allow_any_upgrade: bool,
+    informational_timeout: Duration,
+    pool: pool::PoolConfig,
 }
 
 impl Gateway {
@@ -108,6 +122,9 @@ impl Gateway {
             h2_client,
             request_ids: RequestIds::new(),
             connect_timeout: config.connect_timeout,
+            allow_any_upgrade: config.allow_any_upgrade,
+            informational_timeout: config.informational_timeout,
+            pool: config.pool,
         })
     }
 
@@ -155,9 +172,14 @@ impl Gateway {
         start: Instant,
         route_metrics: &mut Option<Arc<RouteMetrics>>,
     ) -> Result<Response<Body>, Error> {
-        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        // Upgrades other than WebSocket are ignored (RFC 9110 §7.8: a server MAY): the
+        // request goes on as plain HTTP with Upgrade stripped, unless configured otherwise.
+        let upgrade = upgrade_allowed(req.headers(), self.allow_any_upgrade)
+            .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
+        // Before anything else reads it: the one valid authority the request is for.
+        let authority = host::request_authority(&parts.headers, &uri, parts.version)?;
         let path = match path::normalize(uri.path(), uri.query()) {
             PathOutcome::Route(p) => p,
             PathOutcome::Redirect(location) => return Ok(redirect(&location)),
@@ -187,7 +209,10 @@ impl Gateway {
         // Match.
         let segs = table::split(&path);
         let (route, params) = {
-            let host = request_host(&parts.headers, &uri);
+            let host = authority
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .map(host::host_of);
             let table = self.table.load();
             match table.lookup(host, &segs, &parts.method) {
                 Lookup::Route(r) => (Arc::clone(r), r.params_header(&segs).ok_or(Error::BadPath)?),
@@ -236,10 +261,7 @@ impl Gateway {
 
         // Headers toward the function.
         let h = &mut parts.headers;
-        let forwarded_host = match uri.authority() {
-            Some(a) => HeaderValue::try_from(a.as_str()).ok(),
-            None => h.get(header::HOST).cloned(),
-        };
+        let forwarded_host = authority;
         strip_hop_by_hop(h, upgrade.is_some());
         strip_apiroute(h);
         h.reserve(10); // the headers added below: one growth at most
@@ -255,15 +277,16 @@ impl Gateway {
         h.insert(X_APIROUTE_NAME, route.name_header.clone());
         h.insert(X_APIROUTE_PATTERN, route.pattern_header.clone());
         h.insert(X_APIROUTE_PARAMS, params);
-        if let Some(v) = preview::header_for_function(&preview_state) {
-            h.insert(preview::PREVIEW_HEADER, v);
+        // A broken cookie pair is cleared by the runtime (x-apiroute-preview-invalid), where
+        // Next clears it: before the handler's own cookies.
+        if let Some((name, v)) = preview::header_for_function(&preview_state) {
+            h.insert(name, v);
         }
         let grpc = is_grpc(h);
         if grpc {
             h.remove(header::HOST);
-        } else if let Some(fh) = forwarded_host
-            && !h.contains_key(header::HOST)
-        {
+        } else if let Some(fh) = forwarded_host {
+            // For an absolute-form target this replaces the client's Host (RFC 9112 §3.2.2).
             h.insert(header::HOST, fh);
         }
 
@@ -279,6 +302,16 @@ impl Gateway {
 
         // The answer.
         let mut resp = resp;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_none() {
+            // Nothing to switch to: the client did not ask, or asked for a refused protocol.
+            route
+                .metrics
+                .upstream_error(UpstreamKind::Protocol.as_str());
+            return Err(Error::BadGateway {
+                kind: UpstreamKind::Protocol,
+                reason: "the function switched protocols on a request that is no upgrade".into(),
+            });
+        }
         let backend_upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && upgrade.is_some())
         .then(|| hyper::upgrade::on(&mut resp));
@@ -289,9 +322,6 @@ impl Gateway {
                 let outcome = preview::apply_function_headers(&mut rp.headers, &p.keys, now);
                 if let preview::FunctionPreview::Malformed(e) = &outcome {
                     tracing::warn!(route = %route.key, error = %e, "function sent a malformed preview header");
-                }
-                if preview_state.needs_clear() && outcome == preview::FunctionPreview::None {
-                    preview::append_clear_cookies(&mut rp.headers, "/");
                 }
             }
             None => strip_apiroute(&mut rp.headers),
@@ -415,13 +445,38 @@ impl Gateway {
     ) -> Result<Response<Incoming>, Error> {
         // Origin-form target: the normalized path and the original query.
         let pq = path_and_query;
+        let expects_continue = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let mut up = Request::new(UpstreamBody::new(body, route.body_limit));
         *up.method_mut() = parts.method;
         *up.headers_mut() = parts.headers;
+        // The extensions carry the client's original header-name case (hyper's h1 server
+        // records it, the pool's h1 client writes it): Next.js handlers read rawHeaders.
+        // A refused upgrade's pending handle is the client connection's business only.
+        let mut extensions = parts.extensions;
+        extensions.remove::<hyper::upgrade::OnUpgrade>();
+        *up.extensions_mut() = extensions;
+        // hyper cannot forward a 1xx to the client, and waits for a final status after
+        // one: a function that sends only a 1xx would hold the client until the route's
+        // deadline. Watch for them; an expected 100 Continue is normal.
+        let info = Arc::new(Informational::default());
+        let seen = Arc::clone(&info);
+        hyper::ext::on_informational(&mut up, move |res| {
+            let status = res.status();
+            if !(expects_continue && status == StatusCode::CONTINUE) {
+                seen.arrived(status);
+            }
+        });
         *up.version_mut() = Version::HTTP_11;
         *up.uri_mut() = Uri::from(pq);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
         let mut stale = 0;
+        // A reused connection that fails before any response gets the request once more on
+        // a fresh connection (the function may have closed it as idle just as it was sent).
+        let mut fresh_retry_left = true;
+        let mut reuse = true;
         loop {
             let Some(endpoint) = pick(target, &tried) else {
                 return Err(Error::BadGateway {
@@ -429,10 +484,12 @@ impl Gateway {
                     reason: "no endpoint accepted the connection".into(),
                 });
             };
-            let acquired =
-                tokio::time::timeout_at(deadline, pool::acquire(&endpoint, self.connect_timeout))
-                    .await;
-            let mut sender = match acquired {
+            let acquired = tokio::time::timeout_at(
+                deadline,
+                pool::acquire(&endpoint, self.pool, self.connect_timeout, reuse),
+            )
+            .await;
+            let (mut sender, reused) = match acquired {
                 Err(_) => {
                     route.metrics.upstream_error("timeout");
                     return Err(Error::GatewayTimeout {
@@ -455,7 +512,25 @@ impl Gateway {
                 Ok(Ok(s)) => s,
             };
             tracker.set_endpoint(&endpoint);
-            match tokio::time::timeout_at(deadline, sender.try_send_request(up)).await {
+            // What a resend needs: the head, and the body if it is never read.
+            let mut replay = (reused && fresh_retry_left).then(|| Replay::of(&mut up));
+            let request_done = up.body_mut().completion();
+            let sent = tokio::select! {
+                r = tokio::time::timeout_at(deadline, sender.try_send_request(up)) => r,
+                status = info.unanswered(self.informational_timeout) => {
+                    route.metrics.upstream_error(UpstreamKind::Protocol.as_str());
+                    return Err(Error::BadGateway {
+                        kind: UpstreamKind::Protocol,
+                        reason: format!(
+                            "it sent {} but no final status within {} ms",
+                            StatusCode::from_u16(status)
+                                .map_or_else(|_| status.to_string(), |s| s.to_string()),
+                            self.informational_timeout.as_millis()
+                        ),
+                    });
+                }
+            };
+            match sent {
                 Err(_) => {
                     route.metrics.upstream_error("timeout");
                     return Err(Error::GatewayTimeout {
@@ -463,7 +538,7 @@ impl Gateway {
                     });
                 }
                 Ok(Ok(resp)) => {
-                    tracker.set_conn(sender);
+                    tracker.set_conn(sender, request_done);
                     return Ok(resp);
                 }
                 Ok(Err(mut e)) => {
@@ -480,12 +555,108 @@ impl Gateway {
                         continue;
                     }
                     let e = e.into_error();
+                    if no_response(&e)
+                        && let Some(req) = replay.take().and_then(|r| r.request(route.body_limit))
+                    {
+                        tracing::debug!(error = %e, "reused upstream connection failed; resending on a new one");
+                        fresh_retry_left = false;
+                        reuse = false;
+                        up = req;
+                        continue;
+                    }
                     route.metrics.upstream_error(UpstreamKind::Request.as_str());
                     return Err(Error::BadGateway {
                         kind: UpstreamKind::Request,
                         reason: error_chain(&e),
                     });
                 }
+            }
+        }
+    }
+}
+
+/// A copy of a request's head, and its body if the body is never read, for resending it.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+    /// `None`: no body; else the body comes back here if it was never polled.
+    body: Option<tokio::sync::oneshot::Receiver<Incoming>>,
+}
+
+impl Replay {
+    fn of(req: &mut Request<UpstreamBody>) -> Self {
+        let body = (!req.body().is_empty_body()).then(|| req.body_mut().returnable());
+        Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            extensions: req.extensions().clone(),
+            body,
+        }
+    }
+
+    /// The request again, if its body was never read (a consumed body cannot be sent
+    /// twice, whatever the method).
+    fn request(self, body_limit: u64) -> Option<Request<UpstreamBody>> {
+        let body = match self.body {
+            None => UpstreamBody::empty(),
+            Some(mut rx) => UpstreamBody::new(rx.try_recv().ok()?, body_limit),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        *req.version_mut() = Version::HTTP_11;
+        Some(req)
+    }
+}
+
+/// Whether a failed exchange got no response at all: the connection was closed or reset
+/// under the request (hyper reports a close before a complete response as an incomplete
+/// message; a close after part of a head is rare enough to be treated the same).
+fn no_response(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// 1xx responses a function sent on one request.
+#[derive(Default)]
+struct Informational {
+    status: std::sync::atomic::AtomicU16,
+    notify: tokio::sync::Notify,
+}
+
+impl Informational {
+    fn arrived(&self, status: StatusCode) {
+        self.status.store(status.as_u16(), Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Resolves with the last 1xx status once one has gone `timeout` without another or a
+    /// final response (the caller stops polling when the final response comes).
+    async fn unanswered(&self, timeout: Duration) -> u16 {
+        self.notify.notified().await;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => return self.status.load(Relaxed),
+                () = self.notify.notified() => {}
             }
         }
     }
@@ -517,20 +688,6 @@ const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The request's host without port: the `Host` header, else the URI's authority (HTTP/2).
-fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
-    // An absolute-form target's authority (and HTTP/2's :authority) wins over Host.
-    let raw = match uri.authority() {
-        Some(a) => a.as_str(),
-        None => headers.get(header::HOST)?.to_str().ok()?,
-    };
-    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
-    if raw.starts_with('[') {
-        return raw.split_once(']').map(|(h, _)| &raw[..=h.len()]);
-    }
-    Some(raw.split_once(':').map_or(raw, |(h, _)| h))
-}
-
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -548,46 +705,72 @@ fn wants_upgrade(h: &HeaderMap) -> bool {
             .any(|v| has_token(v, "upgrade"))
 }
 
+/// Whether a requested upgrade is passed on: WebSocket only (every protocol offered is
+/// `websocket`, any version), or anything when `allow_any`.
+fn upgrade_allowed(h: &HeaderMap, allow_any: bool) -> bool {
+    let mut offered = tokens(h, &header::UPGRADE).peekable();
+    wants_upgrade(h)
+        && offered.peek().is_some()
+        && (allow_any
+            || offered.all(|p| {
+                p.split('/')
+                    .next()
+                    .is_some_and(|name| name.eq_ignore_ascii_case("websocket"))
+            }))
+}
+
 fn is_grpc(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
-/// `Upgrade` for an upgrade, and `TE: trailers` (gRPC needs it).
+/// Hop-by-hop fields that never cross the gateway whatever `Connection` says (RFC 9110
+/// §7.6.1 and the historic ones proxies still strip). `Upgrade` and `TE` are handled apart.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Comma-separated tokens of every line of `name`, trimmed, without parameters.
+fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or_default().trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers: every field named by any `Connection` line, the standard
+/// ones, and `Upgrade` unless this exchange is an upgrade (then `Connection: upgrade` is
+/// kept). `TE` is hop-by-hop too, but a request that accepts trailers says so to the next
+/// hop as well (RFC 9110 §10.1.4 allows only `trailers` to go on; gRPC needs it).
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        let named: SmallVec<[HeaderName; 4]> = conn
-            .to_str()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !t.eq_ignore_ascii_case("upgrade")
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for n in named {
-            if n != header::TE {
-                h.remove(n);
-            }
+    let named: SmallVec<[HeaderName; 4]> = tokens(h, &header::CONNECTION)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    let te_trailers = tokens(h, &header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
+    for n in named {
+        if !(upgrade && n == header::UPGRADE) {
+            h.remove(n);
         }
     }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::TE);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
-        h.remove(header::CONNECTION);
         h.remove(header::UPGRADE);
     }
-    h.remove(KEEP_ALIVE);
-    h.remove(PROXY_CONNECTION);
-    h.remove(header::TRANSFER_ENCODING);
-    h.remove(header::TRAILER);
-    if h.get(header::TE).is_some_and(|v| v != "trailers") {
-        h.remove(header::TE);
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -698,18 +881,61 @@ mod tests {
     }
 
     #[test]
-    fn hosts_lose_their_ports() {
-        let uri: Uri = "/x".parse().unwrap();
+    fn every_connection_line_and_the_standard_hop_headers_are_stripped() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::HOST,
-            HeaderValue::from_static("Shop.example.com:8080"),
+        h.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Secret ,x-other"),
         );
-        assert_eq!(request_host(&h, &uri), Some("Shop.example.com"));
-        h.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
-        assert_eq!(request_host(&h, &uri), Some("[::1]"));
-        let abs: Uri = "http://a.example/x".parse().unwrap();
-        assert_eq!(request_host(&HeaderMap::new(), &abs), Some("a.example"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("2"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eA=="),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-sum"));
+        h.append(header::TE, HeaderValue::from_static("deflate;q=0.5"));
+        h.append(header::TE, HeaderValue::from_static("Trailers"));
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["te"]);
+        assert_eq!(
+            h.get_all(header::TE).iter().collect::<Vec<_>>(),
+            ["trailers"]
+        );
+
+        // TE without trailers goes; an upgrade keeps Upgrade even when Connection names it.
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade, x-a"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn only_websocket_upgrades_pass_unless_allowed() {
+        let req = |conn: &'static str, up: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_static(conn));
+            h.insert(header::UPGRADE, HeaderValue::from_static(up));
+            h
+        };
+        assert!(upgrade_allowed(&req("Upgrade", "websocket"), false));
+        assert!(upgrade_allowed(
+            &req("keep-alive, upgrade", "WebSocket/13"),
+            false
+        ));
+        assert!(!upgrade_allowed(&req("upgrade", "h2c"), false));
+        assert!(!upgrade_allowed(&req("upgrade", "websocket, foo"), false));
+        assert!(!upgrade_allowed(&req("close", "websocket"), false));
+        assert!(!upgrade_allowed(&req("upgrade", " , "), true));
+        assert!(upgrade_allowed(&req("upgrade", "h2c"), true));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The listeners: the proxy (HTTP/1.1 and h2c on one port, upgrades allowed) and the admin
-//! port (`/metrics`, `/healthz`, `/readyz`). Connections are bounded by a semaphore, a slow
-//! client gets a header read timeout, and shutdown stops accepting, lets in-flight
-//! requests finish, and gives up after a grace period.
+//! port (`/metrics`, `/healthz`, `/readyz`). Each has its own connection limit; a client
+//! that does not send a complete request head in time (whether or not its protocol could
+//! be detected yet) is dropped, idle connections are closed (see [`crate::conn`]), request
+//! heads are bounded (431 over HTTP/1, h2 settings), and shutdown stops accepting, lets
+//! in-flight requests finish, and gives up after a grace period.
 
 use std::{
     convert::Infallible,
@@ -14,25 +16,42 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     body::{Body, full},
+    conn::{Close, ConnWatch, Counted, GaugeGuard, Limits, Watched},
     proxy::Gateway,
 };
 
-/// Limits of the client-facing server.
+/// Limits of a client-facing listener.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// Connections open at once (upgraded tunnels included); more wait to be accepted.
     pub max_connections: usize,
+    /// Time to send a complete request head, from the connection's start (before any
+    /// protocol is detected) or from the first byte of a later HTTP/1 head.
     pub header_read_timeout: Duration,
+    /// Time a connection may sit between requests (HTTP/1 keep-alive and h2 alike).
+    pub idle_timeout: Duration,
+    /// Largest request head: HTTP/1 gets 431 over it, h2 `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    pub max_header_bytes: usize,
+    /// h2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub h2_max_concurrent_streams: u32,
+    /// h2 flow-control windows: per stream and per connection (bytes a client may send
+    /// before the gateway has passed them on).
+    pub h2_stream_window: u32,
+    pub h2_connection_window: u32,
     pub shutdown_grace: Duration,
 }
 
@@ -41,21 +60,53 @@ impl Default for ServerConfig {
         ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            h2_max_concurrent_streams: 250,
+            h2_stream_window: 256 * 1024,
+            h2_connection_window: 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
         }
     }
 }
 
+impl ServerConfig {
+    /// The admin listener's limits: few connections, the same timeouts.
+    pub fn admin(&self, max_connections: usize) -> Self {
+        ServerConfig {
+            max_connections,
+            ..self.clone()
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            header: self.header_read_timeout,
+            idle: self.idle_timeout,
+        }
+    }
+}
+
+/// hyper's smallest HTTP/1 read buffer.
+const MIN_H1_BUF: usize = 8192;
+
 fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timer is off: it would also cut idle keep-alive connections at the
+    // header timeout; [`ConnWatch`] does both. The read buffer bounds a head: a head that
+    // does not fit gets 431 and the connection is closed.
     b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        .header_read_timeout(None)
+        .max_buf_size(config.max_header_bytes.max(MIN_H1_BUF))
+        .preserve_header_case(true)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .max_concurrent_streams(1000);
+        .max_concurrent_streams(config.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .initial_stream_window_size(config.h2_stream_window)
+        .initial_connection_window_size(config.h2_connection_window);
     b
 }
 
@@ -66,8 +117,28 @@ pub async fn serve_proxy(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
+    let gauge = gateway.metrics.connections.clone();
+    let handler = move |req: Request<Incoming>, peer: Arc<crate::proxy::Peer>| {
+        let gw = Arc::clone(&gateway);
+        async move { gw.handle(req, &peer).await }
+    };
+    serve(listener, config, Some(gauge), shutdown, handler).await;
+}
+
+/// Accepts connections within the limit and serves each with `handler` until `shutdown`.
+async fn serve<H, F>(
+    listener: TcpListener,
+    config: ServerConfig,
+    gauge: Option<prometheus::IntGauge>,
+    shutdown: CancellationToken,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, Arc<crate::proxy::Peer>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let builder = Arc::new(builder(&config));
-    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let limits = config.limits();
     let tracker = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -91,34 +162,24 @@ pub async fn serve_proxy(
             },
         };
         let _ = stream.set_nodelay(true);
-        let gateway = Arc::clone(&gateway);
-        let builder = Arc::clone(&builder);
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            gateway.metrics.connections.inc();
-            let gw = Arc::clone(&gateway);
-            let client = Arc::new(crate::proxy::Peer::new(remote));
-            let service = service_fn(move |req: Request<Incoming>| {
-                let gw = Arc::clone(&gw);
-                let client = Arc::clone(&client);
-                async move { Ok::<_, Infallible>(gw.handle(req, &client).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::trace!(error = %e, "connection ended with an error");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            gateway.metrics.connections.dec();
-        });
+        let watch = ConnWatch::new();
+        // The permit and the gauge live in the socket wrapper: an upgraded tunnel, which
+        // outlives this task, keeps counting against the limit until it closes.
+        let io = Watched::new(
+            stream,
+            Arc::clone(&watch),
+            Some(permit),
+            gauge.as_ref().map(GaugeGuard::new),
+        );
+        tracker.spawn(serve_conn(
+            io,
+            remote,
+            watch,
+            limits,
+            Arc::clone(&builder),
+            handler.clone(),
+            shutdown.clone(),
+        ));
     }
     drop(listener);
     tracker.close();
@@ -127,6 +188,59 @@ pub async fn serve_proxy(
         .is_err()
     {
         tracing::warn!("shutdown grace period over with connections still open; closing them");
+    }
+}
+
+/// How long a connection closed for idleness gets to say goodbye (h2 GOAWAY).
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+async fn serve_conn<H, F>(
+    io: Watched<TcpStream>,
+    remote: SocketAddr,
+    watch: Arc<ConnWatch>,
+    limits: Limits,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Request<Incoming>, Arc<crate::proxy::Peer>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let peer = Arc::new(crate::proxy::Peer::new(remote));
+    let w = Arc::clone(&watch);
+    let service = service_fn(move |req: Request<Incoming>| {
+        // Counted from here until the response body is dropped (sent or abandoned).
+        let guard = w.request_started(req.version() == Version::HTTP_2);
+        let fut = handler(req, Arc::clone(&peer));
+        async move { Ok::<_, Infallible>(fut.await.map(|b| Counted::new(b, guard))) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        }
+        why = watch.expired(limits) => match why {
+            // A slow or silent client: drop it without waiting for it (a graceful
+            // shutdown would wait for the head to complete).
+            Close::HeaderTimeout => {
+                tracing::debug!(%remote, "request head not received in time; closing");
+            }
+            Close::Idle => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+            }
+        },
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            // Draining waits for a started head to complete: still bound it.
+            tokio::select! {
+                _ = conn => {}
+                _ = watch.expired(limits) => {}
+            }
+        }
     }
 }
 
@@ -183,35 +297,21 @@ pub fn admin_response(path: &str, gateway: &Gateway, ready: &Readiness) -> Respo
     }
 }
 
-/// Serves the admin port until `shutdown` is cancelled.
+/// Serves the admin port until `shutdown` is cancelled, with its own (small) connection
+/// limit and the proxy's timeouts, so a flood of admin connections cannot starve probes
+/// of memory or the proxy of file descriptors.
 pub async fn serve_admin(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     ready: Arc<Readiness>,
+    config: ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let builder = Arc::new(builder(&ServerConfig::default()));
-    loop {
-        let (stream, _) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(_) => continue,
-            },
-        };
-        let gateway = Arc::clone(&gateway);
-        let ready = Arc::clone(&ready);
-        let builder = Arc::clone(&builder);
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let resp = admin_response(req.uri().path(), &gateway, &ready);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let handler = move |req: Request<Incoming>, _peer: Arc<crate::proxy::Peer>| {
+        let resp = admin_response(req.uri().path(), &gateway, &ready);
+        async move { resp }
+    };
+    serve(listener, config, None, shutdown, handler).await;
 }
 
 /// The local address a listener is bound to, for logs.

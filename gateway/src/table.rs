@@ -573,15 +573,11 @@ impl Builder<'_> {
                 .unwrap_or_else(|_| HeaderValue::from_static(""));
             leaf.routes = routes.into_boxed_slice();
         }
-        // Routes that are gone: drop their per-route gauge and histogram series.
-        let m = &self.reg.metrics;
-        for key in self.old.routes.keys() {
+        // Routes that are gone: drop all their series (counters included), so deleted
+        // routes do not pile up in /metrics.
+        for (key, metrics) in &self.old.routes {
             if !self.new.routes.contains_key(key) {
-                let label = [&**key];
-                let _ = m.duration.remove_label_values(&label);
-                let _ = m.in_flight.remove_label_values(&label);
-                let _ = m.held.remove_label_values(&label);
-                let _ = m.activation_wait.remove_label_values(&label);
+                metrics.remove_series();
             }
         }
         *registry = self.new;

@@ -108,12 +108,36 @@ async fn gateway_answers_308_400_404_405_413_502_504() {
     .await;
     let a = gw.addr;
 
-    let (status, head, _) = get_raw(a, "/api//get/?q=1").await;
+    let (status, head, body) = get_raw(a, "/api//get/?q=1").await;
     assert_eq!(status, 308);
     assert!(head.contains("location: /api/get/?q=1"), "{head}");
+    assert!(head.contains("refresh: 0;url=/api/get/?q=1"), "{head}");
+    assert_eq!(body, "/api/get/?q=1");
+    assert!(!head.contains("content-type"), "{head}");
     let (status, head, _) = get_raw(a, "/api/get/?q=1").await;
     assert_eq!(status, 308);
     assert!(head.contains("location: /api/get?q=1"), "{head}");
+    // The trailing-slash redirect re-serializes the query as Next does; unknown paths too.
+    let (status, head, body) = get_raw(a, "/api/nothing/?a=1&b&a=2&c=%27+").await;
+    assert_eq!(status, 308);
+    assert!(
+        head.contains("location: /api/nothing?a=1&a=2&b=&c='%20"),
+        "{head}"
+    );
+    assert!(
+        head.contains("refresh: 0;url=/api/nothing?a=1&a=2&b=&c='%20"),
+        "{head}"
+    );
+    assert_eq!(body, "/api/nothing?a=1&a=2&b=&c='%20");
+    // HEAD: the same head, no body.
+    let (status, head, body) = raw(
+        a,
+        "HEAD /api/get/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 308);
+    assert!(head.contains("refresh: 0;url=/api/get"), "{head}");
+    assert_eq!(body, "");
     let (status, head, _) = get_raw(a, "/api/get/x/..").await;
     assert_eq!(status, 308);
     assert!(
@@ -504,15 +528,76 @@ async fn preview_cookie_routes_to_preview_backends() {
     // Routes without spec.preview are unaffected (but still told preview is on).
     let (_, _, body) = send(&c, with_cookie("/api/plain")).await;
     assert_eq!(body["server"], "plain");
-    // A tampered cookie is cleared and served as main.
+    // A tampered cookie is served as main, and the function is told to clear it (the
+    // gateway appends no clearing cookies itself).
     let tampered = http::Request::get(format!("http://{}/api/p", gw.addr))
         .header("cookie", format!("{cookie}x"))
+        .header("x-apiroute-preview-invalid", "0")
         .body(Full::new(Bytes::new()))
         .unwrap();
     let (status, headers, body) = send(&c, tampered).await;
     assert_eq!(status, 200);
     assert_eq!(body["server"], "main");
-    assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+    assert_eq!(
+        body["apiroute"]["x-apiroute-preview-invalid"], "1",
+        "{body}"
+    );
+    assert!(
+        body["apiroute"].get("x-apiroute-preview").is_none(),
+        "{body}"
+    );
+    assert_eq!(headers.get_all("set-cookie").iter().count(), 0);
+    // A valid pair is never flagged; a client cannot set the flag itself.
+    let (_, _, body) = send(&c, with_cookie("/api/p")).await;
+    assert!(
+        body["apiroute"].get("x-apiroute-preview-invalid").is_none(),
+        "{body}"
+    );
+    let spoofed = http::Request::get(format!("http://{}/api/plain", gw.addr))
+        .header("x-apiroute-preview-invalid", "1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (_, _, body) = send(&c, spoofed).await;
+    assert!(
+        body["apiroute"].get("x-apiroute-preview-invalid").is_none(),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_preview_pair_is_flagged_to_the_function_not_cleared_by_the_gateway() {
+    use apiroutes_gateway::preview::{Endpoints, PreviewKeys};
+    let e = echo("e1");
+    let gw = in_process(
+        &yaml(&[route_yaml("plain", "/api/plain", "", &[e.addr])]),
+        ProxyConfig {
+            preview: Some(apiroutes_gateway::proxy::PreviewConfig {
+                keys: PreviewKeys::from_secret(b"a-test-secret-of-enough-bytes").unwrap(),
+                endpoints: Endpoints::new("/__apiroutes/preview").unwrap(),
+            }),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client();
+    // Only one of the two cookies.
+    let lone = http::Request::get(format!("http://{}/api/plain", gw.addr))
+        .header("cookie", "a=1; __next_preview_data=forged")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = send(&c, lone).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["apiroute"]["x-apiroute-preview-invalid"], "1",
+        "{body}"
+    );
+    assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+    // No preview cookie: no flag.
+    let (_, _, body) = get(&c, &format!("http://{}/api/plain", gw.addr)).await;
+    assert!(
+        body["apiroute"].get("x-apiroute-preview-invalid").is_none(),
+        "{body}"
+    );
 }
 
 /// An h2c backend answering gRPC-style: body plus `grpc-status` trailers.
@@ -588,6 +673,7 @@ async fn slow_clients_time_out_and_connections_are_bounded() {
             max_connections: 1,
             header_read_timeout: Duration::from_millis(300),
             shutdown_grace: Duration::from_secs(5),
+            ..ServerConfig::default()
         },
     )
     .await;

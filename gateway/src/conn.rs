@@ -1,0 +1,396 @@
+//! Per-connection bookkeeping for the client-facing listeners: when a connection may be
+//! closed (a pure decision, [`verdict`]), the socket wrapper that notices a request head
+//! starting ([`Watched`]) and carries the connection's permit and gauge (so an upgraded
+//! tunnel keeps both until it ends), and the response-body guard that marks a request as
+//! finished ([`Counted`]).
+//!
+//! Why not hyper's own timers: hyper-util's protocol detection (HTTP/1 vs h2) has no
+//! timeout at all, h2 has no idle timeout, and hyper's h1 header timer also runs between
+//! keep-alive requests, so it cannot be both a short header timeout and a longer idle one.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use prometheus::IntGauge;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::{Notify, OwnedSemaphorePermit},
+    time::Instant,
+};
+
+/// The timeouts a connection is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// From the connection's start (before its first request) or from the first byte of a
+    /// later HTTP/1 request head, until the head is complete.
+    pub header: Duration,
+    /// Between requests: no request in flight and (HTTP/1) no new head begun.
+    pub idle: Duration,
+}
+
+/// What [`verdict`] looks at: times are offsets from the connection's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// Requests whose response has not been fully handed to hyper yet.
+    pub active: u32,
+    /// A request reached the service at least once.
+    pub served: bool,
+    /// The connection speaks h2 (learned from its first request).
+    pub h2: bool,
+    /// When the last request finished.
+    pub idle_since: Duration,
+    /// First byte read after the connection went idle (HTTP/1: a new head began).
+    pub head_started: Option<Duration>,
+}
+
+/// Why a connection was closed by the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// The request head did not arrive in time (or nothing at all did).
+    HeaderTimeout,
+    /// Nothing happened between requests for too long.
+    Idle,
+}
+
+/// The decision for a connection in state `s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A request is in flight: its route's own timeout governs it.
+    Busy,
+    /// Close at this offset from the start unless the state changes before.
+    CloseAt(Duration, Close),
+}
+
+/// When a connection in state `s` is to be closed.
+pub fn verdict(s: &Snapshot, limits: &Limits) -> Verdict {
+    if s.active > 0 {
+        return Verdict::Busy;
+    }
+    if !s.served {
+        // Nothing usable yet: silence, a partial head or a partial h2 preface alike.
+        return Verdict::CloseAt(limits.header, Close::HeaderTimeout);
+    }
+    match s.head_started {
+        // h2 reads between requests are pings and settings, not a request head.
+        Some(t) if !s.h2 => Verdict::CloseAt(t.saturating_add(limits.header), Close::HeaderTimeout),
+        _ => Verdict::CloseAt(s.idle_since.saturating_add(limits.idle), Close::Idle),
+    }
+}
+
+const NONE: u64 = u64::MAX;
+
+/// Shared state of one connection, updated by the socket, the service and the body guard.
+pub struct ConnWatch {
+    start: Instant,
+    active: AtomicU32,
+    served: AtomicBool,
+    h2: AtomicBool,
+    idle_since_ms: AtomicU64,
+    head_started_ms: AtomicU64,
+    changed: Notify,
+}
+
+impl ConnWatch {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ConnWatch {
+            start: Instant::now(),
+            active: AtomicU32::new(0),
+            served: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NONE),
+            changed: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    /// A request head was read completely and reached the service.
+    pub fn request_started(self: &Arc<Self>, h2: bool) -> RequestGuard {
+        self.active.fetch_add(1, AcqRel);
+        self.served.store(true, Release);
+        if h2 {
+            self.h2.store(true, Release);
+        }
+        self.head_started_ms.store(NONE, Release);
+        RequestGuard(Arc::clone(self))
+    }
+
+    /// Bytes were read from the client.
+    fn on_read(&self) {
+        // Only the first byte after going idle matters: one load on the hot path.
+        if self.head_started_ms.load(Relaxed) == NONE && self.active.load(Acquire) == 0 {
+            self.head_started_ms.store(self.now_ms(), Release);
+            // The deadline may have moved earlier (header timeout < idle timeout).
+            self.changed.notify_one();
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let head = self.head_started_ms.load(Acquire);
+        Snapshot {
+            active: self.active.load(Acquire),
+            served: self.served.load(Acquire),
+            h2: self.h2.load(Acquire),
+            idle_since: Duration::from_millis(self.idle_since_ms.load(Acquire)),
+            head_started: (head != NONE).then(|| Duration::from_millis(head)),
+        }
+    }
+
+    /// Resolves when the connection should be closed under `limits`.
+    pub async fn expired(&self, limits: Limits) -> Close {
+        loop {
+            let wake = match verdict(&self.snapshot(), &limits) {
+                Verdict::Busy => None,
+                Verdict::CloseAt(at, why) => {
+                    if self.start.elapsed() >= at {
+                        return why;
+                    }
+                    Some(self.start + at)
+                }
+            };
+            match wake {
+                Some(at) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = self.changed.notified() => {}
+                },
+                None => self.changed.notified().await,
+            }
+        }
+    }
+}
+
+/// Marks one request as finished when dropped (its response body was sent or abandoned).
+pub struct RequestGuard(Arc<ConnWatch>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let w = &self.0;
+        w.idle_since_ms.store(w.now_ms(), Release);
+        w.head_started_ms.store(NONE, Release);
+        if w.active.fetch_sub(1, AcqRel) == 1 {
+            w.changed.notify_one();
+        }
+    }
+}
+
+/// Decrements the open-connections gauge when the connection (or its tunnel) ends.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn new(g: &IntGauge) -> Self {
+        g.inc();
+        GaugeGuard(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client socket that reports reads to its [`ConnWatch`] and holds the connection's
+    /// permit and gauge for as long as it lives, upgraded tunnels included.
+    pub struct Watched<S> {
+        #[pin]
+        io: S,
+        watch: Arc<ConnWatch>,
+        _permit: Option<OwnedSemaphorePermit>,
+        _gauge: Option<GaugeGuard>,
+    }
+}
+
+impl<S> Watched<S> {
+    pub fn new(
+        io: S,
+        watch: Arc<ConnWatch>,
+        permit: Option<OwnedSemaphorePermit>,
+        gauge: Option<GaugeGuard>,
+    ) -> Self {
+        Watched {
+            io,
+            watch,
+            _permit: permit,
+            _gauge: gauge,
+        }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.io.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.watch.on_read();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it is dropped.
+    pub struct Counted<B> {
+        #[pin]
+        inner: B,
+        _guard: RequestGuard,
+    }
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, guard: RequestGuard) -> Self {
+        Counted {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits {
+        header: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_connection_without_a_request_gets_the_header_timeout() {
+        let fresh = Snapshot::default();
+        assert_eq!(
+            verdict(&fresh, &L),
+            Verdict::CloseAt(s(10), Close::HeaderTimeout)
+        );
+        // Bytes that never make a request (a partial head or h2 preface) change nothing.
+        let partial = Snapshot {
+            head_started: Some(s(3)),
+            ..fresh
+        };
+        assert_eq!(
+            verdict(&partial, &L),
+            Verdict::CloseAt(s(10), Close::HeaderTimeout)
+        );
+    }
+
+    #[test]
+    fn requests_in_flight_are_never_timed_out_here() {
+        let busy = Snapshot {
+            active: 2,
+            served: true,
+            ..Snapshot::default()
+        };
+        assert_eq!(verdict(&busy, &L), Verdict::Busy);
+    }
+
+    #[test]
+    fn idle_keep_alive_and_slow_next_heads() {
+        let idle = Snapshot {
+            served: true,
+            idle_since: s(5),
+            ..Snapshot::default()
+        };
+        assert_eq!(verdict(&idle, &L), Verdict::CloseAt(s(65), Close::Idle));
+        // HTTP/1: a new head began at 30 s; it has the header timeout from then.
+        let slow = Snapshot {
+            head_started: Some(s(30)),
+            ..idle
+        };
+        assert_eq!(
+            verdict(&slow, &L),
+            Verdict::CloseAt(s(40), Close::HeaderTimeout)
+        );
+        // h2: reads between requests (pings) do not count as a head.
+        let h2 = Snapshot { h2: true, ..slow };
+        assert_eq!(verdict(&h2, &L), Verdict::CloseAt(s(65), Close::Idle));
+    }
+
+    #[test]
+    fn watch_tracks_requests_and_reads() {
+        let w = ConnWatch::new();
+        w.on_read();
+        assert!(w.snapshot().head_started.is_some());
+        let g = w.request_started(false);
+        let snap = w.snapshot();
+        assert_eq!(
+            (snap.active, snap.served, snap.head_started),
+            (1, true, None)
+        );
+        w.on_read(); // a request body: not a new head
+        assert_eq!(w.snapshot().head_started, None);
+        drop(g);
+        assert_eq!(w.snapshot().active, 0);
+    }
+}
