@@ -153,7 +153,11 @@ pub fn recommend(history: &History, spec: &Scaling, current: i32, now: f64) -> D
     let want_stable = ceil_i32(stable_avg / target);
     let want_panic = ceil_i32(panic_avg / target);
 
-    let triggered = panic_avg > 0.0 && panic_avg >= PANIC_THRESHOLD * f64::from(current) * target;
+    // At zero, panic only for requests held now: traffic that ended just before the route
+    // went to sleep would otherwise wake it again with nobody waiting.
+    let triggered = (current > 0 || held > 0)
+        && panic_avg > 0.0
+        && panic_avg >= PANIC_THRESHOLD * f64::from(current) * target;
     let panic_since = match history.panic_since {
         _ if triggered => Some(now),
         Some(p) if now - p < STABLE_WINDOW => Some(p),

@@ -237,3 +237,19 @@ fn tracker_sums_gateways_and_forgets_silent_ones() {
     let s = t.sample(&rr("c"), 40.2);
     assert_eq!((s.concurrency, s.held), (3.0, 3));
 }
+
+#[test]
+fn a_route_put_to_sleep_soon_after_traffic_stays_asleep() {
+    // scaleToZeroAfterSeconds shorter than the panic window: after the last request the
+    // route sleeps; recent traffic still in the panic window must not wake it again with
+    // no request waiting (seen on the real node: 0, then 1 a second later, "decision").
+    let s = spec(0, 10, 10, 1);
+    let mut load = repeat(0.0, 70);
+    load.extend([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let out = replay(&s, 1, &load, &[]);
+    let after = &out[72..];
+    assert!(
+        after.iter().all(|r| *r == 0),
+        "woke with no demand: {out:?}"
+    );
+}
