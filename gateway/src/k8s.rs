@@ -1,13 +1,23 @@
 //! The Kubernetes route source: reflectors over ApiRoutes (all namespaces or the
-//! `--namespace` list) and over the EndpointSlices of operator-owned Services (label
-//! `app.kubernetes.io/managed-by=apiroutes-operator`, never all slices). Every event marks
-//! the table dirty; a debounced task rebuilds it from the stores and swaps it in. `/readyz`
-//! turns ready once every watch had its initial sync and the first table is installed.
+//! `--namespace` list), over operator-owned Services and over their EndpointSlices (label
+//! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices). Every
+//! event marks the table dirty; a debounced task rebuilds it from the stores and swaps it
+//! in. `/readyz` turns ready once every watch had its initial sync and the first table is
+//! installed.
 //!
-//! The mapping from slices to endpoints is a pure function ([`endpoints_from_slices`]).
+//! Labels alone are not trusted: anyone who may create an EndpointSlice can copy them and
+//! point a route at any `ip:port`. A slice is used only when its owner chain is the
+//! operator's ([`trusted_slices`]): its controller is the Service named after the route
+//! variant (by uid, from the Service watch), and that Service is labelled as the
+//! operator's and controlled by the ApiRoute of the same name (by uid, from the ApiRoute
+//! watch). Other slices are counted (`apiroutes_gateway_untrusted_endpointslices`) and
+//! logged once each.
+//!
+//! The mappings from slices to endpoints are pure functions ([`trusted_slices`],
+//! [`endpoints_from_slices`]).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering::*},
@@ -22,9 +32,12 @@ use apiroutes_crds::{
 };
 use futures::{StreamExt, stream::BoxStream};
 use http::uri::Authority;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::{
+    api::{core::v1::Service, discovery::v1::EndpointSlice},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
 use kube::{
-    Api, Client,
+    Api, Client, Resource, ResourceExt,
     runtime::{
         WatchStreamExt,
         reflector::{self, Store},
@@ -84,36 +97,38 @@ fn slice_port(slice: &EndpointSlice, name: &str) -> Option<i32> {
         .and_then(|p| p.port)
 }
 
-/// Ready endpoints per route variant, from the operator-owned EndpointSlices: a slice
-/// belongs to (its namespace, label `apiroutes.dev/route`, label `apiroutes.dev/variant`);
-/// an endpoint counts when `conditions.ready` is not false and it is not terminating; its
-/// port is the slice's port named `http` (or its first port).
+/// The route variant an operator-labelled slice (or Service) claims to belong to: its
+/// namespace, label `apiroutes.dev/route`, label `apiroutes.dev/variant` (default `main`).
+/// `None` without the managed-by label, a route label or a namespace, or with an unknown
+/// variant.
+fn claimed_route(meta: &ObjectMeta) -> Option<RouteRef> {
+    let labels = meta.labels.as_ref()?;
+    if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::MANAGED_BY_VALUE) {
+        return None;
+    }
+    let variant = match labels.get(labels::VARIANT) {
+        Some(v) => Variant::parse(v)?,
+        None => Variant::Main,
+    };
+    Some(RouteRef {
+        namespace: meta.namespace.clone()?,
+        name: labels.get(labels::ROUTE)?.clone(),
+        variant,
+    })
+}
+
+/// Ready endpoints per route variant, from operator-labelled EndpointSlices (pass only
+/// [`trusted_slices`]): a slice belongs to (its namespace, label `apiroutes.dev/route`,
+/// label `apiroutes.dev/variant`); an endpoint counts when `conditions.ready` is not false
+/// and it is not terminating; its port is the slice's port named `http` (or its first
+/// port).
 pub fn endpoints_from_slices<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> HashMap<RouteRef, Vec<Authority>> {
     let mut sets: HashMap<RouteRef, Vec<Authority>> = HashMap::new();
     for slice in slices {
-        let meta = &slice.metadata;
-        let Some(labels) = meta.labels.as_ref() else {
+        let Some(key) = claimed_route(&slice.metadata) else {
             continue;
-        };
-        if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::MANAGED_BY_VALUE) {
-            continue;
-        }
-        let (Some(ns), Some(route)) = (meta.namespace.as_ref(), labels.get(labels::ROUTE)) else {
-            continue;
-        };
-        let variant = match labels.get(labels::VARIANT) {
-            Some(v) => match Variant::parse(v) {
-                Some(v) => v,
-                None => continue,
-            },
-            None => Variant::Main,
-        };
-        let key = RouteRef {
-            namespace: ns.clone(),
-            name: route.clone(),
-            variant,
         };
         let entry = sets.entry(key).or_default();
         entry.extend(ready_authorities(slice, "http"));
@@ -124,6 +139,154 @@ pub fn endpoints_from_slices<'a>(
         list.dedup_by(|a, b| a.as_str() == b.as_str());
     }
     sets
+}
+
+/// Why an operator-labelled EndpointSlice is not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Untrusted {
+    /// Its route/variant labels or namespace are missing or invalid.
+    BadLabels,
+    /// It has no controller ownerReference to a v1 Service named after the route variant.
+    NotOwnedByVariantService,
+    /// Its owner's uid is no operator-labelled Service the gateway knows in its namespace.
+    UnknownService,
+    /// The Service's controller is not the ApiRoute of that name.
+    ServiceNotOwnedByRoute,
+    /// The Service's owner's uid is not the ApiRoute the gateway knows by that name.
+    UnknownRoute,
+}
+
+impl Untrusted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Untrusted::BadLabels => "missing or invalid route labels",
+            Untrusted::NotOwnedByVariantService => {
+                "not controlled by the route variant's Service (kind Service, apiVersion v1)"
+            }
+            Untrusted::UnknownService => {
+                "owner Service uid is not an operator-managed Service in the namespace"
+            }
+            Untrusted::ServiceNotOwnedByRoute => {
+                "owner Service is not controlled by the ApiRoute of that name"
+            }
+            Untrusted::UnknownRoute => "owner Service's ApiRoute uid is not the known ApiRoute",
+        }
+    }
+}
+
+/// The controller ownerReference of `meta` when it is of `kind`/`api_version` and `name`.
+fn controller_is<'m>(
+    meta: &'m ObjectMeta,
+    kind: &str,
+    api_version: &str,
+    name: &str,
+) -> Option<&'m OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .filter(|o| o.kind == kind && o.api_version == api_version && o.name == name)
+}
+
+/// Whether `slice` has the operator's owner chain: slice -(controller)-> the variant's
+/// Service (matched by uid among `services`, operator-labelled) -(controller)-> the
+/// ApiRoute of the slice's route label (matched by uid among `routes`). On success, the
+/// route variant the slice serves.
+fn check_chain(
+    slice: &EndpointSlice,
+    services: &HashMap<&str, &Service>,
+    routes: &HashMap<(&str, &str), &str>,
+) -> Result<RouteRef, Untrusted> {
+    let key = claimed_route(&slice.metadata).ok_or(Untrusted::BadLabels)?;
+    let service_name = key.variant.object_name(&key.name);
+    let owner = controller_is(&slice.metadata, "Service", "v1", &service_name)
+        .ok_or(Untrusted::NotOwnedByVariantService)?;
+    // The Service must be one the gateway watches (operator-labelled) with the same
+    // namespace, name and uid: a uid alone could name another namespace's object.
+    let service = services
+        .get(owner.uid.as_str())
+        .filter(|s| {
+            s.metadata.namespace.as_deref() == Some(key.namespace.as_str())
+                && s.metadata.name.as_deref() == Some(service_name.as_str())
+                && claimed_route(&s.metadata).as_ref() == Some(&key)
+        })
+        .ok_or(Untrusted::UnknownService)?;
+    let api_version = ApiRoute::api_version(&());
+    let kind = ApiRoute::kind(&());
+    let route_owner = controller_is(&service.metadata, &kind, &api_version, &key.name)
+        .ok_or(Untrusted::ServiceNotOwnedByRoute)?;
+    match routes.get(&(key.namespace.as_str(), key.name.as_str())) {
+        Some(uid) if *uid == route_owner.uid => Ok(key),
+        _ => Err(Untrusted::UnknownRoute),
+    }
+}
+
+/// Operator-labelled slices split by trust.
+#[derive(Debug, Default)]
+pub struct Trusted<'a> {
+    /// Slices whose owner chain is the operator's.
+    pub trusted: Vec<&'a EndpointSlice>,
+    /// The others, each with the first link of the chain that failed.
+    pub untrusted: Vec<(&'a EndpointSlice, Untrusted)>,
+}
+
+/// Splits `slices` into those whose owner chain leads through an operator-labelled Service
+/// in `services` to an ApiRoute in `routes` (see [`check_chain`]) and the rest.
+pub fn trusted_slices<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    services: impl IntoIterator<Item = &'a Service>,
+    routes: impl IntoIterator<Item = &'a ApiRoute>,
+) -> Trusted<'a> {
+    let services: HashMap<&str, &Service> = services
+        .into_iter()
+        .filter_map(|s| Some((s.metadata.uid.as_deref()?, s)))
+        .collect();
+    let routes: HashMap<(&str, &str), &str> = routes
+        .into_iter()
+        .filter_map(|r| {
+            let m = &r.metadata;
+            Some((
+                (m.namespace.as_deref()?, m.name.as_deref()?),
+                m.uid.as_deref()?,
+            ))
+        })
+        .collect();
+    let mut out = Trusted::default();
+    for slice in slices {
+        match check_chain(slice, &services, &routes) {
+            Ok(_) => out.trusted.push(slice),
+            Err(why) => out.untrusted.push((slice, why)),
+        }
+    }
+    out
+}
+
+/// Identity of one untrusted slice for logging: namespace, name, reason.
+pub type UntrustedKey = (String, String, Untrusted);
+
+/// The untrusted slices not yet in `logged` (to warn about now), and the new `logged`
+/// set: those currently untrusted, so a slice that is fixed and forged again is logged
+/// again, while one that stays untrusted is logged once rather than on every rebuild.
+pub fn newly_untrusted(
+    logged: &HashSet<UntrustedKey>,
+    untrusted: &[(&EndpointSlice, Untrusted)],
+) -> (Vec<UntrustedKey>, HashSet<UntrustedKey>) {
+    let current: HashSet<UntrustedKey> = untrusted
+        .iter()
+        .map(|(s, why)| (s.namespace().unwrap_or_default(), s.name_any(), *why))
+        .collect();
+    let mut new: Vec<UntrustedKey> = current.difference(logged).cloned().collect();
+    new.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    (new, current)
+}
+
+/// Untrusted slices per namespace (the metric's values).
+pub fn untrusted_per_namespace(untrusted: &[(&EndpointSlice, Untrusted)]) -> HashMap<String, i64> {
+    let mut counts = HashMap::new();
+    for (s, _) in untrusted {
+        *counts.entry(s.namespace().unwrap_or_default()).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// The autoscaler's base URL from its Service's slices: the first ready endpoint on the
@@ -193,7 +356,10 @@ impl Source {
         let mut streams: Vec<Events> = Vec::new();
         let mut route_stores: Vec<Store<ApiRoute>> = Vec::new();
         let mut slice_stores: Vec<Store<EndpointSlice>> = Vec::new();
-        let slice_config = watcher::Config::default().labels(&labels::owned_selector());
+        let mut service_stores: Vec<Store<Service>> = Vec::new();
+        // Services and slices by the same label: the slice's owner chain is checked
+        // against the Services (and ApiRoutes) seen here.
+        let owned_config = watcher::Config::default().labels(&labels::owned_selector());
         let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
             vec![None]
         } else {
@@ -208,6 +374,10 @@ impl Source {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             };
+            let services: Api<Service> = match ns {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
             let (store, s) = watch(
                 routes,
                 watcher::Config::default(),
@@ -218,11 +388,19 @@ impl Source {
             streams.push(s);
             let (store, s) = watch(
                 slices,
-                slice_config.clone(),
+                owned_config.clone(),
                 Arc::clone(&dirty),
                 Arc::clone(&synced),
             );
             slice_stores.push(store);
+            streams.push(s);
+            let (store, s) = watch(
+                services,
+                owned_config.clone(),
+                Arc::clone(&dirty),
+                Arc::clone(&synced),
+            );
+            service_stores.push(store);
             streams.push(s);
         }
         let needed = streams.len();
@@ -263,6 +441,8 @@ impl Source {
         });
         let task = tokio::spawn(async move {
             let _pump = AbortOnDrop(pump);
+            let mut logged: HashSet<UntrustedKey> = HashSet::new();
+            let mut gauged: HashSet<String> = HashSet::new();
             loop {
                 dirty.notified().await;
                 tokio::time::sleep(DEBOUNCE).await;
@@ -273,7 +453,35 @@ impl Source {
                     .collect();
                 let slices: Vec<Arc<EndpointSlice>> =
                     slice_stores.iter().flat_map(|s| s.state()).collect();
-                let endpoints = endpoints_from_slices(slices.iter().map(|s| &**s));
+                let services: Vec<Arc<Service>> =
+                    service_stores.iter().flat_map(|s| s.state()).collect();
+                let split = trusted_slices(
+                    slices.iter().map(|s| &**s),
+                    services.iter().map(|s| &**s),
+                    &routes,
+                );
+                let endpoints = endpoints_from_slices(split.trusted.iter().copied());
+                // Set the current counts, then drop namespaces that have none left (not
+                // reset-then-set, so a scrape never sees the series missing).
+                let gauge = &gateway.metrics.untrusted_slices;
+                let counts = untrusted_per_namespace(&split.untrusted);
+                for (ns, n) in &counts {
+                    gauge.with_label_values(&[ns]).set(*n);
+                }
+                for ns in gauged.difference(&counts.keys().cloned().collect()) {
+                    let _ = gauge.remove_label_values(&[ns]);
+                }
+                gauged = counts.into_keys().collect();
+                // Before the initial sync a real slice may be seen before its Service or
+                // ApiRoute: warn only once every store is complete.
+                if synced.load(Acquire) >= needed {
+                    let (new, now) = newly_untrusted(&logged, &split.untrusted);
+                    for (namespace, name, why) in new {
+                        tracing::warn!(%namespace, %name, why = why.as_str(),
+                            "ignoring EndpointSlice with the operator's labels but not its owner chain");
+                    }
+                    logged = now;
+                }
                 let table = gateway
                     .registry
                     .build(&routes, |k| endpoints.get(k).cloned().unwrap_or_default());
@@ -309,7 +517,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn slice(
         ns: &str,
@@ -426,6 +633,225 @@ mod tests {
         );
         bad_variant.metadata.namespace = Some("a".into());
         assert!(endpoints_from_slices([&s, &bad_variant]).is_empty());
+    }
+
+    /// The operator's Service for `route`'s `variant` (as operator/src/resources.rs makes
+    /// it: operator labels, controller ownerReference to the ApiRoute).
+    fn service_of(route: &ApiRoute, variant: Variant) -> Service {
+        let name = variant.object_name(&route.name_any());
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: route.metadata.namespace.clone(),
+                uid: Some(format!("svc-uid-{name}")),
+                labels: Some(
+                    [
+                        (
+                            labels::MANAGED_BY.to_owned(),
+                            labels::MANAGED_BY_VALUE.to_owned(),
+                        ),
+                        (labels::ROUTE.to_owned(), route.name_any()),
+                        (labels::VARIANT.to_owned(), variant.as_str().to_owned()),
+                    ]
+                    .into(),
+                ),
+                owner_references: route.controller_owner_ref(&()).map(|o| vec![o]),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        }
+    }
+
+    /// `slice` controlled by `service`, as the EndpointSlice controller sets it.
+    fn owned_by(mut slice: EndpointSlice, service: &Service) -> EndpointSlice {
+        slice.metadata.name = Some(format!("{}-abcde", service.name_any()));
+        slice.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+            name: service.name_any(),
+            uid: service.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        slice
+    }
+
+    fn user_slice() -> EndpointSlice {
+        slice(
+            "shop",
+            "user",
+            "main",
+            ("http", 8080),
+            &[("10.0.0.1", Some(true), None)],
+        )
+    }
+
+    fn user_route() -> ApiRoute {
+        apiroutes_crds::testing::route("user", "/api/user").namespace("shop")
+    }
+
+    fn verdict(
+        slice: &EndpointSlice,
+        services: &[Service],
+        routes: &[ApiRoute],
+    ) -> Option<Untrusted> {
+        let split = trusted_slices([slice], services, routes);
+        split.untrusted.first().map(|(_, why)| *why)
+    }
+
+    #[test]
+    fn the_operators_owner_chain_is_trusted() {
+        let route = user_route();
+        let main = service_of(&route, Variant::Main);
+        let preview = service_of(&route, Variant::Preview);
+        let real = owned_by(user_slice(), &main);
+        let real_preview = owned_by(
+            slice(
+                "shop",
+                "user",
+                "preview",
+                ("http", 8080),
+                &[("10.0.0.2", None, None)],
+            ),
+            &preview,
+        );
+        let routes = [route];
+        let services = [main, preview];
+        let split = trusted_slices([&real, &real_preview], &services, &routes);
+        assert!(split.untrusted.is_empty(), "{:?}", split.untrusted);
+        let got = endpoints_from_slices(split.trusted);
+        assert_eq!(
+            got[&key("shop", "user", Variant::Main)][0].as_str(),
+            "10.0.0.1:8080"
+        );
+        assert_eq!(
+            got[&key("shop", "user", Variant::Preview)][0].as_str(),
+            "10.0.0.2:8080"
+        );
+    }
+
+    #[test]
+    fn forged_slices_with_the_operators_labels_are_ignored() {
+        let route = user_route();
+        let service = service_of(&route, Variant::Main);
+        let routes = [route.clone()];
+        let services = [service.clone()];
+
+        // No owner at all.
+        assert_eq!(
+            verdict(&user_slice(), &services, &routes),
+            Some(Untrusted::NotOwnedByVariantService)
+        );
+        // An owner that is not the controller, or not a v1 Service, or another Service.
+        let mut not_controller = owned_by(user_slice(), &service);
+        not_controller.metadata.owner_references.as_mut().unwrap()[0].controller = None;
+        let mut not_service = owned_by(user_slice(), &service);
+        not_service.metadata.owner_references.as_mut().unwrap()[0].kind = "Pod".into();
+        let mut other_name = owned_by(user_slice(), &service);
+        other_name.metadata.owner_references.as_mut().unwrap()[0].name = "user-preview".into();
+        for s in [&not_controller, &not_service, &other_name] {
+            assert_eq!(
+                verdict(s, &services, &routes),
+                Some(Untrusted::NotOwnedByVariantService)
+            );
+        }
+        // Right kind and name, wrong uid.
+        let mut uid_mismatch = owned_by(user_slice(), &service);
+        uid_mismatch.metadata.owner_references.as_mut().unwrap()[0].uid = "forged".into();
+        assert_eq!(
+            verdict(&uid_mismatch, &services, &routes),
+            Some(Untrusted::UnknownService)
+        );
+        // An owner Service the operator did not make (no managed-by label; the gateway's
+        // watch would not even see it, but the check does not rely on that).
+        let mut foreign = service.clone();
+        foreign.metadata.labels = None;
+        let slice = owned_by(user_slice(), &foreign);
+        assert_eq!(
+            verdict(&slice, &[foreign], &routes),
+            Some(Untrusted::UnknownService)
+        );
+        // The same uid in another namespace.
+        let mut elsewhere = service.clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        let slice = owned_by(user_slice(), &elsewhere);
+        assert_eq!(
+            verdict(&slice, &[elsewhere], &routes),
+            Some(Untrusted::UnknownService)
+        );
+        // A labelled Service with no owner, or owned by another ApiRoute name.
+        let mut orphan = service.clone();
+        orphan.metadata.owner_references = None;
+        let slice = owned_by(user_slice(), &orphan);
+        assert_eq!(
+            verdict(&slice, &[orphan], &routes),
+            Some(Untrusted::ServiceNotOwnedByRoute)
+        );
+        let mut other_route = service.clone();
+        other_route.metadata.owner_references.as_mut().unwrap()[0].name = "admin".into();
+        let slice = owned_by(user_slice(), &other_route);
+        assert_eq!(
+            verdict(&slice, &[other_route], &routes),
+            Some(Untrusted::ServiceNotOwnedByRoute)
+        );
+        // Owned by an ApiRoute of the right name but another uid (deleted and recreated,
+        // or forged), or by a route the gateway does not know.
+        let mut stale = service.clone();
+        stale.metadata.owner_references.as_mut().unwrap()[0].uid = "old-uid".into();
+        let slice = owned_by(user_slice(), &stale);
+        assert_eq!(
+            verdict(&slice, &[stale], &routes),
+            Some(Untrusted::UnknownRoute)
+        );
+        let slice = owned_by(user_slice(), &service);
+        assert_eq!(
+            verdict(&slice, &services, &[]),
+            Some(Untrusted::UnknownRoute)
+        );
+        // Bad labels.
+        let mut unlabelled = owned_by(user_slice(), &service);
+        unlabelled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(labels::ROUTE);
+        assert_eq!(
+            verdict(&unlabelled, &services, &routes),
+            Some(Untrusted::BadLabels)
+        );
+        // And none of them yields an endpoint.
+        let forged = [user_slice(), uid_mismatch];
+        let split = trusted_slices(&forged, &services, &routes);
+        assert!(endpoints_from_slices(split.trusted).is_empty());
+        assert_eq!(untrusted_per_namespace(&split.untrusted)["shop"], 2);
+    }
+
+    #[test]
+    fn untrusted_slices_are_logged_once_while_they_last() {
+        let a = user_slice();
+        let mut b = user_slice();
+        b.metadata.name = Some("b".into());
+        let (new, logged) = newly_untrusted(
+            &HashSet::new(),
+            &[(&a, Untrusted::NotOwnedByVariantService)],
+        );
+        assert_eq!(new.len(), 1);
+        let both = [
+            (&a, Untrusted::NotOwnedByVariantService),
+            (&b, Untrusted::UnknownService),
+        ];
+        let (new, logged) = newly_untrusted(&logged, &both);
+        assert_eq!(
+            new,
+            [("shop".into(), "b".into(), Untrusted::UnknownService)]
+        );
+        let (new, logged) = newly_untrusted(&logged, &both);
+        assert!(new.is_empty());
+        // Gone, then back: logged again.
+        let (_, logged) = newly_untrusted(&logged, &both[1..]);
+        let (new, _) = newly_untrusted(&logged, &both);
+        assert_eq!(new.len(), 1);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub table_rebuild_seconds: Histogram,
     pub connections: IntGauge,
     pub autoscaler_errors: IntCounterVec,
+    pub untrusted_slices: IntGaugeVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -118,6 +119,15 @@ impl Metrics {
             ),
             &["kind"],
         ));
+        // By namespace only (bounded by the watched namespaces), never by slice name,
+        // which whoever forges slices would choose.
+        let untrusted_slices = must(IntGaugeVec::new(
+            Opts::new(
+                "untrusted_endpointslices",
+                "EndpointSlices with the operator's labels but not its owner chain (ignored), by namespace",
+            ),
+            &["namespace"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -130,6 +140,7 @@ impl Metrics {
             Box::new(table_rebuild_seconds.clone()),
             Box::new(connections.clone()),
             Box::new(autoscaler_errors.clone()),
+            Box::new(untrusted_slices.clone()),
         ] {
             must(registry.register(c));
         }
@@ -146,6 +157,7 @@ impl Metrics {
             table_rebuild_seconds,
             connections,
             autoscaler_errors,
+            untrusted_slices,
         })
     }
 

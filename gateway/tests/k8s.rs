@@ -1,6 +1,7 @@
 //! The Kubernetes route source against the real local control plane (tests/cluster): the
-//! gateway binary watches ApiRoutes and operator-owned EndpointSlices, turns ready after the
-//! initial sync, routes a new ApiRoute, maps slices to endpoints, and forgets a deleted one.
+//! gateway binary watches ApiRoutes and operator-owned Services and EndpointSlices, turns
+//! ready after the initial sync, routes a new ApiRoute, maps slices with the operator's
+//! owner chain to endpoints (ignoring forged ones), and forgets a deleted one.
 //!
 //! Needs the cluster binaries (`tests/cluster/build.sh`), so it is ignored by default:
 //! `cargo test -p apiroutes-gateway --test k8s -- --ignored`. It sends no traffic to the
@@ -167,11 +168,29 @@ EOF"#,
     // Only the watched namespace is routed.
     assert_eq!(get_raw(listen, "/api/elsewhere").await.0, 404);
 
-    // Operator-owned slices give endpoints (ready, not terminating, port `http`); others
-    // are not even watched.
+    // Slices whose owner chain is the operator's (slice -> the variant's Service -> the
+    // ApiRoute, by uid, as the operator and the EndpointSlice controller set it; made by
+    // hand here) give endpoints (ready, not terminating, port `http`); slices with only
+    // the labels are ignored; unlabelled ones are not even watched.
     sh(
         &dir,
-        r#"cat <<'EOF' | kubectl apply -f - >/dev/null
+        r#"route_uid=$(kubectl -n shop get apiroute hello -o jsonpath='{.metadata.uid}')
+cat <<EOF | kubectl apply -f - >/dev/null
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+  namespace: shop
+  labels:
+    app.kubernetes.io/managed-by: apiroutes-operator
+    apiroutes.dev/route: hello
+    apiroutes.dev/variant: main
+  ownerReferences:
+    - { apiVersion: apiroutes.dev/v1alpha1, kind: ApiRoute, name: hello, uid: "$route_uid", controller: true }
+spec: { clusterIP: None, ports: [{ name: http, port: 8080 }] }
+EOF
+svc_uid=$(kubectl -n shop get service hello -o jsonpath='{.metadata.uid}')
+cat <<EOF | kubectl apply -f - >/dev/null
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
@@ -181,6 +200,8 @@ metadata:
     app.kubernetes.io/managed-by: apiroutes-operator
     apiroutes.dev/route: hello
     apiroutes.dev/variant: main
+  ownerReferences:
+    - { apiVersion: v1, kind: Service, name: hello, uid: "$svc_uid", controller: true }
 addressType: IPv4
 ports: [{ name: http, port: 8080, protocol: TCP }]
 endpoints:
@@ -190,6 +211,20 @@ endpoints:
     conditions: { ready: false }
   - addresses: ["10.244.0.11"]
     conditions: { ready: true, terminating: true }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: hello-forged
+  namespace: shop
+  labels:
+    app.kubernetes.io/managed-by: apiroutes-operator
+    apiroutes.dev/route: hello
+    apiroutes.dev/variant: main
+addressType: IPv4
+ports: [{ name: http, port: 8080, protocol: TCP }]
+endpoints:
+  - addresses: ["10.244.0.66"]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -209,6 +244,11 @@ EOF"#,
         endpoints_of(v, "shop/hello") == Some(vec!["10.244.0.9:8080".to_owned()])
     })
     .await;
+    let (_, _, metrics) = get_raw(admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"apiroutes_gateway_untrusted_endpointslices{namespace="shop"} 1"#),
+        "{metrics}"
+    );
 
     // Deleting the slice empties the route; deleting the route unroutes it.
     sh(

@@ -100,6 +100,7 @@ OPERATOR_RULES = expand(
 GATEWAY_RULES = expand(
     [
         ("apiroutes.dev", "apiroutes", "get list watch", ""),
+        ("", "services", "list watch", ""),
         ("discovery.k8s.io", "endpointslices", "get list watch", ""),
     ]
 )

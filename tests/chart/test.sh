@@ -242,7 +242,8 @@ services [] [] [get list watch create patch update delete]'
 pods [] [] [get list watch patch]
 leases.coordination.k8s.io [] [apiroutes-operator] [get update patch]"
 	gw_everywhere='apiroutes.apiroutes.dev [] [] [get list watch]
-endpointslices.discovery.k8s.io [] [] [get list watch]'
+endpointslices.discovery.k8s.io [] [] [get list watch]
+services [] [] [list watch]'
 	same_rules "$gw_sa" default "$gw_everywhere"
 	same_rules "$gw_sa" "$ns" "$gw_everywhere"
 
@@ -292,7 +293,11 @@ endpointslices.discovery.k8s.io [] [] [get list watch]'
 	cannot "$gw_sa" get secrets -n "$ns"
 	cannot "$gw_sa" get secrets/"$rel-preview" -n "$ns"
 	cannot "$gw_sa" list pods -A
-	cannot "$gw_sa" list services -A
+	can "$gw_sa" list services -A
+	can "$gw_sa" watch services -n "$ns"
+	cannot "$gw_sa" get services -n default
+	cannot "$gw_sa" create services -n default
+	cannot "$gw_sa" patch services -n default
 	cannot "$gw_sa" list endpoints -A
 	cannot "$gw_sa" create apiroutes.apiroutes.dev -n default
 	cannot "$gw_sa" patch apiroutes.apiroutes.dev --subresource=status -n default
@@ -348,6 +353,9 @@ pods [] [] [patch]'
 	can "$gw_sa" list endpointslices.discovery.k8s.io -n "$team_a"
 	can "$gw_sa" list endpointslices.discovery.k8s.io -n "$ns"
 	can "$gw_sa" watch apiroutes.apiroutes.dev -n "$team_b"
+	can "$gw_sa" watch services -n "$team_a"
+	cannot "$gw_sa" list services -n default
+	cannot "$gw_sa" list services -A
 	cannot "$gw_sa" list endpointslices.discovery.k8s.io -n default
 	cannot "$gw_sa" list apiroutes.apiroutes.dev -A
 	cannot "$gw_sa" list apiroutes.apiroutes.dev -n "$ns"

@@ -27,11 +27,15 @@
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* The gateway's rules: read-only, two resources. */}}
+{{/* The gateway's rules: read-only, three resources. Services only list/watch: it
+checks that a slice's owner Service is the operator's before trusting the slice. */}}
 {{- define "apiroutes.rbac.gatewayRules" -}}
 - apiGroups: ["apiroutes.dev"]
   resources: ["apiroutes"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]

@@ -377,3 +377,108 @@ async fn restarting_the_operator_mid_load_fails_no_request() {
         result.failures
     );
 }
+
+#[tokio::test]
+async fn a_forged_endpointslice_with_the_operators_labels_gets_no_traffic() {
+    let Some(cluster) = Cluster::platform_from_env("forged_endpointslice").await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-forged");
+    let p = format!("/e2e/{}", ns.name);
+    // A real listener to point the forged slice at: another route's running pod.
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&echo_route(
+            "decoy",
+            &ns.name,
+            &format!("{p}/decoy"),
+            "  env: [{name: ECHO_NAME, value: decoy}]\n  scaling: {minReplicas: 1, maxReplicas: 1}",
+        )),
+    );
+    let http = Http::default();
+    let gw = cluster.gateway_url();
+    until_served(&http, &format!("{gw}{p}/decoy")).await;
+    let jsonpath = |field: &str| {
+        cluster.kubectl_ok(
+            &[
+                "get",
+                "endpointslices",
+                "-n",
+                &ns.name,
+                "-l",
+                "apiroutes.dev/route=decoy",
+                "-o",
+                &format!("jsonpath={{.items[0].{field}}}"),
+            ],
+            None,
+        )
+    };
+    let (ip, port) = (
+        jsonpath("endpoints[0].addresses[0]"),
+        jsonpath("ports[0].port"),
+    );
+    assert!(
+        !ip.is_empty() && !port.is_empty(),
+        "decoy endpoint {ip}:{port}"
+    );
+
+    // The victim sleeps (no endpoints of its own) ...
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&echo_route(
+            "victim",
+            &ns.name,
+            &format!("{p}/victim"),
+            "  env: [{name: ECHO_NAME, value: victim}]\n  scaling: {minReplicas: 0, maxReplicas: 1, scaleToZeroAfterSeconds: 1}",
+        )),
+    );
+    eventually("victim at zero", Duration::from_secs(120), || async {
+        let replicas = cluster.deployment_replicas(&ns.name, "victim").await;
+        (replicas.map(|r| r.0) == Some(0) && cluster.route_pods(&ns.name, "victim").await == 0)
+            .then_some(())
+    })
+    .await;
+    // ... and someone who may create EndpointSlices copies the operator's labels onto one
+    // pointing at the decoy. Labels alone must not be trusted: no owner chain, no traffic.
+    let forged = format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata:\n  name: victim-forged\n  namespace: {ns}\n  labels:\n    \
+         app.kubernetes.io/managed-by: apiroutes-operator\n    apiroutes.dev/route: victim\n    \
+         apiroutes.dev/variant: main\n    kubernetes.io/service-name: victim\n\
+         addressType: IPv4\nports: [{{name: http, port: {port}, protocol: TCP}}]\n\
+         endpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]\n",
+        ns = ns.name
+    );
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&forged));
+    // Give the gateways time to see it (they watch; well under this).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The request is held for activation and answered by the victim's own pod.
+    let a = http
+        .get(&format!("{gw}{p}/victim"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(
+        a.json()["server"],
+        "victim",
+        "proxied to the forged address"
+    );
+    let timing = a.header("server-timing").unwrap_or_default().to_owned();
+    assert!(
+        timing.contains("activation;dur="),
+        "held for activation, not sent to the forged endpoint: {timing:?}"
+    );
+    // And while the victim is up, the forged endpoint stays out of its rotation.
+    for _ in 0..20 {
+        let a = http
+            .get(&format!("{gw}{p}/victim"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.json()["server"],
+            "victim",
+            "proxied to the forged address"
+        );
+    }
+}
