@@ -1,5 +1,6 @@
 //! Against a real API server (tests/cluster): run with `APIROUTES_KUBECONFIG` set to an
-//! admin kubeconfig of a running local control plane; skipped otherwise.
+//! admin kubeconfig of a running local control plane; skipped otherwise, except under
+//! `APIROUTES_REQUIRE_CLUSTER=1` (tests/run.sh), where a missing cluster fails.
 //!
 //! Each test gets its own namespace and its own operator process (watching only that
 //! namespace, with its own Lease), so the tests run in parallel. Pods may or may not run
@@ -38,6 +39,11 @@ fn kubeconfig() -> Option<String> {
     match std::env::var("APIROUTES_KUBECONFIG") {
         Ok(k) if !k.is_empty() => Some(k),
         _ => {
+            // tests/run.sh starts one and sets APIROUTES_REQUIRE_CLUSTER=1: never skip there.
+            assert!(
+                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+                "APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_KUBECONFIG is not set"
+            );
             eprintln!("skipped: APIROUTES_KUBECONFIG is not set (no local control plane)");
             None
         }
