@@ -245,10 +245,7 @@ async fn ensure_crd(client: &Client) {
 
 #[tokio::test]
 async fn check_and_the_api_server_agree() {
-    if std::env::var_os("APIROUTES_CLUSTER_DIR").is_none()
-        || std::env::var_os("KUBECONFIG").is_none()
-    {
-        eprintln!("skipped: no local control plane (tests/run.sh starts one)");
+    if !cluster_env() {
         return;
     }
     let client = Client::try_default().await.unwrap();
@@ -319,6 +316,11 @@ async fn check_and_the_api_server_agree() {
 fn cluster_env() -> bool {
     let ok = std::env::var_os("APIROUTES_CLUSTER_DIR").is_some()
         && std::env::var_os("KUBECONFIG").is_some();
+    // tests/run.sh starts one and sets APIROUTES_REQUIRE_CLUSTER=1: then missing is a failure.
+    assert!(
+        ok || std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+        "APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_CLUSTER_DIR or KUBECONFIG is not set"
+    );
     if !ok {
         eprintln!("skipped: no local control plane (tests/run.sh starts one)");
     }

@@ -3,8 +3,10 @@
 //! ready after the initial sync, routes a new ApiRoute, maps slices with the operator's
 //! owner chain to endpoints (ignoring forged ones), and forgets a deleted one.
 //!
-//! Needs the cluster binaries (`tests/cluster/build.sh`), so it is ignored by default:
-//! `cargo test -p apiroutes-gateway --test k8s -- --ignored`. It sends no traffic to the
+//! It starts its own control plane (no node) with `tests/cluster/cluster.sh up`, which needs
+//! the cluster binaries (`tests/cluster/build.sh`): it runs when the test runner exported
+//! the cluster environment (`APIROUTES_CLUSTER_BIN`, as `tests/run.sh` does, which also sets
+//! `APIROUTES_REQUIRE_CLUSTER=1`) and says it skipped otherwise. It sends no traffic to the
 //! (made-up) endpoint addresses: it reads them back from the admin `/routes` view.
 #![allow(clippy::unwrap_used)]
 
@@ -94,8 +96,15 @@ fn endpoints_of(v: &serde_json::Value, name: &str) -> Option<Vec<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local control plane (tests/cluster/build.sh)"]
 async fn watches_apiroutes_and_endpointslices() {
+    if std::env::var_os("APIROUTES_CLUSTER_BIN").is_none() {
+        assert!(
+            std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+            "APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_CLUSTER_BIN is not set"
+        );
+        eprintln!("skipped: APIROUTES_CLUSTER_BIN is not set (tests/run.sh sets it)");
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("apiroutes-gw-k8s-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let up = Command::new("bash")

@@ -20,6 +20,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{Pod, Service},
+        networking::v1::NetworkPolicy,
     },
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
@@ -43,7 +44,9 @@ use crate::{
     metrics::Metrics,
     reasons::*,
     reflect::{Touched, ready},
-    resources::{self, Config, desired_deployment, desired_service, wanted_variants},
+    resources::{
+        self, Config, desired_deployment, desired_network_policy, desired_service, wanted_variants,
+    },
     status::{self, Observed, compute_status},
 };
 
@@ -64,6 +67,9 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<ApiRoute>, u32>>,
     /// Set once every cache has listed (the controller itself only waits for ApiRoutes).
     pub synced: AtomicBool,
+    /// The NetworkPolicy last applied per route (no cache of them is kept: after a
+    /// restart each is applied once more, a no-op for the API server).
+    pub policies: Mutex<HashMap<ObjectRef<ApiRoute>, NetworkPolicy>>,
 }
 
 impl Context {
@@ -300,6 +306,28 @@ async fn apply_variant(
     Ok(applied)
 }
 
+/// Applies the route's NetworkPolicy when the operator is configured with the gateways'
+/// pods and the policy differs from the one last applied.
+async fn apply_network_policy(ctx: &Context, route: &ApiRoute, ns: &str) -> Result<()> {
+    let Some(peer) = &ctx.config.gateway_peer else {
+        return Ok(());
+    };
+    let desired = desired_network_policy(route, peer);
+    let key = ObjectRef::from_obj(route);
+    if ctx.policies.lock().await.get(&key) == Some(&desired) {
+        return Ok(());
+    }
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(
+        &route.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await?;
+    ctx.policies.lock().await.insert(key, desired);
+    Ok(())
+}
+
 /// Reconciles one ApiRoute.
 #[instrument(skip(route, ctx), fields(route = %route.key()))]
 pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action> {
@@ -317,6 +345,7 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
 
     let mut main = None;
     if admission == Admission::Accepted {
+        apply_network_policy(&ctx, &route, &ns).await?;
         let wanted = wanted_variants(&route);
         for variant in [Variant::Main, Variant::Preview] {
             if wanted.contains(&variant) {

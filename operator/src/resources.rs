@@ -20,6 +20,10 @@ use k8s_openapi::{
             PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
             Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
         },
+        networking::v1::{
+            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+            NetworkPolicySpec,
+        },
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
@@ -39,6 +43,15 @@ pub const DRAIN_MARGIN_SECONDS: i64 = 10;
 pub struct Config {
     /// Base URL of the gateway, for `status.url` (e.g. `http://127.0.0.1:8080`).
     pub gateway_url: Option<String>,
+    /// The gateways' pods: when set, every route gets a NetworkPolicy admitting only them.
+    pub gateway_peer: Option<GatewayPeer>,
+}
+
+/// Where the gateways run: their namespace and their pods' labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayPeer {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The variants a route asks for: always `main`, plus `preview` when `spec.preview` is set.
@@ -245,6 +258,55 @@ pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> 
             ..ServiceSpec::default()
         }),
         status: None,
+    }
+}
+
+/// The route's NetworkPolicy (named after the route, one for all its variants): its pods
+/// accept connections on the route's port only from the gateways, so nothing else in the
+/// cluster can call a function directly (and forge the `x-apiroute-*` headers the gateway
+/// sets). Enforced by CNIs that implement NetworkPolicy.
+pub fn desired_network_policy(route: &ApiRoute, peer: &GatewayPeer) -> NetworkPolicy {
+    let selector = BTreeMap::from([
+        (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        (ROUTE.to_owned(), route.name_any()),
+    ]);
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(route.name_any()),
+            namespace: route.namespace(),
+            labels: Some(selector.clone()),
+            owner_references: route.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            "kubernetes.io/metadata.name".to_owned(),
+                            peer.namespace.clone(),
+                        )])),
+                        ..LabelSelector::default()
+                    }),
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(peer.labels.clone()),
+                        ..LabelSelector::default()
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(route.spec.port)),
+                    protocol: Some("TCP".to_owned()),
+                    ..NetworkPolicyPort::default()
+                }]),
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
     }
 }
 

@@ -45,7 +45,7 @@ use crate::{
     leader::{Elector, LeaseConfig},
     metrics::Metrics,
     reflect::{ready, reflect, strip_managed_fields},
-    resources::Config,
+    resources::{Config, GatewayPeer},
     scaler::{self, Scaler},
 };
 
@@ -99,6 +99,22 @@ pub struct Args {
     /// Gateway base URL for status.url (e.g. http://127.0.0.1:8080).
     #[arg(long, env = "APIROUTES_OPERATOR_GATEWAY_URL")]
     pub gateway_url: Option<String>,
+    /// Namespace of the gateways' pods. With --gateway-pod-label, every route gets a
+    /// NetworkPolicy admitting only those pods to its functions.
+    #[arg(
+        long,
+        env = "APIROUTES_OPERATOR_GATEWAY_NAMESPACE",
+        requires = "gateway_pod_labels"
+    )]
+    pub gateway_namespace: Option<String>,
+    /// `KEY=VALUE` label of the gateways' pods (repeatable; all must match).
+    #[arg(
+        long = "gateway-pod-label",
+        value_name = "KEY=VALUE",
+        requires = "gateway_namespace",
+        value_parser = parse_label
+    )]
+    pub gateway_pod_labels: Vec<(String, String)>,
     #[arg(
         long,
         env = "APIROUTES_OPERATOR_LOG_FORMAT",
@@ -116,6 +132,13 @@ pub struct Args {
 const STANDBY: u8 = 0;
 const SYNCING: u8 = 1;
 const READY: u8 = 2;
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}`: expected KEY=VALUE")),
+    }
+}
 
 impl Args {
     fn lease_namespace(&self) -> String {
@@ -328,6 +351,10 @@ impl Args {
             client: client.clone(),
             config: Config {
                 gateway_url: self.gateway_url.clone(),
+                gateway_peer: self.gateway_namespace.clone().map(|namespace| GatewayPeer {
+                    namespace,
+                    labels: self.gateway_pod_labels.iter().cloned().collect(),
+                }),
             },
             routes: routes.clone(),
             deployments: deps.clone(),
@@ -337,6 +364,7 @@ impl Args {
             metrics: metrics.clone(),
             failures: Default::default(),
             synced: Default::default(),
+            policies: Default::default(),
         });
         let triggers = controller::route_triggers(route_stream, routes.clone());
         let c = ctx.clone();
@@ -427,5 +455,34 @@ mod tests {
         assert_eq!(a.autoscaler_listen.to_string(), "0.0.0.0:8081");
         assert_eq!(a.lease_name, "apiroutes-operator");
         assert_eq!(a.log_format, LogFormat::Text);
+        assert_eq!(a.gateway_namespace, None);
+    }
+
+    #[test]
+    fn gateway_peer_flags_go_together() {
+        let a = Args::try_parse_from([
+            "op",
+            "--gateway-namespace",
+            "apiroutes-system",
+            "--gateway-pod-label",
+            "app.kubernetes.io/component=gateway",
+            "--gateway-pod-label",
+            "app.kubernetes.io/instance=apiroutes",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.gateway_pod_labels.len(), 2);
+        assert!(Args::try_parse_from(["op", "--gateway-namespace", "x"]).is_err());
+        assert!(Args::try_parse_from(["op", "--gateway-pod-label", "a=b"]).is_err());
+        let err = Args::try_parse_from([
+            "op",
+            "--gateway-namespace",
+            "x",
+            "--gateway-pod-label",
+            "ab",
+        ])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("expected KEY=VALUE"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! Against a real API server (tests/cluster): run with `APIROUTES_KUBECONFIG` set to an
-//! admin kubeconfig of a running local control plane; skipped otherwise.
+//! admin kubeconfig of a running local control plane; skipped otherwise, except under
+//! `APIROUTES_REQUIRE_CLUSTER=1` (tests/run.sh), where a missing cluster fails.
 //!
 //! Each test gets its own namespace and its own operator process (watching only that
 //! namespace, with its own Lease), so the tests run in parallel. Pods may or may not run
@@ -38,6 +39,11 @@ fn kubeconfig() -> Option<String> {
     match std::env::var("APIROUTES_KUBECONFIG") {
         Ok(k) if !k.is_empty() => Some(k),
         _ => {
+            // tests/run.sh starts one and sets APIROUTES_REQUIRE_CLUSTER=1: never skip there.
+            assert!(
+                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+                "APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_KUBECONFIG is not set"
+            );
             eprintln!("skipped: APIROUTES_KUBECONFIG is not set (no local control plane)");
             None
         }
@@ -88,6 +94,8 @@ impl Operator {
                 ns,
             ])
             .args(["--gateway-url", "http://gateway.test"])
+            .args(["--gateway-namespace", "apiroutes-system"])
+            .args(["--gateway-pod-label", "app.kubernetes.io/component=gateway"])
             .args(["--log-level", "info,apiroutes_operator=debug"])
             .env_remove("POD_NAME")
             .stdout(Stdio::null())
@@ -405,6 +413,26 @@ async fn apply_creates_children_status_and_events_then_follows_spec_changes() {
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
     assert_eq!(spec.ports.unwrap()[0].port, 3000);
     env.services().get("hello-preview").await.unwrap();
+    // Its pods admit only the gateways, on the route's port.
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let np = serde_json::to_value(policies.get("hello").await.unwrap()).unwrap();
+    assert_eq!(
+        np["spec"]["ingress"],
+        json!([{
+            "from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apiroutes-system"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}},
+            }],
+            "ports": [{"port": 3000, "protocol": "TCP"}],
+        }]),
+        "{np}"
+    );
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["apiroutes.dev/route"],
+        "hello"
+    );
+    assert_eq!(np["metadata"]["ownerReferences"][0]["name"], "hello");
 
     // Events for what the operator did.
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);

@@ -92,6 +92,7 @@ OPERATOR_RULES = expand(
         ("apps", "deployments", "get list watch create patch update delete", ""),
         ("apps", "deployments/scale", "get patch update", ""),
         ("", "services", "get list watch create patch update delete", ""),
+        ("networking.k8s.io", "networkpolicies", "get create patch update", ""),
         ("", "pods", "get list watch", ""),
         ("events.k8s.io", "events", "create patch", ""),
         ("", "events", "create patch", ""),
@@ -235,6 +236,9 @@ def test_defaults():
               "--lease-name=apiroutes-operator"):
         check(a in oargs, f"operator arg {a}")
     check(not any(a.startswith("--namespace") for a in oargs), "operator: no --namespace (all namespaces)")
+    for a in ("--gateway-namespace=$(POD_NAMESPACE)", "--gateway-pod-label=app.kubernetes.io/component=gateway",
+              "--gateway-pod-label=app.kubernetes.io/instance=apiroutes"):
+        check(a in oargs, f"operator arg {a} (a NetworkPolicy per route admits only the gateways)")
     gargs = gc["args"]
     for a in ("--autoscaler-service=apiroutes-system/apiroutes-autoscaler", "--listen=0.0.0.0:8080",
               "--admin-listen=0.0.0.0:9090", "--log-format=json", "--log-level=info",

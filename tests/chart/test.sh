@@ -235,6 +235,7 @@ deployments.apps [] [] [get list watch create patch update delete]
 deployments.apps/scale [] [] [get patch update]
 events [] [] [create patch]
 events.events.k8s.io [] [] [create patch]
+networkpolicies.networking.k8s.io [] [] [get create patch update]
 pods [] [] [get list watch]
 services [] [] [get list watch create patch update delete]'
 	same_rules "$op_sa" default "$op_everywhere"
@@ -257,6 +258,8 @@ services [] [] [list watch]'
 	can "$op_sa" patch deployments.apps --subresource=scale -n default
 	can "$op_sa" create services -n default
 	can "$op_sa" delete services -n "$team_b"
+	can "$op_sa" patch networkpolicies.networking.k8s.io -n "$team_b"
+	cannot "$op_sa" delete networkpolicies.networking.k8s.io -n "$team_b"
 	can "$op_sa" list pods -A
 	can "$op_sa" create events.events.k8s.io -n default
 	can "$op_sa" create events -n default

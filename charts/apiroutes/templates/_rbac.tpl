@@ -15,6 +15,11 @@
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Each route's NetworkPolicy (networkPolicy.enabled): applied, never listed; deleted with
+# the route by garbage collection.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "update"]
 # Status derivation (ready replicas, crash loops, image pull errors).
 - apiGroups: [""]
   resources: ["pods"]

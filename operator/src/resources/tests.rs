@@ -239,3 +239,35 @@ fn covers_ignores_server_defaults_and_sees_drift() {
         .push(c);
     assert!(!covers(&extra, &desired));
 }
+
+#[test]
+fn network_policy_admits_only_the_gateways_on_the_route_port() {
+    let mut r = route("hello", "/api/hello").created(5);
+    r.spec.port = 9000;
+    let peer = GatewayPeer {
+        namespace: "apiroutes-system".into(),
+        labels: BTreeMap::from([("app.kubernetes.io/component".into(), "gateway".into())]),
+    };
+    let got = to_json(&desired_network_policy(&r, &peer));
+    let route_pods = json!({
+        "app.kubernetes.io/managed-by": "apiroutes-operator",
+        "apiroutes.dev/route": "hello",
+    });
+    assert_eq!(got["metadata"]["name"], "hello");
+    assert_eq!(got["metadata"]["ownerReferences"][0]["kind"], "ApiRoute");
+    assert_eq!(got["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(
+        got["spec"],
+        json!({
+            "podSelector": {"matchLabels": route_pods},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apiroutes-system"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}},
+                }],
+                "ports": [{"port": 9000, "protocol": "TCP"}],
+            }],
+        })
+    );
+}

@@ -38,6 +38,7 @@ fn pod_waiting(reason: &str) -> Pod {
 fn cfg() -> Config {
     Config {
         gateway_url: Some("http://gw.example/".into()),
+        ..Config::default()
     }
 }
 
