@@ -113,7 +113,9 @@ spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: http, name: http}]
 EOF
-if kubectl -n $ns wait pod -l app=web --for=condition=Ready --timeout=90s >/dev/null; then
+# `kubectl wait -l` fails at once while the Deployment controller has not made the pod yet.
+web_pod_exists() { [[ -n $(kubectl -n $ns get pod -l app=web -o name 2>/dev/null) ]]; }
+if eventually 60 web_pod_exists && kubectl -n $ns wait pod -l app=web --for=condition=Ready --timeout=90s >/dev/null; then
 	pass "pod Ready $((($(date +%s%N) - t_apply) / 1000000)) ms after the Deployment was applied (image pulled from the node's registry)"
 else
 	fail "pod did not become Ready"
