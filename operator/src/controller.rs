@@ -251,7 +251,10 @@ async fn apply_variant(
     let svc_before = ctx.services.get(&ObjectRef::new(&name).within(ns));
 
     // Apply only what differs from the cache: after a restart, or for the many triggers
-    // that are the Deployment controller updating status, nothing is sent.
+    // that are the Deployment controller updating status, nothing is sent. The desired
+    // objects carry the hash of themselves (`resources::APPLIED_HASH`), so `covers` also
+    // fails when a field was removed from the spec since the last apply, which then
+    // removes it (server-side apply drops fields our manager no longer sends).
     let desired = desired_deployment(route, variant, &ctx.config);
     let service = desired_service(route, variant, &ctx.config);
     let deployment = async {

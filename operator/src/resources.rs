@@ -5,6 +5,15 @@
 //! The Deployment has no `spec.replicas`: replicas belong to the autoscaler, which writes
 //! them through the scale subresource. Leaving the field out of the applied configuration
 //! means the apply never takes ownership of it and never resets it.
+//!
+//! Each Deployment and Service carries, in the annotation [`APPLIED_HASH`], a hash of the
+//! rest of its desired object ([`applied_hash`]). The reconciler skips an apply only when
+//! the live object [`covers`] the desired one, annotation included: a field removed from
+//! the route's spec leaves the live object a superset of the desired one, but changes the
+//! hash, so the apply is sent and server-side apply removes the field (the operator's
+//! field manager owns it).
+//! Children applied by an operator without the annotation get it in one more apply
+//! (metadata only: no new ReplicaSet).
 
 use std::collections::BTreeMap;
 
@@ -37,6 +46,10 @@ pub const PORT_NAME: &str = "http";
 pub const RUN_AS_USER: i64 = 65532;
 /// Extra seconds, beyond the request deadline, that a pod gets to drain on SIGTERM.
 pub const DRAIN_MARGIN_SECONDS: i64 = 10;
+
+/// Annotation on each applied Deployment and Service: [`applied_hash`] of the rest of the
+/// desired object.
+pub const APPLIED_HASH: &str = "apiroutes.dev/applied-hash";
 
 /// Operator-wide settings the builders need.
 #[derive(Clone, Debug, Default)]
@@ -140,7 +153,7 @@ fn readiness_probe(route: &ApiRoute) -> Probe {
     }
 }
 
-/// The Deployment of one variant of `route`.
+/// The Deployment of one variant of `route`, with its [`APPLIED_HASH`].
 pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) -> Deployment {
     let labels = labels(route, variant);
     let image = match (variant, &route.spec.preview) {
@@ -180,7 +193,7 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
         }]),
         ..Container::default()
     };
-    Deployment {
+    stamped(Deployment {
         metadata: metadata(route, variant),
         spec: Some(DeploymentSpec {
             // No `replicas`: the autoscaler owns them (scale subresource).
@@ -228,7 +241,7 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
             ..DeploymentSpec::default()
         }),
         status: None,
-    }
+    })
 }
 
 fn runtime_default() -> SeccompProfile {
@@ -239,9 +252,9 @@ fn runtime_default() -> SeccompProfile {
 }
 
 /// The headless Service of one variant of `route`: it exists for its EndpointSlices, which
-/// the gateway watches (only ready endpoints are published).
+/// the gateway watches (only ready endpoints are published). With its [`APPLIED_HASH`].
 pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> Service {
-    Service {
+    stamped(Service {
         metadata: metadata(route, variant),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
@@ -258,7 +271,7 @@ pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> 
             ..ServiceSpec::default()
         }),
         status: None,
-    }
+    })
 }
 
 /// The route's NetworkPolicy (named after the route, one for all its variants): its pods
@@ -310,10 +323,75 @@ pub fn desired_network_policy(route: &ApiRoute, peer: &GatewayPeer) -> NetworkPo
     }
 }
 
+/// `obj` with the annotation [`APPLIED_HASH`] set to the hash of `obj` without it.
+pub fn stamped<K: Resource + serde::Serialize>(mut obj: K) -> K {
+    let meta = obj.meta_mut();
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(APPLIED_HASH);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    let hash = applied_hash(&obj);
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(APPLIED_HASH.to_owned(), hash);
+    obj
+}
+
+/// SHA-256, in lowercase hex, of the canonical JSON of `obj`: object keys sorted at every
+/// level, no whitespace, null members left out (absent and null are the same to an apply).
+/// A pure function of the value, the same across runs and versions of the operator; any
+/// added, changed or removed field changes it.
+pub fn applied_hash<T: serde::Serialize>(obj: &T) -> String {
+    let mut canonical = String::new();
+    match serde_json::to_value(obj) {
+        Ok(v) => write_canonical(&v, &mut canonical),
+        // Not serializable (never for API objects): a hash nothing live can carry.
+        Err(e) => canonical = format!("unserializable: {e}"),
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<_> = m.iter().filter(|(_, v)| !v.is_null()).collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// Whether `actual` already has every field of `desired` with the same value (the API
-/// server adds defaults, so `actual` may have more). When it does, applying `desired`
-/// would change nothing and the reconciler skips the request; when someone changed one
-/// of our fields (drift), it does not, and the apply repairs it.
+/// server adds defaults, so `actual` may have more). With `desired` carrying its
+/// [`APPLIED_HASH`], this means applying `desired` would change nothing, and the reconciler
+/// skips the request: the annotation matching says the last apply was of this very object
+/// (no field of ours was removed since), the subset says nobody changed one of our fields
+/// since (drift, which the apply repairs).
 pub fn covers<T: serde::Serialize>(actual: &T, desired: &T) -> bool {
     match (serde_json::to_value(actual), serde_json::to_value(desired)) {
         (Ok(a), Ok(d)) => is_subset(&d, &a),

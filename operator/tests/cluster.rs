@@ -553,6 +553,113 @@ async fn conflict_is_reported_and_resolved_when_the_winner_goes_away() {
     env.deployment("new").await;
 }
 
+fn container_of(d: &Deployment) -> serde_json::Value {
+    serde_json::to_value(
+        &d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn removed_spec_fields_are_removed_from_the_children() {
+    let Some(env) = Env::new("converge").await else {
+        return;
+    };
+    env.apply(json!({
+        "metadata": {"name": "c"},
+        "spec": {"path": "/api/c", "image": "echo:1", "port": 3000,
+                 "resources": {"limits": {"memory": "128Mi"}},
+                 "env": [{"name": "GREETING", "value": "hi"}],
+                 "readinessPath": "/healthz"}
+    }))
+    .await;
+    let d = env.deployment("c").await;
+    let c = container_of(&d);
+    assert_eq!(c["resources"]["limits"]["memory"], "128Mi", "{c}");
+    assert_eq!(
+        c["env"][1],
+        json!({"name": "GREETING", "value": "hi"}),
+        "{c}"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz", "{c}");
+
+    // Without the limits alone (every other field of the Deployment unchanged): they go.
+    env.apply(json!({
+        "metadata": {"name": "c"},
+        "spec": {"path": "/api/c", "image": "echo:1", "port": 3000,
+                 "env": [{"name": "GREETING", "value": "hi"}],
+                 "readinessPath": "/healthz"}
+    }))
+    .await;
+    eventually("limits removed", TIMEOUT, || async {
+        let c = container_of(&env.deployments().get("c").await.ok()?);
+        c["resources"].get("limits").is_none().then_some(())
+    })
+    .await;
+
+    // Without the variable and the probe path: they go, the probe is TCP again.
+    env.apply(json!({
+        "metadata": {"name": "c"},
+        "spec": {"path": "/api/c", "image": "echo:1", "port": 3000}
+    }))
+    .await;
+    let c = eventually("env and probe path removed", TIMEOUT, || async {
+        let c = container_of(&env.deployments().get("c").await.ok()?);
+        (c["env"] == json!([{"name": "PORT", "value": "3000"}])
+            && c["readinessProbe"].get("httpGet").is_none())
+        .then_some(c)
+    })
+    .await;
+    assert_eq!(
+        c["readinessProbe"]["tcpSocket"],
+        json!({"port": "http"}),
+        "{c}"
+    );
+
+    // A Service change converges too.
+    env.apply(json!({
+        "metadata": {"name": "c"},
+        "spec": {"path": "/api/c", "image": "echo:1", "port": 4000}
+    }))
+    .await;
+    eventually("service port follows", TIMEOUT, || async {
+        let svc = env.services().get("c").await.ok()?;
+        let ports = svc.spec?.ports?;
+        (ports.len() == 1 && ports[0].port == 4000).then_some(())
+    })
+    .await;
+    let c = container_of(&env.deployment("c").await);
+    assert_eq!(c["ports"][0]["containerPort"], 4000, "{c}");
+    // And once converged, a status-only reconcile sends nothing.
+    env.status_where("c", |_| true).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (d, s) = (
+        env.deployments().get("c").await.unwrap(),
+        env.services().get("c").await.unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.deployments()
+            .get("c")
+            .await
+            .unwrap()
+            .metadata
+            .generation,
+        d.metadata.generation
+    );
+    assert_eq!(
+        env.services().get("c").await.unwrap().resource_version(),
+        s.resource_version()
+    );
+}
+
 #[tokio::test]
 async fn a_restarted_operator_writes_nothing() {
     let Some(mut env) = Env::new("restart").await else {

@@ -18,12 +18,31 @@ fn to_json<T: serde::Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap()
 }
 
+/// Removes the applied-hash annotation from `obj` (and the annotations if it was the only
+/// one) after checking that it is the hash of the rest.
+fn unstamp(mut obj: Value) -> Value {
+    let annotations = obj["metadata"]["annotations"].as_object_mut().unwrap();
+    let hash = annotations.remove(APPLIED_HASH).unwrap();
+    if annotations.is_empty() {
+        obj["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+    }
+    assert_eq!(hash, json!(applied_hash(&obj)));
+    obj
+}
+
 #[test]
 fn main_deployment_as_data() {
     let mut r = route("hello", "/api/hello").created(5);
     r.spec.env = vec![env("GREETING", "hi"), env("PORT", "1")];
     r.spec.readiness_path = Some("/healthz".into());
-    let got = to_json(&desired_deployment(&r, Variant::Main, &Config::default()));
+    let got = unstamp(to_json(&desired_deployment(
+        &r,
+        Variant::Main,
+        &Config::default(),
+    )));
     let labels = json!({
         "app.kubernetes.io/managed-by": "apiroutes-operator",
         "apiroutes.dev/route": "hello",
@@ -151,7 +170,11 @@ fn tcp_probe_without_readiness_path_and_resources_pass_through() {
 fn headless_service_as_data() {
     let mut r = route("hello", "/api/hello").with_preview();
     r.spec.port = 3000;
-    let got = to_json(&desired_service(&r, Variant::Preview, &Config::default()));
+    let got = unstamp(to_json(&desired_service(
+        &r,
+        Variant::Preview,
+        &Config::default(),
+    )));
     let labels = json!({
         "app.kubernetes.io/managed-by": "apiroutes-operator",
         "apiroutes.dev/route": "hello",
@@ -238,6 +261,133 @@ fn covers_ignores_server_defaults_and_sees_drift() {
         .containers
         .push(c);
     assert!(!covers(&extra, &desired));
+}
+
+#[test]
+fn applied_hash_is_sha256_of_canonical_json() {
+    // Keys sorted at every level, nulls left out, no whitespace, UTF-8 as is: pinned, so
+    // that another run or version of the operator computes the same hash.
+    let v = json!({"b": {"z": "é", "y": 1, "n": null}, "a": [true, null, "x"]});
+    // sha256 of {"a":[true,null,"x"],"b":{"y":1,"z":"é"}}
+    assert_eq!(
+        applied_hash(&v),
+        "6f56544fb03406bc6b84892f241dd8be59331ef9cc699ecd49df4a14efb36465"
+    );
+    let r = route("a", "/api/a").with_preview();
+    for v in [Variant::Main, Variant::Preview] {
+        let c = Config::default();
+        assert_eq!(
+            to_json(&desired_deployment(&r, v, &c)),
+            to_json(&desired_deployment(&r.clone(), v, &c))
+        );
+        assert_eq!(
+            to_json(&desired_service(&r, v, &c)),
+            to_json(&desired_service(&r.clone(), v, &c))
+        );
+    }
+    // Stamping is idempotent: the annotation is not part of what is hashed.
+    let d = desired_deployment(&r, Variant::Main, &Config::default());
+    assert_eq!(to_json(&stamped(d.clone())), to_json(&d));
+}
+
+fn hash_of(obj: &impl Resource) -> String {
+    obj.meta().annotations.as_ref().unwrap()[APPLIED_HASH].clone()
+}
+
+#[test]
+fn applied_hash_changes_with_every_spec_change_removals_included() {
+    let mut full = route("a", "/api/a").with_preview();
+    full.spec.resources =
+        Some(serde_json::from_value(json!({"limits": {"memory": "128Mi"}})).unwrap());
+    full.spec.env = vec![env("A", "1")];
+    full.spec.readiness_path = Some("/healthz".into());
+    full.spec.preview.as_mut().unwrap().env = vec![env("B", "2")];
+    let c = Config::default();
+    let deployment = |r: &ApiRoute, v| hash_of(&desired_deployment(r, v, &c));
+    let service = |r: &ApiRoute, v| hash_of(&desired_service(r, v, &c));
+
+    type Removal = (&'static str, fn(&mut ApiRoute));
+    let removals: [Removal; 5] = [
+        ("resources", |r| r.spec.resources = None),
+        ("resources.limits", |r| {
+            r.spec.resources = Some(Default::default())
+        }),
+        ("env", |r| r.spec.env.clear()),
+        ("readinessPath", |r| r.spec.readiness_path = None),
+        ("preview.env", |r| {
+            r.spec.preview.as_mut().unwrap().env.clear()
+        }),
+    ];
+    for (what, remove) in removals {
+        let mut r = full.clone();
+        remove(&mut r);
+        assert_ne!(
+            deployment(&full, Variant::Preview),
+            deployment(&r, Variant::Preview),
+            "{what}"
+        );
+    }
+    // Changes, not only removals; and the Service follows the port.
+    let mut r = full.clone();
+    r.spec.image = "echo:other".into();
+    assert_ne!(
+        deployment(&full, Variant::Main),
+        deployment(&r, Variant::Main)
+    );
+    let mut r = full.clone();
+    r.spec.port = 3000;
+    assert_ne!(service(&full, Variant::Main), service(&r, Variant::Main));
+    assert_ne!(
+        deployment(&full, Variant::Main),
+        deployment(&r, Variant::Main)
+    );
+    // The variants differ, and an unchanged route hashes the same.
+    assert_ne!(
+        deployment(&full, Variant::Main),
+        deployment(&full, Variant::Preview)
+    );
+    assert_eq!(
+        service(&full, Variant::Main),
+        service(&full.clone(), Variant::Main)
+    );
+}
+
+#[test]
+fn a_removed_field_is_not_covered_so_the_apply_is_sent() {
+    let mut before = route("a", "/api/a").created(1);
+    before.spec.resources =
+        Some(serde_json::from_value(json!({"limits": {"memory": "128Mi"}})).unwrap());
+    before.spec.env = vec![env("A", "1")];
+    before.spec.readiness_path = Some("/healthz".into());
+    let c = Config::default();
+    // What the API server holds after applying `before`: defaults added.
+    let mut live = to_json(&desired_deployment(&before, Variant::Main, &c));
+    live["metadata"]["resourceVersion"] = json!("42");
+    live["spec"]["replicas"] = json!(0);
+    live["status"] = json!({"replicas": 0});
+    let live: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(live).unwrap();
+    assert!(covers(
+        &live,
+        &desired_deployment(&before, Variant::Main, &c)
+    ));
+    let mut after = before.clone();
+    after.spec.resources = None;
+    let desired = desired_deployment(&after, Variant::Main, &c);
+    assert!(!covers(&live, &desired));
+    // Without the annotation, the live object is a superset of the desired one: the bug
+    // this guards against (no apply, the limits stay).
+    let mut bare = desired.clone();
+    bare.metadata.annotations = None;
+    let mut live_bare = live.clone();
+    live_bare.metadata.annotations = None;
+    assert!(covers(&live_bare, &bare));
+    // Lists shorter, a probe handler swapped: not covered either way.
+    after.spec.env.clear();
+    after.spec.readiness_path = None;
+    assert!(!covers(
+        &live,
+        &desired_deployment(&after, Variant::Main, &c)
+    ));
 }
 
 #[test]
