@@ -212,13 +212,6 @@ impl ApiRouteSpec {
     pub fn body_limit_bytes(&self) -> Option<u64> {
         quantity::parse_bytes(&self.body_limit)
     }
-
-    /// Whether `method` is served (absent `methods` = all).
-    pub fn allows_method(&self, method: &str) -> bool {
-        self.methods
-            .as_ref()
-            .is_none_or(|ms| ms.iter().any(|m| m == method))
-    }
 }
 
 impl ApiRoute {
@@ -245,11 +238,5 @@ mod tests {
         assert_eq!(spec.timeout_seconds, 30);
         assert_eq!(spec.body_limit_bytes(), Some(1 << 20));
         assert_eq!(spec.scaling, Scaling::default());
-        assert!(spec.allows_method("DELETE"));
-        let spec = ApiRouteSpec {
-            methods: Some(vec!["GET".into()]),
-            ..spec
-        };
-        assert!(spec.allows_method("GET") && !spec.allows_method("POST"));
     }
 }

@@ -133,6 +133,11 @@ pub struct Args {
     )]
     pub admin_max_connections: usize,
 
+    /// Serve the admin `/routes` view (every route with its pod addresses, all namespaces);
+    /// off by default since anyone reaching the admin port could read it. Off: 404.
+    #[arg(long, env = "APIROUTES_GATEWAY_ADMIN_ROUTES")]
+    pub admin_routes: bool,
+
     /// Seconds a client has to send a complete request head: from connecting (also before
     /// HTTP/1 vs h2 is known), or from the first byte of a later HTTP/1 request.
     #[arg(
@@ -393,6 +398,7 @@ impl Args {
             admin,
             Arc::clone(&gateway),
             Arc::clone(&ready),
+            self.admin_routes,
             server_config.admin(self.admin_max_connections),
             shutdown.clone(),
         ));

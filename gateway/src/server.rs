@@ -270,13 +270,19 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-/// Answers one admin request.
-pub fn admin_response(path: &str, gateway: &Gateway, ready: &Readiness) -> Response<Body> {
+/// Answers one admin request. `routes_view` enables `/routes` (`--admin-routes`); without
+/// it `/routes` is a 404 like any unknown path, so its existence is not advertised.
+pub fn admin_response(
+    path: &str,
+    gateway: &Gateway,
+    ready: &Readiness,
+    routes_view: bool,
+) -> Response<Body> {
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if ready.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/routes" => {
+        "/routes" if routes_view => {
             let body = gateway.table().to_json().to_string();
             let mut r = Response::new(full(body));
             r.headers_mut().insert(
@@ -297,18 +303,19 @@ pub fn admin_response(path: &str, gateway: &Gateway, ready: &Readiness) -> Respo
     }
 }
 
-/// Serves the admin port until `shutdown` is cancelled, with its own (small) connection
+/// Serves the admin port (`/routes` only with `routes_view`) until `shutdown` is cancelled, with its own (small) connection
 /// limit and the proxy's timeouts, so a flood of admin connections cannot starve probes
 /// of memory or the proxy of file descriptors.
 pub async fn serve_admin(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     ready: Arc<Readiness>,
+    routes_view: bool,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
     let handler = move |req: Request<Incoming>, _peer: Arc<crate::proxy::Peer>| {
-        let resp = admin_response(req.uri().path(), &gateway, &ready);
+        let resp = admin_response(req.uri().path(), &gateway, &ready, routes_view);
         async move { resp }
     };
     serve(listener, config, None, shutdown, handler).await;

@@ -118,3 +118,43 @@ fn bad_static_file_fails_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/routes.yaml"));
 }
+
+/// `/routes` lists every team's routes and pod addresses: off (404) unless `--admin-routes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_view_only_with_its_flag() {
+    let dir = std::env::temp_dir().join(format!("apiroutes-gw-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("routes.yaml");
+    let backend = SocketAddr::from(([127, 0, 0, 1], 9));
+    std::fs::write(
+        &file,
+        format!("routes:\n{}", route_yaml("r", "/api/r", "", &[backend])),
+    )
+    .unwrap();
+    for (flag, want) in [(None, 404), (Some("--admin-routes"), 200)] {
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"))
+            .args(["--static", file.to_str().unwrap()])
+            .args(["--listen", &listen.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--worker-threads", "1"])
+            .args(flag)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _gw = Proc {
+            child,
+            addr: listen,
+        };
+        wait_listening(admin);
+        let (status, _, body) = get_raw(admin, "/routes").await;
+        assert_eq!(status, want, "{flag:?}: {body}");
+        if want == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["routes"][0]["name"], "default/r", "{body}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -158,6 +158,7 @@ async fn admin_listener_has_its_own_connection_cap() {
         listener,
         gateway,
         Arc::new(Readiness::default()),
+        false,
         quick(1),
         stop.clone(),
     ));

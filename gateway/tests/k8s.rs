@@ -7,7 +7,8 @@
 //! the cluster binaries (`tests/cluster/build.sh`): it runs when the test runner exported
 //! the cluster environment (`APIROUTES_CLUSTER_BIN`, as `tests/run.sh` does, which also sets
 //! `APIROUTES_REQUIRE_CLUSTER=1`) and says it skipped otherwise. It sends no traffic to the
-//! (made-up) endpoint addresses: it reads them back from the admin `/routes` view.
+//! (made-up) endpoint addresses: it reads them back from the admin `/routes` view
+//! (enabled with `--admin-routes`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -132,6 +133,8 @@ async fn watches_apiroutes_and_endpointslices() {
         .args(["--listen", &listen.to_string()])
         .args(["--admin-listen", &admin.to_string()])
         .args(["--namespace", "shop"])
+        // The test reads endpoints back from `/routes`, which is off by default.
+        .arg("--admin-routes")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

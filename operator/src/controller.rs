@@ -493,9 +493,6 @@ pub async fn on_result(
     }
 }
 
-/// Object name of a variant's Deployment: re-exported for the scaler.
-pub use resources::variant_selector;
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

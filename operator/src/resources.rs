@@ -85,14 +85,6 @@ pub fn labels(route: &ApiRoute, variant: Variant) -> BTreeMap<String, String> {
     ])
 }
 
-/// Label selector string for the children of one variant (for deletes by label).
-pub fn variant_selector(route_name: &str, variant: Variant) -> String {
-    format!(
-        "{MANAGED_BY}={MANAGED_BY_VALUE},{ROUTE}={route_name},{VARIANT}={}",
-        variant.as_str()
-    )
-}
-
 fn metadata(route: &ApiRoute, variant: Variant) -> ObjectMeta {
     ObjectMeta {
         name: Some(variant.object_name(&route.name_any())),

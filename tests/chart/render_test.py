@@ -247,6 +247,7 @@ def test_defaults():
         check(a in gargs, f"gateway arg {a}")
     check(not any(a.startswith("--namespace") or a.startswith("--worker-threads") for a in gargs),
           "gateway: no --namespace / --worker-threads by default")
+    check("--admin-routes" not in gargs, "gateway: no --admin-routes by default (/routes is off)")
     ref = env_of(gc).get("APIROUTES_PREVIEW_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {})
     check(ref == {"name": "apiroutes-preview", "key": "secret"}, f"gateway: APIROUTES_PREVIEW_SECRET from the Secret ({ref})")
     check("APIROUTES_PREVIEW_SECRET" not in env_of(oc), "operator: no preview secret")
@@ -354,6 +355,7 @@ def test_nondefault():
     check(env_of(oc).get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
           "POD_IP from the downward API")
     check("--extra=1" in oc["args"] and "--worker-threads=4" in gc["args"], "extraArgs / workerThreads")
+    check("--admin-routes" in gc["args"], "adminRoutes: --admin-routes")
     check(ports_of(gc)["http"].get("hostPort") == 8080, "gateway hostPort 8080 when set")
     check("hostPort" not in ports_of(gc)["admin"] and all("hostPort" not in p for p in oc["ports"]),
           "hostPort only on the gateway http port")

@@ -207,10 +207,6 @@ fn wanted_variants_follow_spec_preview() {
         wanted_variants(&route("a", "/a").with_preview()),
         vec![Variant::Main, Variant::Preview]
     );
-    assert_eq!(
-        variant_selector("a", Variant::Preview),
-        "app.kubernetes.io/managed-by=apiroutes-operator,apiroutes.dev/route=a,apiroutes.dev/variant=preview"
-    );
 }
 
 #[test]

@@ -88,6 +88,36 @@ async fn api_server_refuses_bad_apiroutes_naming_the_field() {
         );
     }
 
+    // `env` and `resources` are core/v1 types: the schema enforces their required fields
+    // and types, not the Pod-level checks (env var name syntax, quantity format), which
+    // only fail when the operator creates the Deployment.
+    let bad_shape: &[(&str, &str)] = &[
+        (
+            "  path: /api/x\n  image: e\n  env: [{value: v}]",
+            "spec.env[0].name: Required value",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  env: [{name: A, valueFrom: {configMapKeyRef: {name: c}}}]",
+            "spec.env[0].valueFrom.configMapKeyRef.key: Required value",
+        ),
+        (
+            "  path: /api/x\n  image: e\n  resources: {limits: [1Gi]}",
+            "spec.resources.limits: Invalid value",
+        ),
+    ];
+    for (i, (spec, want)) in bad_shape.iter().enumerate() {
+        let out = cluster.kubectl(
+            &["apply", "-f", "-"],
+            Some(&manifest(&format!("bad-shape-{i}"), &ns.name, spec)),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted a bad ApiRoute:\n{spec}");
+        assert!(
+            stderr.contains(want),
+            "for\n{spec}\nexpected {want:?} in: {stderr}"
+        );
+    }
+
     // Names the route's objects cannot be derived from (issue 13): too long for
     // `<name>-preview`, not a DNS label, or colliding with another route's preview objects.
     let long = "n".repeat(56);
