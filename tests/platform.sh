@@ -42,14 +42,17 @@ apiroutes is up. The gateway serves on http://127.0.0.1:$port
 
   export KUBECONFIG=$dir/kubeconfig PATH=$APIROUTES_CLUSTER_BIN:\$PATH
   kubectl get ar -A                                     # the routes, their status and replicas
-  kubectl logs -n nextjs deploy/hello                   # a function's output (real containers)
+  kubectl logs -n nextjs deploy/api-hello               # a function's output (real containers)
 
 Press Ctrl-C to stop.
 MSG
-# Serve until Ctrl-C or SIGTERM; the EXIT trap tears everything down.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Serve until Ctrl-C or SIGTERM; the EXIT trap tears everything down (and the sleeper goes
+# too, so no `sleep` outlives the script).
+sleeper=
+trap '[[ -z $sleeper ]] || kill "$sleeper" 2>/dev/null; exit 130' INT
+trap '[[ -z $sleeper ]] || kill "$sleeper" 2>/dev/null; exit 143' TERM
 while true; do
   sleep 3600 &
-  wait $! || true
+  sleeper=$!
+  wait "$sleeper" || true
 done
