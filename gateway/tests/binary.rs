@@ -26,23 +26,22 @@ async fn static_mode_serves_admin_and_drains_on_sigterm() {
         ),
     )
     .unwrap();
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"))
-        .args(["--static", file.to_str().unwrap()])
-        .args(["--listen", &listen.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(["--log-format", "json", "--worker-threads", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut gw = Proc {
-        child,
-        addr: listen,
-    };
+    let static_file = file.to_str().unwrap();
+    let (mut gw, admin) = gateway_bin(
+        &[
+            "--static",
+            static_file,
+            "--log-format",
+            "json",
+            "--worker-threads",
+            "1",
+        ],
+        |cmd| {
+            cmd.stdout(Stdio::piped());
+        },
+    );
+    let listen = gw.addr;
     wait_listening(listen);
-    wait_listening(admin);
 
     let (status, _, body) = get_raw(admin, "/readyz").await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));
@@ -128,27 +127,13 @@ async fn admin_routes_view_only_with_its_flag() {
     let backend = SocketAddr::from(([127, 0, 0, 1], 9));
     std::fs::write(
         &file,
-        format!("routes:\n{}", route_yaml("r", "/api/r", "", &[backend])),
+        routes_file(&[route_yaml("r", "/api/r", "", &[backend])]),
     )
     .unwrap();
     for (flag, want) in [(None, 404), (Some("--admin-routes"), 200)] {
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"))
-            .args(["--static", file.to_str().unwrap()])
-            .args(["--listen", &listen.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(["--worker-threads", "1"])
-            .args(flag)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let _gw = Proc {
-            child,
-            addr: listen,
-        };
-        wait_listening(admin);
+        let mut args = vec!["--static", file.to_str().unwrap(), "--worker-threads", "1"];
+        args.extend(flag);
+        let (_gw, admin) = gateway_bin(&args, |_| {});
         let (status, _, body) = get_raw(admin, "/routes").await;
         assert_eq!(status, want, "{flag:?}: {body}");
         if want == 200 {

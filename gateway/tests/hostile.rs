@@ -21,10 +21,6 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-fn yaml(routes: &[String]) -> String {
-    format!("routes:\n{}", routes.concat())
-}
-
 /// Bound on every wait in these tests (they never assert on durations).
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -50,7 +46,7 @@ async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
 async fn silent_and_partial_connections_are_dropped_and_free_their_permit() {
     let e = echo("silent");
     let gw = in_process_with(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
         quick(1),
     )
@@ -78,7 +74,7 @@ async fn silent_and_partial_connections_are_dropped_and_free_their_permit() {
 async fn idle_http1_and_h2_connections_are_closed() {
     let e = echo("idle");
     let gw = in_process_with(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
         ServerConfig {
             // Longer than PATIENCE: only the idle timeout can close these connections.
@@ -120,7 +116,7 @@ async fn idle_http1_and_h2_connections_are_closed() {
 async fn a_later_head_on_a_kept_alive_connection_gets_the_header_timeout() {
     let f = scripted(vec![(0, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]).await;
     let gw = in_process_with(
-        &yaml(&[route_yaml("l", "/api/l", "", &[f])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[f])]),
         ProxyConfig::default(),
         ServerConfig {
             // Longer than PATIENCE: only the header timeout can close this connection.
@@ -182,7 +178,7 @@ async fn admin_listener_has_its_own_connection_cap() {
 async fn oversized_http1_heads_get_431_and_are_closed() {
     let e = echo("big");
     let gw = in_process(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -224,7 +220,7 @@ async fn h2_frame(s: &mut TcpStream) -> (u8, u8, u32, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_settings_bound_header_lists_streams_and_windows() {
-    let gw = in_process(&yaml(&[]), ProxyConfig::default()).await;
+    let gw = in_process(&routes_file(&[]), ProxyConfig::default()).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
@@ -266,7 +262,7 @@ async fn h2_settings_bound_header_lists_streams_and_windows() {
 async fn h2_header_lists_are_bounded_by_the_same_limit() {
     let e = echo("big2");
     let gw = in_process(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -295,7 +291,7 @@ async fn echoed(addr: std::net::SocketAddr, request: &str) -> (u16, serde_json::
 async fn every_connection_line_is_honoured_and_only_te_trailers_goes_on() {
     let e = echo("hop");
     let gw = in_process(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -324,7 +320,7 @@ async fn every_connection_line_is_honoured_and_only_te_trailers_goes_on() {
 async fn invalid_or_repeated_hosts_get_400_and_absolute_form_sets_host() {
     let e = echo("host");
     let gw = in_process(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -370,7 +366,7 @@ async fn metric_labels_are_bounded_and_deleted_routes_leave_none() {
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let kept = route_yaml("kept", "/api/kept", "", &[e.addr]);
     let gw = in_process(
-        &yaml(&[kept.clone(), route_yaml("gone", "/api/gone", "", &[dead])]),
+        &routes_file(&[kept.clone(), route_yaml("gone", "/api/gone", "", &[dead])]),
         ProxyConfig::default(),
     )
     .await;
@@ -392,7 +388,7 @@ async fn metric_labels_are_bounded_and_deleted_routes_leave_none() {
     assert!(text.contains(r#"upstream_errors_total{kind="connect",route="default/gone"}"#));
 
     // The route is deleted: none of its series stay behind.
-    let routes = StaticRoutes::parse(&yaml(&[kept]), "test").unwrap();
+    let routes = StaticRoutes::parse(&routes_file(&[kept]), "test").unwrap();
     gw.gateway.install(routes.build(&gw.gateway.registry));
     let text = String::from_utf8(gw.gateway.metrics.render()).unwrap();
     assert!(!text.contains("default/gone"), "{text}");
@@ -407,14 +403,9 @@ async fn upgrade_echo() -> std::net::SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read_exact(&mut b).await.is_err() {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let proto = head
                     .lines()
@@ -447,15 +438,10 @@ async fn upgrade(addr: std::net::SocketAddr, path: &str, proto: &str) -> Result<
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(PATIENCE, s.read_exact(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(b[0]);
-    }
+    let head = tokio::time::timeout(PATIENCE, read_head(&mut s))
+        .await
+        .unwrap()
+        .unwrap();
     let status = String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0);
     if status == 101 { Ok(s) } else { Err(status) }
 }
@@ -474,7 +460,7 @@ async fn round_trip(s: &mut TcpStream, msg: &[u8]) {
 async fn upgrades_other_than_websocket_are_served_as_plain_http_unless_allowed() {
     let e = echo("up");
     let up = upgrade_echo().await;
-    let routes = yaml(&[
+    let routes = routes_file(&[
         route_yaml("l", "/api/l", "", &[e.addr]),
         route_yaml("up", "/api/up", "", &[up]),
     ]);
@@ -520,7 +506,7 @@ async fn upgraded_tunnels_count_against_max_connections() {
     let e = echo("tunnel");
     let up = upgrade_echo().await;
     let gw = in_process_with(
-        &yaml(&[
+        &routes_file(&[
             route_yaml("l", "/api/l", "", &[e.addr]),
             route_yaml("up", "/api/up", "", &[up]),
         ]),
@@ -552,13 +538,8 @@ async fn scripted(parts: Vec<(u64, &'static str)>) -> std::net::SocketAddr {
         while let Ok((mut s, _)) = l.accept().await {
             let parts = parts.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read_exact(&mut b).await.is_err() {
-                        return;
-                    }
-                    head.push(b[0]);
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 for (delay_ms, part) in parts {
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -598,7 +579,7 @@ async fn a_function_answering_only_1xx_gets_the_client_a_prompt_502() {
     ])
     .await;
     let gw = in_process(
-        &yaml(&[
+        &routes_file(&[
             route_yaml("hints", "/api/hints", "", &[hints_only]),
             route_yaml("cont", "/api/cont", "", &[continue_only]),
             route_yaml("ok", "/api/ok", "", &[hints_then_final]),
@@ -649,14 +630,9 @@ async fn head_echo() -> std::net::SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read_exact(&mut b).await.is_err() {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\nX-Function-Case: Yes\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
                     head.len()
@@ -673,7 +649,7 @@ async fn head_echo() -> std::net::SocketAddr {
 async fn http1_header_names_keep_their_case_both_ways() {
     let f = head_echo().await;
     let gw = in_process(
-        &yaml(&[route_yaml("raw", "/api/raw", "", &[f])]),
+        &routes_file(&[route_yaml("raw", "/api/raw", "", &[f])]),
         ProxyConfig::default(),
     )
     .await;

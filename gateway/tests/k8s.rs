@@ -126,24 +126,11 @@ async fn watches_apiroutes_and_endpointslices() {
     );
     let kubeconfig = dir.join("kubeconfig");
 
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"))
-        .env("KUBECONFIG", &kubeconfig)
-        .args(["--listen", &listen.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(["--namespace", "shop"])
-        // The test reads endpoints back from `/routes`, which is off by default.
-        .arg("--admin-routes")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _gw = Proc {
-        child,
-        addr: listen,
-    };
-    wait_listening(admin);
+    // The test reads endpoints back from `/routes`, which is off by default.
+    let (gw, admin) = gateway_bin(&["--namespace", "shop", "--admin-routes"], |cmd| {
+        cmd.env("KUBECONFIG", &kubeconfig).stderr(Stdio::inherit());
+    });
+    let listen = gw.addr;
     let mut ready = false;
     for _ in 0..300 {
         if get_raw(admin, "/readyz").await.0 == 200 {

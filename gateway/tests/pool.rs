@@ -83,7 +83,7 @@ async fn backend(close_second_on_first: bool) -> Backend {
 
 async fn gateway(b: &Backend, pool: PoolConfig) -> InProcess {
     in_process(
-        &format!("routes:\n{}", route_yaml("p", "/api/p", "", &[b.addr])),
+        &routes_file(&[route_yaml("p", "/api/p", "", &[b.addr])]),
         ProxyConfig {
             pool,
             ..ProxyConfig::default()

@@ -15,15 +15,11 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-fn yaml(routes: &[String]) -> String {
-    format!("routes:\n{}", routes.concat())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_with_params_and_contract_headers() {
     let e = echo("e1");
     let gw = in_process(
-        &yaml(&[
+        &routes_file(&[
             route_yaml("users", "/api/users/[id]", "", &[e.addr]),
             route_yaml("hello", "/api/hello", "", &[e.addr]),
             route_yaml("docs", "/api/docs/[[...slug]]", "", &[e.addr]),
@@ -97,7 +93,7 @@ async fn gateway_answers_308_400_404_405_413_502_504() {
     let e = echo("e1");
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let gw = in_process(
-        &yaml(&[
+        &routes_file(&[
             route_yaml("get-only", "/api/get", ", methods: [GET]", &[e.addr]),
             route_yaml("small", "/api/small", ", bodyLimit: \"100\"", &[e.addr]),
             route_yaml("slow", "/api/slow", ", timeoutSeconds: 1", &[e.addr]),
@@ -235,7 +231,7 @@ async fn peer_port_backend() -> SocketAddr {
 async fn backend_connections_are_kept_alive_and_reused() {
     let backend = peer_port_backend().await;
     let gw = in_process(
-        &yaml(&[route_yaml("p", "/api/p", "", &[backend])]),
+        &routes_file(&[route_yaml("p", "/api/p", "", &[backend])]),
         ProxyConfig::default(),
     )
     .await;
@@ -262,7 +258,7 @@ async fn least_in_flight_balancing_and_retry_on_dead_endpoint() {
     let e2 = echo("two");
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let gw = in_process(
-        &yaml(&[
+        &routes_file(&[
             route_yaml("pair", "/api/pair", "", &[e1.addr, e2.addr]),
             route_yaml("half", "/api/half", "", &[dead, e1.addr]),
         ]),
@@ -324,7 +320,7 @@ async fn least_in_flight_balancing_and_retry_on_dead_endpoint() {
 async fn h2c_clients_are_served() {
     let e = echo("e");
     let gw = in_process(
-        &yaml(&[route_yaml("h", "/api/h/[x]", "", &[e.addr])]),
+        &routes_file(&[route_yaml("h", "/api/h/[x]", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -349,14 +345,9 @@ async fn ws_echo() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read_exact(&mut b).await.is_err() {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 assert!(head.contains("upgrade: websocket"), "{head}");
                 assert!(head.contains("x-apiroute-name: default/ws"), "{head}");
@@ -375,7 +366,7 @@ async fn ws_echo() -> SocketAddr {
 async fn websocket_upgrades_pass_through() {
     let ws = ws_echo().await;
     let gw = in_process(
-        &yaml(&[route_yaml("ws", "/api/ws", "", &[ws])]),
+        &routes_file(&[route_yaml("ws", "/api/ws", "", &[ws])]),
         ProxyConfig::default(),
     )
     .await;
@@ -383,12 +374,7 @@ async fn websocket_upgrades_pass_through() {
     s.write_all(b"GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .await
         .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
+    let head = read_head(&mut s).await.unwrap();
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
@@ -407,7 +393,7 @@ async fn websocket_upgrades_pass_through() {
 async fn server_sent_events_arrive_incrementally() {
     let e = echo("sse");
     let gw = in_process(
-        &yaml(&[route_yaml("sse", "/api/sse", "", &[e.addr])]),
+        &routes_file(&[route_yaml("sse", "/api/sse", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -440,7 +426,7 @@ async fn server_sent_events_arrive_incrementally() {
 async fn metrics_count_requests_by_route() {
     let e = echo("m");
     let gw = in_process(
-        &yaml(&[route_yaml("m", "/api/m", "", &[e.addr])]),
+        &routes_file(&[route_yaml("m", "/api/m", "", &[e.addr])]),
         ProxyConfig::default(),
     )
     .await;
@@ -569,7 +555,7 @@ async fn broken_preview_pair_is_flagged_to_the_function_not_cleared_by_the_gatew
     use apiroutes_gateway::preview::{Endpoints, PreviewKeys};
     let e = echo("e1");
     let gw = in_process(
-        &yaml(&[route_yaml("plain", "/api/plain", "", &[e.addr])]),
+        &routes_file(&[route_yaml("plain", "/api/plain", "", &[e.addr])]),
         ProxyConfig {
             preview: Some(apiroutes_gateway::proxy::PreviewConfig {
                 keys: PreviewKeys::from_secret(b"a-test-secret-of-enough-bytes").unwrap(),
@@ -644,7 +630,7 @@ async fn grpc_backend() -> SocketAddr {
 async fn grpc_goes_over_h2c_with_trailers() {
     let backend = grpc_backend().await;
     let gw = in_process(
-        &yaml(&[route_yaml("grpc", "/pkg.Service/[method]", "", &[backend])]),
+        &routes_file(&[route_yaml("grpc", "/pkg.Service/[method]", "", &[backend])]),
         ProxyConfig::default(),
     )
     .await;
@@ -667,7 +653,7 @@ async fn slow_clients_time_out_and_connections_are_bounded() {
     use apiroutes_gateway::server::ServerConfig;
     let e = echo("limits");
     let gw = in_process_with(
-        &yaml(&[route_yaml("l", "/api/l", "", &[e.addr])]),
+        &routes_file(&[route_yaml("l", "/api/l", "", &[e.addr])]),
         ProxyConfig::default(),
         ServerConfig {
             max_connections: 1,

@@ -350,8 +350,9 @@ fn condition<'a>(r: &'a ApiRoute, type_: &str) -> Option<(&'a str, &'a str, &'a 
         .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
 }
 
-fn image_of(d: &Deployment) -> String {
-    d.spec
+/// The function container of a Deployment's pod template.
+fn container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+    &d.spec
         .as_ref()
         .unwrap()
         .template
@@ -359,9 +360,10 @@ fn image_of(d: &Deployment) -> String {
         .as_ref()
         .unwrap()
         .containers[0]
-        .image
-        .clone()
-        .unwrap()
+}
+
+fn image_of(d: &Deployment) -> String {
+    container(d).image.clone().unwrap()
 }
 
 #[tokio::test]
@@ -554,17 +556,7 @@ async fn conflict_is_reported_and_resolved_when_the_winner_goes_away() {
 }
 
 fn container_of(d: &Deployment) -> serde_json::Value {
-    serde_json::to_value(
-        &d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0],
-    )
-    .unwrap()
+    serde_json::to_value(container(d)).unwrap()
 }
 
 #[tokio::test]

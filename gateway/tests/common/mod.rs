@@ -84,6 +84,27 @@ pub fn wait_listening(addr: SocketAddr) {
     panic!("{addr} never listened");
 }
 
+/// The gateway binary on free loopback ports (`--listen`, `--admin-listen`) with `args`;
+/// `configure` sets its environment and stdio. Returns once the admin port listens, with the
+/// process (`addr` is the proxy port) and the admin address.
+pub fn gateway_bin(args: &[&str], configure: impl FnOnce(&mut Command)) -> (Proc, SocketAddr) {
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"));
+    cmd.args(["--listen", &listen.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    configure(&mut cmd);
+    let gw = Proc {
+        child: cmd.spawn().unwrap(),
+        addr: listen,
+    };
+    wait_listening(admin);
+    (gw, admin)
+}
+
 /// Starts an echo function named `name` on a free port.
 pub fn echo(name: &str) -> Proc {
     let port = free_port();
@@ -146,6 +167,23 @@ pub async fn in_process_with(yaml: &str, config: ProxyConfig, server: ServerConf
 }
 
 /// One route entry of a static file.
+/// A static-routes file holding `routes` (entries from [`route_yaml`]).
+pub fn routes_file(routes: &[String]) -> String {
+    format!("routes:\n{}", routes.concat())
+}
+
+/// Reads one HTTP/1 message head through its blank line, a byte at a time so nothing after
+/// it is consumed; `None` when the stream ends first.
+pub async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.ok()?;
+        head.push(b[0]);
+    }
+    Some(head)
+}
+
 pub fn route_yaml(name: &str, path: &str, extra_spec: &str, backends: &[SocketAddr]) -> String {
     let list: Vec<String> = backends.iter().map(|a| format!("\"http://{a}\"")).collect();
     format!(
