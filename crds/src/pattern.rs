@@ -314,9 +314,7 @@ fn parse_segment(part: &str, at: usize) -> Result<Segment, PatternError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-            if !ok {
+            if !escape_at(bytes, i) {
                 return Err(PatternError::BadEscape {
                     segment: part.to_owned(),
                     at: at + i,
@@ -388,16 +386,23 @@ pub fn split_path(path: &str) -> Vec<&str> {
     }
 }
 
+/// Whether `bytes[i..]` starts with a percent-escape: `%` and two hex digits (RFC 3986
+/// §2.1). The one home of that rule for patterns, paths, queries and hosts.
+pub fn escape_at(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i) == Some(&b'%')
+        && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+        && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+}
+
+/// Where the first `%` that does not start a percent-escape is, if any.
+pub fn first_bad_escape(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).find(|&i| bytes[i] == b'%' && !escape_at(bytes, i))
+}
+
 /// Percent-decodes one raw path segment into a parameter value.
 pub fn decode(raw: &str) -> Result<String, MatchError> {
-    let b = raw.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'%'
-            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-        {
-            return Err(MatchError);
-        }
+    if first_bad_escape(raw.as_bytes()).is_some() {
+        return Err(MatchError);
     }
     percent_decode_str(raw)
         .decode_utf8()

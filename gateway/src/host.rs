@@ -1,6 +1,7 @@
 //! The request's authority (RFC 9110 §7.2, RFC 9112 §3.2, RFC 9113 §8.3.1): which one
 //! counts, and whether it is a valid `uri-host [ ":" port ]` (RFC 3986 §3.2). Pure.
 
+use apiroutes_crds::pattern::escape_at;
 use http::{HeaderMap, HeaderValue, Uri, Version, header};
 
 use crate::error::Error;
@@ -100,13 +101,7 @@ fn valid_reg_name(s: &[u8]) -> bool {
     let mut i = 0;
     while i < s.len() {
         match s[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3);
-                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                i += 3;
-            }
+            b'%' if escape_at(s, i) => i += 3,
             b if is_unreserved(b) || is_sub_delim(b) => i += 1,
             _ => return false,
         }

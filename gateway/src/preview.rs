@@ -769,14 +769,8 @@ impl Query {
 
 /// `application/x-www-form-urlencoded` value decoding; `None` on a bad escape or non-UTF-8.
 fn form_decode(v: &str) -> Option<String> {
-    let b = v.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'%'
-            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-        {
-            return None;
-        }
+    if apiroutes_crds::pattern::first_bad_escape(v.as_bytes()).is_some() {
+        return None;
     }
     let plus = v.replace('+', " ");
     percent_decode_str(&plus)

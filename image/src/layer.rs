@@ -20,15 +20,7 @@ pub struct Layer {
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
 /// Hashes what passes through, for the diff_id.
@@ -93,7 +85,7 @@ pub fn write(tree: &Tree, epoch: u64) -> Result<Layer> {
         }
     }
     let hashing = tar.into_inner().map_err(io("tar"))?;
-    let diff_id = format!("sha256:{}", hex(&hashing.hash.finalize()));
+    let diff_id = format!("sha256:{:x}", hashing.hash.finalize());
     let blob = hashing.inner.finish().map_err(io("gzip"))?;
     Ok(Layer {
         digest: sha256(&blob),
@@ -134,6 +126,14 @@ mod tests {
             },
         );
         t
+    }
+
+    #[test]
+    fn digests_are_lower_case_hex_sha256() {
+        assert_eq!(
+            sha256(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

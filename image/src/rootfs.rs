@@ -2,7 +2,7 @@
 //! with which mode and owner. Sorted maps, so the layers come out in one order.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     fs,
     path::{Path, PathBuf},
 };
@@ -130,7 +130,7 @@ fn add_binaries(tree: &mut Tree, binaries: &[Placement], dirs: &[PathBuf]) -> Re
         );
         queue.push_back(b.host.clone());
     }
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     while let Some(host) = queue.pop_front() {
         let bytes = fs::read(&host).map_err(Error::io(&host))?;
         let needs = elf::needs(&host, &bytes)?;
@@ -140,7 +140,7 @@ fn add_binaries(tree: &mut Tree, binaries: &[Placement], dirs: &[PathBuf]) -> Re
                 .or_insert_with(|| Entry::file(Content::Host(PathBuf::from(&interp)), 0o755));
         }
         for lib in needs.libraries {
-            if seen.insert(lib.clone(), ()).is_some() {
+            if !seen.insert(lib.clone()) {
                 continue;
             }
             let found = dirs.iter().map(|d| d.join(&lib)).find(|p| p.is_file());
