@@ -337,44 +337,30 @@ pub fn stamped<K: Resource + serde::Serialize>(mut obj: K) -> K {
 /// A pure function of the value, the same across runs and versions of the operator; any
 /// added, changed or removed field changes it.
 pub fn applied_hash<T: serde::Serialize>(obj: &T) -> String {
-    let mut canonical = String::new();
-    match serde_json::to_value(obj) {
-        Ok(v) => write_canonical(&v, &mut canonical),
+    // serde_json's maps are sorted (the workspace does not enable `preserve_order`; the
+    // pinned test would catch it) and `to_vec` is compact: with null members dropped, that
+    // is the canonical form.
+    let canonical = match serde_json::to_value(obj) {
+        Ok(mut v) => {
+            drop_nulls(&mut v);
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
         // Not serializable (never for API objects): a hash nothing live can carry.
-        Err(e) => canonical = format!("unserializable: {e}"),
-    }
-    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+        Err(e) => format!("unserializable: {e}").into_bytes(),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &canonical);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn write_canonical(v: &serde_json::Value, out: &mut String) {
+fn drop_nulls(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Object(m) => {
-            let mut entries: Vec<_> = m.iter().filter(|(_, v)| !v.is_null()).collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
-            }
-            out.push('}');
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
         }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, v) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
