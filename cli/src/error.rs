@@ -15,6 +15,9 @@ pub enum Error {
     /// `import` found what Next.js would refuse; every reason, one per line.
     #[error("refusing to import:\n{}", .0.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
     Refused(Vec<String>),
+    /// Route files that did not build; each with its file and reason.
+    #[error("route files did not build (nothing was pushed or applied):\n{}", .0.iter().map(|r| format!("  - {}", r.replace('\n', "\n    "))).collect::<Vec<_>>().join("\n"))]
+    Build(Vec<String>),
     /// `check` found problems (already printed).
     #[error("{0} problem(s) found")]
     CheckFailed(usize),

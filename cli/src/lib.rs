@@ -3,6 +3,7 @@
 //! - [`import`]: a Next.js `pages/api` or `app` tree → ApiRoute manifests;
 //! - [`check`]: ApiRoute manifests validated offline, conflicts included;
 //! - [`routes`]: the live route table, in the gateway's order;
+//! - [`deploy`]: a Next.js app folder → one image (no container engine) → served routes;
 //! - [`image`]: reproducible OCI images built and pushed without a container engine
 //!   (`apiroutes-image`).
 //!
@@ -11,6 +12,7 @@
 
 pub mod check;
 mod cli;
+pub mod deploy;
 pub mod error;
 pub mod image;
 pub mod import;

@@ -24,6 +24,7 @@ pub fn route(name: &str, path: &str) -> ApiRoute {
             image: "echo:test".to_owned(),
             port: 8080,
             env: vec![],
+            env_from: vec![],
             resources: None,
             readiness_path: None,
             timeout_seconds: 30,

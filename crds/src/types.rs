@@ -2,7 +2,7 @@
 //! CRD's descriptions (`kubectl explain apiroute.spec`); validation attributes become its
 //! schema and CEL rules, so `kubectl apply` of a bad object fails naming the field.
 
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -27,9 +27,13 @@ use crate::quantity;
     printcolumn = r#"{"name":"Path","type":"string","jsonPath":".spec.path"}"#,
     printcolumn = r#"{"name":"Methods","type":"string","jsonPath":".spec.methods"}"#,
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.replicas"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // `-o wide`: why a route is not accepted (`Conflict`, `InvalidSpec`) or not ready.
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Accepted\")].reason"}"#,
+    printcolumn = r#"{"name":"Ready-Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     // The rules of `labels::ROUTE_NAME_RULES`, in order (attributes take no loops).
     validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[0].0).message(crate::labels::ROUTE_NAME_RULES[0].1),
     validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[1].0).message(crate::labels::ROUTE_NAME_RULES[1].1),
@@ -75,6 +79,13 @@ pub struct ApiRouteSpec {
     /// Environment variables for the function's container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+
+    /// Sources of environment variables for the function's container, as a Pod's
+    /// `envFrom` (a Secret or ConfigMap in the route's namespace). `apiroutes deploy` puts an
+    /// app's `.env` files in a Secret named here, so values never appear in the ApiRoute.
+    /// Entries of `env` win over these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
 
     /// Compute resources of the function's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,7 +194,10 @@ pub struct ApiRouteStatus {
     pub url: Option<String>,
     /// `Accepted` (routed, or `Conflict` with the winner named) and `Ready` (requests
     /// will be served; scaled to zero but wakeable counts as ready).
+    /// A list-map keyed by `type`, as Kubernetes' own conditions, so server-side apply
+    /// merges them entry by entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

@@ -162,6 +162,7 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
             ..ContainerPort::default()
         }]),
         env: Some(environment(route, variant)),
+        env_from: (!route.spec.env_from.is_empty()).then(|| route.spec.env_from.clone()),
         resources: route.spec.resources.clone(),
         readiness_probe: Some(readiness_probe(route)),
         security_context: Some(SecurityContext {

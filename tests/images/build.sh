@@ -75,28 +75,20 @@ rust_image echo "$version" echo --port 8080 --env PORT=8080
 # A second tag of echo (the same program): rollout tests change a route's image to it.
 rust_image echo 0.1.1 echo --port 8080 --env PORT=8080
 
-# A Next.js app: its route trees bundled by the runtime into a staging dir, then the image.
+# A Next.js app: `apiroutes build` (the same code path as `apiroutes deploy`) bundles its
+# route files with the runtime and lays out Node 24 + the runtime + the bundles.
 node_image() {
-  local name=$1 app=$2 stage tree
-  stage=$(mktemp -d "${TMPDIR:-/tmp}/apiroutes-image-$name.XXXXXX")
-  for tree in pages/api src/pages/api app src/app; do
-    if [[ -d $app/$tree ]]; then
-      node runtime/node/bin/apiroutes-node.js build "$app/$tree" --out "$stage/$tree" >&2
-    fi
-  done
-  # Only what serving needs: bin, src and package.json (for "type": "module").
-  mkdir -p "$stage.runtime"
-  cp -r runtime/node/bin runtime/node/src runtime/node/package.json "$stage.runtime/"
-  build "$name" "$version" \
-    --binary "$node_bin:/usr/local/bin/node" \
-    --file "$stage.runtime:/opt/apiroutes-node" \
-    --file "$stage:/srv/functions" \
-    --workdir /srv/functions \
-    --env NODE_ENV=production --env HOST=0.0.0.0 --env PORT=8080 \
-    --env PATH=/usr/local/bin \
-    --port 8080 \
-    --entrypoint '["/usr/local/bin/node","/opt/apiroutes-node/bin/apiroutes-node.js"]'
-  rm -rf "$stage" "$stage.runtime"
+  local name=$1 app=$2
+  local ref=ghcr.io/apiroutes/$name:$version dir=$out/$name-$version
+  local image
+  image=$("$cli" build "$app" --out "$dir" --image "ghcr.io/apiroutes/$name" --tag "$version" \
+    --node "$node_bin" --annotation "org.opencontainers.image.version=$version" \
+    --annotation "org.opencontainers.image.revision=$revision" \
+    --annotation "org.opencontainers.image.source=$source_url" \
+    --annotation "org.opencontainers.image.title=$name" \
+    --annotation org.opencontainers.image.licenses=Apache-2.0)
+  echo "images: $ref ${image#*@}" >&2
+  echo "$ref $dir"
 }
 node_image nextjs-example examples/nextjs
 node_image e2e-fixtures tests/e2e/fixtures/app

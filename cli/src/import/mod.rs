@@ -343,6 +343,7 @@ fn manifest(
                 value: Some(handler_path(&f.file.rel, options)),
                 value_from: None,
             }],
+            env_from: vec![],
             resources: None,
             readiness_path: Some(READINESS_PATH.to_owned()),
             timeout_seconds,

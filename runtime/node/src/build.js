@@ -13,6 +13,7 @@ const APP_UI = /^(page|layout|template|loading|error|global-error|not-found|defa
 const NEXT_SERVER_SHIM = fileURLToPath(new URL('./next-server.js', import.meta.url));
 const NEXT_HEADERS_SHIM = fileURLToPath(new URL('./next-headers.js', import.meta.url));
 const NEXT_NAVIGATION_SHIM = fileURLToPath(new URL('./next-navigation.js', import.meta.url));
+const RUNTIME_SRC = fileURLToPath(new URL('.', import.meta.url));
 // Relative imports without an extension: as the runtime resolves them (src/resolve-hooks.js).
 const RESOLVE_EXTENSIONS = ['.js', '.mjs', '.cjs', '.ts', '.tsx', '.jsx', '.json'];
 
@@ -138,4 +139,36 @@ async function esbuildOne(esbuild, file, outfile, options) {
   for (const w of result.warnings) {
     console.warn(`warning: ${w.location ? `${w.location.file}:${w.location.line}:${w.location.column}: ` : ''}${w.text}`);
   }
+  await relocateSourceMap(file, outfile);
+}
+
+/**
+ * esbuild writes the map's `sources` relative to where the output was written, a
+ * temporary folder whose depth differs from one build to the next, so the same app would
+ * give different bytes. Rewrite them relative to the route file's own folder: the bundle
+ * sits at the same place in the image's tree as the route file in the app, so the
+ * sources still resolve there (`hello.js`, `../../lib/db.js`), and the bytes no longer
+ * depend on the build machine.
+ * @param {string} file the route file
+ * @param {string} outfile its bundle
+ */
+async function relocateSourceMap(file, outfile) {
+  const mapFile = `${outfile}.map`;
+  /** @type {{ sources?: string[] }} */
+  let map;
+  try {
+    map = JSON.parse(await fs.readFile(mapFile, 'utf8'));
+  } catch {
+    return;
+  }
+  if (!Array.isArray(map.sources)) return;
+  const from = path.dirname(path.resolve(file));
+  map.sources = map.sources.map((s) => {
+    const abs = path.resolve(path.dirname(outfile), s);
+    // The runtime's own shims (next/server, ...) are named by the runtime, wherever it is.
+    const inRuntime = path.relative(RUNTIME_SRC, abs);
+    if (!inRuntime.startsWith('..') && !path.isAbsolute(inRuntime)) return `apiroutes-node:src/${inRuntime.split(path.sep).join('/')}`;
+    return path.relative(from, abs).split(path.sep).join('/');
+  });
+  await fs.writeFile(mapFile, JSON.stringify(map, null, 2) + '\n');
 }

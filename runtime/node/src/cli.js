@@ -11,6 +11,9 @@ import { installNextServerResolution, needsResolveHooks } from './resolve.js';
 const USAGE = `usage:
   apiroutes-node <handler-file>            serve one route file (or env APIROUTES_HANDLER)
   apiroutes-node build <src> --out <dir>   compile route files (TS, ESM, CJS) with esbuild
+  apiroutes-node env <app-dir> [--local]   print the variables of the app's .env, .env.production
+                                           (and .local files with --local) as JSON, expanded
+                                           as next start does, without the process environment
 
 environment: HOST (0.0.0.0), PORT (3000), APIROUTES_READINESS_PATH (/healthz),
   APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30),
@@ -50,6 +53,19 @@ export async function main(argv, env = process.env) {
       for (const file of err.written) console.log(file);
       throw err;
     }
+    return;
+  }
+  if (argv[0] === 'env') {
+    const dir = argv[1];
+    if (!dir || dir.startsWith('--')) throw new Error(`env needs an app directory\n${USAGE}`);
+    // Expanded against nothing but the files: the build machine's environment is not the
+    // function's, and must not leak into what is deployed.
+    const { loaded, parsed } = loadEnvConfig(dir, {
+      env: { NODE_ENV: 'production' },
+      local: argv.includes('--local'),
+      log: (line) => console.error(line),
+    });
+    console.log(JSON.stringify({ loaded, variables: parsed }));
     return;
   }
   const file = argv[0] ?? env.APIROUTES_HANDLER;

@@ -88,14 +88,17 @@ function expand(config, env) {
  * Loads `dir`'s env files into `env` (default `process.env`) as `next start` does.
  * A file that fails to parse or expand is reported and skipped, as in Next.
  * @param {string} dir the app directory (where next.config.js would be)
- * @param {{ env?: Record<string, string | undefined>, log?: (line: string) => void }} [options]
+ * `local: false` skips the `.local` files (`apiroutes deploy` ships them only when asked:
+ * they hold a developer's own values).
+ * @param {{ env?: Record<string, string | undefined>, log?: (line: string) => void, local?: boolean }} [options]
  * @returns {{ loaded: string[], parsed: Record<string, string> }} file names loaded, and the variables they added
  */
 export function loadEnvConfig(dir, options = {}) {
   const env = options.env ?? process.env;
   const log = options.log ?? ((line) => console.error(line));
   const mode = env.NODE_ENV === 'test' ? 'test' : 'production';
-  const names = [`.env.${mode}.local`, mode !== 'test' && '.env.local', `.env.${mode}`, '.env'].filter(
+  const local = options.local ?? true;
+  const names = [local && `.env.${mode}.local`, local && mode !== 'test' && '.env.local', `.env.${mode}`, '.env'].filter(
     /** @returns {name is string} */ (name) => Boolean(name),
   );
   /** @type {{ name: string, contents: string }[]} */

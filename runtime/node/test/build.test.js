@@ -96,3 +96,22 @@ test('bin build: lists what it wrote, reports every failure, exits non-zero', as
     await fs.rm(out, { recursive: true, force: true });
   }
 });
+
+test('build: the same files give the same bytes wherever the output goes (source maps name the app\'s files)', async () => {
+  const shallow = await fs.mkdtemp(path.join(os.tmpdir(), 'apiroutes-build-'));
+  const deep = await fs.mkdtemp(path.join(os.tmpdir(), 'apiroutes-build-'));
+  try {
+    const src = path.join(fixtures, 'extless', 'pages');
+    const [a] = await build(src, shallow);
+    const [b] = await build(src, path.join(deep, 'one', 'two', 'three'));
+    assert.equal(await fs.readFile(`${a}.map`, 'utf8'), await fs.readFile(`${b}.map`, 'utf8'));
+    assert.equal(await fs.readFile(a, 'utf8'), await fs.readFile(b, 'utf8'));
+    const map = JSON.parse(await fs.readFile(`${a}.map`, 'utf8'));
+    // Relative to the route file's own folder, where the bundle sits in the image's tree.
+    assert.ok(map.sources.includes('handler.js'), JSON.stringify(map.sources));
+    assert.ok(map.sources.every((/** @type {string} */ s) => !path.isAbsolute(s) && !s.includes(os.tmpdir())), JSON.stringify(map.sources));
+  } finally {
+    await fs.rm(shallow, { recursive: true, force: true });
+    await fs.rm(deep, { recursive: true, force: true });
+  }
+});

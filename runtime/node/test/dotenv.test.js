@@ -111,3 +111,24 @@ test("the markers next start defines, Node and edge", () => {
   assert.equal(declaresEdgeRuntime('var config = { runtime: "experimental-edge" };'), true);
   assert.equal(declaresEdgeRuntime("export const runtime = 'nodejs';"), false);
 });
+
+test('`apiroutes-node env`: the files deploy ships, as JSON, without .local files unless asked, and without the process environment', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const bin = new URL('../bin/apiroutes-node.js', import.meta.url).pathname;
+  const dir = await appDir({
+    '.env': 'A=env\nB=env\nFROM_PROC=${HOME}-x\n',
+    '.env.production': 'B=production\n',
+    '.env.local': 'A=local\nSECRET=mine\n',
+  });
+  try {
+    const run = (/** @type {string[]} */ extra) =>
+      JSON.parse(execFileSync(process.execPath, [bin, 'env', dir, ...extra], { encoding: 'utf8', env: { ...process.env, HOME: '/home/dev' } }));
+    assert.deepEqual(run([]), { loaded: ['.env.production', '.env'], variables: { A: 'env', B: 'production', FROM_PROC: '-x' } });
+    assert.deepEqual(run(['--local']), {
+      loaded: ['.env.local', '.env.production', '.env'],
+      variables: { A: 'local', SECRET: 'mine', B: 'production', FROM_PROC: '-x' },
+    });
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,40 +1,128 @@
-//! End to end for Next.js handlers: `apiroutes import examples/nextjs` → `kubectl apply -f -`
-//! → pods running the Node runtime on the local node → the gateway. A form POST returns the
-//! email, a dynamic route its parameter, and Preview Mode enabled by a handler's
-//! `res.setPreviewData()` (signed into cookies by the gateway) changes what a handler serves.
+//! End to end for Next.js apps: `apiroutes deploy` of a copy of examples/nextjs (its route
+//! files bundled into one image with no container engine, pushed to the node's registry,
+//! its `.env` in a Secret, its ApiRoutes applied) → pods running the Node runtime on the
+//! local node → the gateway. A form POST returns the email, a dynamic route its parameter,
+//! Preview Mode enabled by a handler's `res.setPreviewData()` (signed into cookies by the
+//! gateway) changes what a handler serves; a redeploy of the unchanged app changes nothing,
+//! a changed handler rolls only its route, and a removed route file is pruned.
 
-use std::process::{Command, Stdio};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use apiroutes_e2e::{Cluster, Http, eventually};
 
-const IMAGE: &str = "ghcr.io/apiroutes/nextjs-example:0.1.0";
-
-fn import(namespace: &str) -> String {
+fn cli() -> String {
     // The runner builds the CLI into CARGO_TARGET_DIR (tests/lib/platform.sh).
-    let cli = std::env::var("APIROUTES_CLI").unwrap_or_else(|_| {
+    std::env::var("APIROUTES_CLI").unwrap_or_else(|_| {
         let target = std::env::var("CARGO_TARGET_DIR")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_owned());
         format!("{target}/debug/apiroutes")
-    });
-    let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/nextjs");
-    let out = Command::new(&cli)
-        .args(["import", app, "--namespace", namespace, "--image", IMAGE])
+    })
+}
+
+/// `apiroutes deploy APP` into `namespace`; its report (`kind/name outcome` lines).
+fn deploy(cluster: &Cluster, app: &Path, namespace: &str) -> String {
+    let registry = std::env::var("APIROUTES_REGISTRY")
+        .expect("APIROUTES_REGISTRY: the node's registry, exported with the cluster");
+    let kubeconfig = cluster.dir.join("kubeconfig");
+    let out = Command::new(cli())
+        .arg("deploy")
+        .arg(app)
+        .args([
+            "--app",
+            "shop",
+            "--namespace",
+            namespace,
+            "--registry",
+            &registry,
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
         .stderr(Stdio::inherit())
         .output()
-        .unwrap_or_else(|e| panic!("running {cli}: {e}"));
-    assert!(out.status.success(), "apiroutes import failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "apiroutes deploy failed: {report}");
+    report
+}
+
+/// A copy of examples/nextjs to change between deploys, with a `.env` and a route that
+/// reads it; removed on drop.
+struct App(PathBuf);
+
+impl App {
+    fn copy(ns: &str) -> App {
+        let dir = std::env::temp_dir().join(format!("apiroutes-e2e-{ns}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/nextjs");
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(example)
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cp -r {example} {}", dir.display());
+        let app = App(dir);
+        app.write(
+            ".env",
+            "SHOP_GREETING=${SHOP_WORD}-from-dotenv\nSHOP_WORD=never\n",
+        );
+        app.write(".env.production", "SHOP_WORD=s3cret\n");
+        app.write(
+            "pages/api/env.js",
+            "export default function handler(req, res) { res.json({ greeting: process.env.SHOP_GREETING ?? null }); }\n",
+        );
+        app
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.0.join(rel), text).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `deployment name → container image` in a namespace.
+fn images(cluster: &Cluster, ns: &str) -> std::collections::BTreeMap<String, String> {
+    let out = cluster.kubectl_ok(
+        &[
+            "get",
+            "deployments",
+            "-n",
+            ns,
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name}={.spec.template.spec.containers[0].image}{"\n"}{end}"#,
+        ],
+        None,
+    );
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, i)| (n.to_owned(), i.to_owned()))
+        .collect()
 }
 
 #[tokio::test]
-async fn nextjs_handlers_run_unchanged_behind_the_gateway() {
-    let Some(cluster) = Cluster::platform_from_env("nextjs_handlers").await else {
+async fn nextjs_app_deploys_and_runs_unchanged_behind_the_gateway() {
+    let Some(cluster) = Cluster::platform_from_env("nextjs_app_deploys").await else {
         return;
     };
     let ns = cluster.namespace("e2e-nextjs");
-    let manifests = import(&ns.name);
-    assert!(manifests.contains("path: /api/users/[id]"), "{manifests}");
-    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&manifests));
+    let app = App::copy(&ns.name);
+    let report = deploy(&cluster, &app.0, &ns.name);
+    assert!(report.contains("secret/shop-env created"), "{report}");
+    assert!(report.contains("apiroute/api-users-id created"), "{report}");
+    assert!(report.contains("apiroute/api-env created"), "{report}");
+    // The .env values reach the functions through the Secret, never through the ApiRoute.
+    let routes_yaml = cluster.kubectl_ok(&["get", "apiroutes", "-n", &ns.name, "-o", "yaml"], None);
+    assert!(!routes_yaml.contains("s3cret"), "{routes_yaml}");
+    assert!(routes_yaml.contains("name: shop-env"), "{routes_yaml}");
     let gw = cluster.gateway_url().to_owned();
     let http = Http::default();
 
@@ -147,4 +235,54 @@ async fn nextjs_handlers_run_unchanged_behind_the_gateway() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(a.json()["article"], "published");
+
+    // The app's .env files, expanded as `next start` expands them, reach the function.
+    let env = eventually("GET /api/env", Duration::from_secs(120), || async {
+        let a = http.get(&format!("{gw}/api/env")).await.ok()?;
+        (a.status == 200).then(|| a.json())
+    })
+    .await;
+    assert_eq!(env["greeting"], "s3cret-from-dotenv");
+
+    // Redeploying the unchanged app changes nothing: same image digest, same objects.
+    let before = images(&cluster, &ns.name);
+    assert!(before.contains_key("api-hello"), "{before:?}");
+    let report = deploy(&cluster, &app.0, &ns.name);
+    assert!(
+        report.lines().all(|l| l.ends_with(" unchanged")),
+        "a redeploy of an unchanged app changed: {report}"
+    );
+
+    // A changed handler rolls its route only; the others keep the image they run.
+    app.write(
+        "pages/api/hello.js",
+        "export default function handler(req, res) { res.status(200).json({ message: 'Hello again' }); }\n",
+    );
+    let report = deploy(&cluster, &app.0, &ns.name);
+    let changed: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.ends_with(" unchanged"))
+        .collect();
+    assert_eq!(changed, ["apiroute/api-hello configured"], "{report}");
+    let hello = eventually("the new /api/hello", Duration::from_secs(120), || async {
+        let a = http.get(&format!("{gw}/api/hello")).await.ok()?;
+        (a.status == 200 && a.json()["message"] == "Hello again").then_some(a)
+    })
+    .await;
+    assert_eq!(hello.status, 200);
+    let after = images(&cluster, &ns.name);
+    for (name, image) in &before {
+        if name == "api-hello" {
+            assert_ne!(&after[name], image, "api-hello rolled to the new image");
+        } else {
+            assert_eq!(after.get(name), Some(image), "{name} must not roll");
+        }
+    }
+
+    // A route file removed from the app is pruned with its route.
+    std::fs::remove_file(app.0.join("pages/api/env.js")).unwrap_or_else(|e| panic!("{e}"));
+    let report = deploy(&cluster, &app.0, &ns.name);
+    assert!(report.contains("apiroute/api-env pruned"), "{report}");
+    let gone = cluster.kubectl(&["get", "apiroute", "api-env", "-n", &ns.name], None);
+    assert!(!gone.status.success(), "api-env still exists");
 }

