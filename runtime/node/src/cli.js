@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { BuildError, build } from './build.js';
 import { loadEnvConfig } from './dotenv.js';
 import { loadHandler } from './load.js';
+import { loadNextConfig } from './next-config.js';
 import { declaresEdgeRuntime, defineNextGlobals } from './next-globals.js';
 import { createRuntimeServer } from './server.js';
 import { installNextServerResolution, needsResolveHooks } from './resolve.js';
@@ -14,9 +15,13 @@ const USAGE = `usage:
   apiroutes-node env <app-dir> [--local]   print the variables of the app's .env, .env.production
                                            (and .local files with --local) as JSON, expanded
                                            as next start does, without the process environment
+  apiroutes-node config <app-dir>          print what apiroutes uses of the app's next.config
+                                           (basePath, trailingSlash, pageExtensions, redirects,
+                                           rewrites, headers) as JSON
 
 environment: HOST (0.0.0.0), PORT (3000), APIROUTES_READINESS_PATH (/healthz),
   APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30),
+  APIROUTES_BASE_PATH (next.config basePath, stripped from the URL handlers see),
   APIROUTES_APP_DIR (load its .env, .env.production, .env.local, .env.production.local as next start does)`;
 
 /**
@@ -68,6 +73,12 @@ export async function main(argv, env = process.env) {
     console.log(JSON.stringify({ loaded, variables: parsed }));
     return;
   }
+  if (argv[0] === 'config') {
+    const dir = argv[1];
+    if (!dir || dir.startsWith('--')) throw new Error(`config needs an app directory\n${USAGE}`);
+    console.log(JSON.stringify(await loadNextConfig(dir)));
+    return;
+  }
   const file = argv[0] ?? env.APIROUTES_HANDLER;
   if (!file) throw new Error(`no handler file given\n${USAGE}`);
   await serve(file, env);
@@ -95,6 +106,7 @@ export async function serve(file, env) {
   const { server, drain } = createRuntimeServer(loaded, {
     readinessPath: env.APIROUTES_READINESS_PATH || '/healthz',
     timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
+    basePath: env.APIROUTES_BASE_PATH || '',
   });
   // As `next start` does: a stray error in a handler's background work is logged, and the
   // process keeps serving.

@@ -10,8 +10,23 @@ import { runPagesHandler } from './pages.js';
  *   readinessPath?: string,
  *   timeoutMs?: number,
  *   log?: (line: string) => void,
+ *   basePath?: string,
  * }} ServerOptions
  */
+
+/**
+ * The path as Next hands it to a handler under next.config `basePath`: without the
+ * basePath (Next strips it before routing; `req.url` and `request.url` never show it).
+ * @param {string} target path and query
+ * @param {string} basePath `''` or `/docs`
+ */
+export function stripBasePath(target, basePath) {
+  if (!basePath || !target.startsWith(basePath)) return target;
+  const rest = target.slice(basePath.length);
+  if (rest === '') return '/';
+  if (rest[0] === '?') return `/${rest}`;
+  return rest[0] === '/' ? rest : target;
+}
 
 /** Default per-request deadline when neither the file (`maxDuration`) nor env set one. */
 export const DEFAULT_TIMEOUT_SECONDS = 30;
@@ -34,6 +49,7 @@ export function createRuntimeServer(loaded, options = {}) {
    * @param {http.ServerResponse} res
    */
   const onRequest = (req, res) => {
+    if (options.basePath) req.url = stripBasePath(req.url || '/', options.basePath);
     const target = req.url || '/';
     if ((req.method === 'GET' || req.method === 'HEAD') && target.split('?')[0] === readinessPath) {
       res.statusCode = draining ? 503 : 200;

@@ -28,6 +28,26 @@ test('pages handler (ESM): query merged with params, readiness never calls the h
   }
 });
 
+test('next.config basePath: handlers see the URL without it, as under next start', async () => {
+  const { stripBasePath } = await import('../src/server.js');
+  assert.equal(stripBasePath('/docs/api/x?a=1', '/docs'), '/api/x?a=1');
+  assert.equal(stripBasePath('/docs', '/docs'), '/');
+  assert.equal(stripBasePath('/docs?a=1', '/docs'), '/?a=1');
+  assert.equal(stripBasePath('/docsx/api', '/docs'), '/docsx/api');
+  assert.equal(stripBasePath('/api/x', ''), '/api/x');
+  const srv = await listen(await loadHandler(path.join(fixtures, 'hello.mjs')), { basePath: '/docs' });
+  try {
+    const r = await request(srv.port, {
+      path: '/docs/api/users/5?x=1',
+      headers: { 'x-apiroute-params': '{"id":"5"}', 'x-apiroute-pattern': '/docs/api/users/[id]' },
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), { hello: 'world', query: { id: '5', x: '1' }, url: '/api/users/5?x=1' });
+  } finally {
+    await srv.close();
+  }
+});
+
 test('custom readiness path', async () => {
   const srv = await listen(await loadHandler(path.join(fixtures, 'hello.mjs')), { readinessPath: '/ready' });
   try {

@@ -23,8 +23,13 @@ fn cli() -> String {
     })
 }
 
-/// `apiroutes deploy APP` into `namespace`; its report (`kind/name outcome` lines).
+/// `apiroutes deploy APP` into `namespace` as the app `shop`; its report.
 fn deploy(cluster: &Cluster, app: &Path, namespace: &str) -> String {
+    deploy_app(cluster, app, namespace, "shop")
+}
+
+/// `apiroutes deploy APP --app NAME` into `namespace`; its report (`kind/name outcome` lines).
+fn deploy_app(cluster: &Cluster, app: &Path, namespace: &str, name: &str) -> String {
     let registry = std::env::var("APIROUTES_REGISTRY")
         .expect("APIROUTES_REGISTRY: the node's registry, exported with the cluster");
     let kubeconfig = cluster.dir.join("kubeconfig");
@@ -33,7 +38,7 @@ fn deploy(cluster: &Cluster, app: &Path, namespace: &str) -> String {
         .arg(app)
         .args([
             "--app",
-            "shop",
+            name,
             "--namespace",
             namespace,
             "--registry",
@@ -285,4 +290,70 @@ async fn nextjs_app_deploys_and_runs_unchanged_behind_the_gateway() {
     assert!(report.contains("apiroute/api-env pruned"), "{report}");
     let gone = cluster.kubectl(&["get", "apiroute", "api-env", "-n", &ns.name], None);
     assert!(!gone.status.success(), "api-env still exists");
+}
+
+#[tokio::test]
+async fn next_config_base_path_is_honoured_and_api_redirects_are_refused() {
+    let Some(cluster) = Cluster::platform_from_env("next_config_base_path").await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-basepath");
+    let dir = std::env::temp_dir().join(format!("apiroutes-e2e-{}", ns.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    let app = App(dir);
+    std::fs::create_dir_all(app.0.join("pages/api")).unwrap_or_else(|e| panic!("{e}"));
+    app.write(
+        "pages/api/where.js",
+        "export default function handler(req, res) { res.json({ url: req.url }); }\n",
+    );
+    // A redirect that can match an API route is refused by name; nothing is applied.
+    app.write(
+        "next.config.js",
+        "module.exports = { basePath: '/docs', async redirects() { return [{ source: '/api/old', destination: '/api/where', permanent: true }]; } };\n",
+    );
+    let registry = std::env::var("APIROUTES_REGISTRY").unwrap_or_default();
+    let out = Command::new(cli())
+        .arg("deploy")
+        .arg(&app.0)
+        .args([
+            "--app",
+            "docs",
+            "--namespace",
+            &ns.name,
+            "--registry",
+            &registry,
+        ])
+        .arg("--kubeconfig")
+        .arg(cluster.dir.join("kubeconfig"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "deploy must refuse: {stderr}");
+    assert!(
+        stderr.contains(r#"next.config.js: redirects[0] (source "/api/old")"#),
+        "{stderr}"
+    );
+    let none = cluster.kubectl_ok(&["get", "apiroutes", "-n", &ns.name, "-o", "name"], None);
+    assert!(none.trim().is_empty(), "{none}");
+
+    // basePath: the route is served under it, and the handler sees the URL without it.
+    app.write(
+        "next.config.js",
+        "module.exports = { basePath: '/docs' };\n",
+    );
+    let report = deploy_app(&cluster, &app.0, &ns.name, "docs");
+    assert!(report.contains("apiroute/api-where created"), "{report}");
+    let gw = cluster.gateway_url().to_owned();
+    let http = Http::default();
+    let a = eventually("GET /docs/api/where", Duration::from_secs(120), || async {
+        let a = http.get(&format!("{gw}/docs/api/where?x=1")).await.ok()?;
+        (a.status == 200).then_some(a)
+    })
+    .await;
+    assert_eq!(a.json()["url"], "/api/where?x=1");
+    let outside = http
+        .get(&format!("{gw}/api/where"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outside.status, 404, "outside the basePath");
 }
