@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use apiroutes_image::{ImageSpec, Placement, Reference};
+use apiroutes_image::{ImageSpec, Placement, PushOptions, Reference};
 use clap::{Args, Subcommand};
 
 use crate::error::{Error, Result};
@@ -12,7 +12,10 @@ pub enum ImageCommand {
     /// Build an OCI image layout directory; prints the image's manifest digest. The same
     /// inputs give the same digest. Runs as uid/gid 65532.
     Build(Box<BuildArgs>),
-    /// Push an image layout to a registry over plain HTTP, keeping its repository and tag.
+    /// Push an image layout to a registry, keeping its repository and tag.
+    ///
+    /// HTTPS, with the credentials `docker login` wrote ($DOCKER_CONFIG/config.json, else
+    /// ~/.docker/config.json); plain HTTP for http://, --insecure, or a loopback registry.
     Push(PushArgs),
 }
 
@@ -66,9 +69,18 @@ pub struct BuildArgs {
 pub struct PushArgs {
     /// An OCI image layout directory written by `apiroutes image build`.
     pub layout: PathBuf,
-    /// `HOST:PORT` of a registry that speaks plain HTTP.
+    /// The registry: `HOST[:PORT]` (HTTPS; plain HTTP on loopback), `https://HOST[:PORT]`,
+    /// or `http://HOST[:PORT]` (plain HTTP).
     #[arg(long)]
     pub registry: String,
+    /// Plain HTTP to a registry given without a scheme (the local node's registry at
+    /// `10.244.255.1:5000`), as `http://` does.
+    #[arg(long)]
+    pub insecure: bool,
+    /// A PEM file of CA certificates to trust for HTTPS besides the system's (a private
+    /// registry's CA).
+    #[arg(long, env = "APIROUTES_REGISTRY_CA", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ImageCommand {
@@ -83,13 +95,33 @@ impl ImageCommand {
                 Ok(())
             }
             ImageCommand::Push(args) => {
-                let pushed = apiroutes_image::push(&args.layout, &args.registry).await?;
+                let options = args.options();
+                let pushed = apiroutes_image::push(&args.layout, &args.registry, &options).await?;
                 println!(
-                    "{}@{} ({} blobs uploaded, {} already there)",
-                    pushed.target, pushed.digest, pushed.uploaded, pushed.skipped
+                    "{}@{} ({} blobs uploaded, {} already there{})",
+                    pushed.target,
+                    pushed.digest,
+                    pushed.uploaded,
+                    pushed.skipped,
+                    if pushed.plain_http {
+                        ", plain HTTP"
+                    } else {
+                        ""
+                    }
                 );
                 Ok(())
             }
+        }
+    }
+}
+
+impl PushArgs {
+    /// The flags as push options (credentials: the Docker config file from the environment).
+    pub fn options(&self) -> PushOptions {
+        PushOptions {
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            docker_config: None,
         }
     }
 }
@@ -198,6 +230,27 @@ mod tests {
         assert_eq!(s.labels["org.opencontainers.image.version"], "0.1.0");
         assert_eq!(s.labels["org.opencontainers.image.title"], "gw");
         assert_eq!(spec(&["--entrypoint", "/pause"])?.entrypoint, ["/pause"]);
+        Ok(())
+    }
+
+    fn push_options(args: &[&str]) -> Result<(String, PushOptions)> {
+        let t = T::try_parse_from(["t", "push", "/layout"].iter().chain(args))
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        match t.c {
+            ImageCommand::Push(p) => Ok((p.registry.clone(), p.options())),
+            ImageCommand::Build(_) => Err(Error::Usage("build".into())),
+        }
+    }
+
+    #[test]
+    fn push_flags_become_the_options() -> Result<()> {
+        let (registry, o) = push_options(&["--registry", "10.244.255.1:5000", "--insecure"])?;
+        assert_eq!(registry, "10.244.255.1:5000");
+        assert!(o.insecure);
+        let (_, o) = push_options(&["--registry", "ghcr.io", "--ca-file", "/etc/ca.pem"])?;
+        assert!(!o.insecure);
+        assert_eq!(o.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(o.docker_config, None, "from DOCKER_CONFIG / ~/.docker");
         Ok(())
     }
 

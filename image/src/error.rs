@@ -19,12 +19,18 @@ pub enum Error {
     },
     #[error("{}: not an OCI image layout: {reason}", path.display())]
     Layout { path: PathBuf, reason: String },
+    /// A registry (or its token server) refused, failed or was not reached; `reason` says
+    /// why, with what to do about it for credentials and certificates. Never a secret.
     #[error("registry {registry}: {step}: {reason}")]
     Registry {
         registry: String,
         step: String,
         reason: String,
     },
+    /// The Docker config file that holds registry credentials is unreadable or malformed
+    /// (the reason names the field and position, never a value).
+    #[error("{}: {reason}", path.display())]
+    DockerConfig { path: PathBuf, reason: String },
 }
 
 impl Error {

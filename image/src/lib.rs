@@ -5,7 +5,8 @@
 //! laid out into a root filesystem, the binaries' shared libraries and program interpreter
 //! are found and added, a non-root user (65532) is defined, and the result is written as an
 //! [OCI image layout](https://github.com/opencontainers/image-spec/blob/main/image-layout.md)
-//! directory that [`push`] uploads to any registry speaking the distribution API.
+//! directory that [`push`] uploads to any registry speaking the distribution API (HTTPS,
+//! with the credentials `docker login` wrote).
 //!
 //! The same inputs always give the same manifest digest: entries are sorted, every
 //! timestamp is one fixed epoch (`SOURCE_DATE_EPOCH`, else 0), owners are root, and gzip
@@ -15,6 +16,8 @@
 //! libraries), the *app* layer the other files. Two images of one runtime with different
 //! apps (two Next.js apps on Node) share the base layer's blob.
 
+mod auth;
+mod docker_config;
 mod elf;
 mod error;
 mod layer;
@@ -22,10 +25,11 @@ mod layout;
 mod push;
 mod reference;
 mod rootfs;
+mod transport;
 
 pub use error::{Error, Result};
 pub use layout::{BuiltImage, build};
-pub use push::{Pushed, push};
+pub use push::{PushOptions, Pushed, push};
 pub use reference::Reference;
 pub use rootfs::DEFAULT_LIBRARY_DIRS;
 

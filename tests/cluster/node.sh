@@ -216,7 +216,9 @@ node_push() {
 	while read -r ref layout; do
 		[[ -n $ref && $ref != \#* ]] || continue
 		[[ -d $layout ]] || die "image layout $layout (for $ref) not found"
-		"$cli" image push "$layout" --registry "$slot_node_ip:$registry_port" >&2 ||
+		# The node's registry is plain HTTP at a private address: said so (push is HTTPS
+		# by default).
+		"$cli" image push "$layout" --registry "http://$slot_node_ip:$registry_port" >&2 ||
 			die "pushing $ref to $slot_node_ip:$registry_port failed"
 	done <"$list"
 }
