@@ -61,9 +61,16 @@ pub struct AppArgs {
     /// else the folder's).
     #[arg(long)]
     pub app: Option<String>,
-    /// `HOST:PORT` of the registry to push to (plain HTTP).
+    /// The registry to push to: `HOST[:PORT]` (HTTPS; plain HTTP on loopback),
+    /// `https://HOST[:PORT]` or `http://HOST[:PORT]`; credentials from the Docker config.
     #[arg(long, env = "APIROUTES_REGISTRY")]
     pub registry: Option<String>,
+    /// Plain HTTP to a registry given without a scheme (the local node's registry).
+    #[arg(long)]
+    pub insecure: bool,
+    /// A PEM file of CA certificates to trust for HTTPS besides the system's.
+    #[arg(long, env = "APIROUTES_REGISTRY_CA", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// The image's repository as nodes pull it (default: REGISTRY/APP); tagged by content.
     #[arg(long)]
     pub image: Option<String>,
@@ -392,7 +399,14 @@ impl AppArgs {
         let app = deploy::app_name(self.app.as_deref(), package.as_deref(), dir_name)?;
         let repository = match (&self.image, &self.registry) {
             (Some(image), _) => image.clone(),
-            (None, Some(registry)) => format!("{registry}/{app}"),
+            (None, Some(registry)) => {
+                let host = registry
+                    .strip_prefix("http://")
+                    .or_else(|| registry.strip_prefix("https://"))
+                    .unwrap_or(registry)
+                    .trim_end_matches('/');
+                format!("{host}/{app}")
+            }
             (None, None) => format!("apiroutes.local/{app}"),
         };
         // The importer's own flag checks, on the flags `build` and `deploy` share with it.
@@ -476,6 +490,16 @@ fn temp_layout() -> Result<tempfile::TempDir> {
         })
 }
 
+impl AppArgs {
+    fn push_options(&self) -> apiroutes_image::PushOptions {
+        apiroutes_image::PushOptions {
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            docker_config: None,
+        }
+    }
+}
+
 impl AppBuildArgs {
     pub async fn run(&self) -> Result<()> {
         let (app, import, tools, repository) = self.app.prepare(None)?;
@@ -502,7 +526,8 @@ impl AppBuildArgs {
             built.size as f64 / 1e6
         );
         if let Some(registry) = &self.app.registry {
-            let pushed = apiroutes_image::push(&built.layout, registry).await?;
+            let pushed =
+                apiroutes_image::push(&built.layout, registry, &self.app.push_options()).await?;
             eprintln!(
                 "apiroutes: pushed {} ({} blobs uploaded, {} already there)",
                 pushed.target, pushed.uploaded, pushed.skipped
@@ -543,7 +568,8 @@ impl DeployArgs {
             .build_options(&app, import, repository, None, &[])?;
         let layout = temp_layout()?;
         let built = deploy::build(&self.app.dir, &tools, &options, layout.path())?;
-        let pushed = apiroutes_image::push(&built.layout, registry).await?;
+        let pushed =
+            apiroutes_image::push(&built.layout, registry, &self.app.push_options()).await?;
         let image = format!("{}@{}", repository_of(&built.reference), built.digest);
         eprintln!(
             "apiroutes: {image} ({} routes; {} blobs uploaded, {} already there)",

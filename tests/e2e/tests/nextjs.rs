@@ -41,6 +41,7 @@ fn deploy_app(cluster: &Cluster, app: &Path, namespace: &str, name: &str) -> Str
             name,
             "--namespace",
             namespace,
+            "--insecure",
             "--registry",
             &registry,
         ])
@@ -320,6 +321,7 @@ async fn next_config_base_path_is_honoured_and_api_redirects_are_refused() {
             "docs",
             "--namespace",
             &ns.name,
+            "--insecure",
             "--registry",
             &registry,
         ])
