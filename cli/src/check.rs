@@ -583,7 +583,8 @@ fn conflicts(valid: &[Valid], report: &mut Report) {
     let routes: Vec<&ApiRoute> = unique.iter().map(|v| &v.route).collect();
     for (v, admission) in unique.iter().zip(admit(routes.iter().copied())) {
         match admission {
-            Admission::Accepted => {}
+            // RouteGrants are cluster state: `check` has none, so nothing is denied here.
+            Admission::Accepted | Admission::NotGranted(_) => {}
             Admission::Conflict { winner } => {
                 let winning = by_key.get(&winner);
                 let what = winning.map_or(String::new(), |w| {

@@ -360,8 +360,17 @@ impl RoutesArgs {
             )
         };
         let client = Client::try_from(config)?;
-        let (all, complete) = routes::fetch(client, &scope).await?;
-        let rows = routes::table(&all, |r| match &scope {
+        let (all, complete) = routes::fetch(client.clone(), &scope).await?;
+        let grants = match routes::fetch_grants(client.clone()).await {
+            Some(g) => g,
+            None => {
+                eprintln!(
+                    "apiroutes: note: cannot list RouteGrants; routes are shown as if there were none"
+                );
+                vec![]
+            }
+        };
+        let rows = routes::table(&all, &grants, |r| match &scope {
             routes::Scope::All => true,
             routes::Scope::Namespace(ns) => r.metadata.namespace.as_deref() == Some(ns),
         });

@@ -8,8 +8,8 @@
 use std::cmp::Ordering;
 
 use apiroutes_crds::{
-    ApiRoute, Pattern,
-    conflict::{Admission, admit, age_key},
+    ApiRoute, Pattern, RouteGrant,
+    conflict::{Admission, admit_granted, age_key},
 };
 use kube::{Api, Client, api::ListParams};
 
@@ -35,8 +35,12 @@ pub struct Row {
 /// host), then hostless ones; within those, by Next.js precedence, greatest first; routes
 /// with one pattern by age (the winner before the routes it beats); invalid ones last.
 /// `show` picks which routes are printed (e.g. one namespace); all take part in `admit`.
-pub fn table(routes: &[ApiRoute], show: impl Fn(&ApiRoute) -> bool) -> Vec<Row> {
-    let admissions = admit(routes);
+pub fn table(
+    routes: &[ApiRoute],
+    grants: &[RouteGrant],
+    show: impl Fn(&ApiRoute) -> bool,
+) -> Vec<Row> {
+    let admissions = admit_granted(routes, grants);
     let patterns: Vec<Option<Pattern>> = routes
         .iter()
         .map(|r| Pattern::parse(&r.spec.path).ok())
@@ -78,6 +82,7 @@ pub fn table(routes: &[ApiRoute], show: impl Fn(&ApiRoute) -> bool) -> Vec<Row> 
                     Admission::Conflict { winner } => format!("Conflict→{winner}"),
                     Admission::Invalid(e) => format!("Invalid: {e}"),
                     Admission::InvalidName(m) => format!("Invalid: {m}"),
+                    Admission::NotGranted(d) => d.reason.to_owned(),
                 },
                 ready: r.status.as_ref().map_or_else(
                     || "-".to_owned(),
@@ -136,6 +141,17 @@ pub enum Scope {
 /// Reads the ApiRoutes the gateway sees: every namespace when the credentials may list
 /// them, else the one namespace asked for (conflicts with other namespaces then go unseen,
 /// and the caller says so).
+/// The cluster's RouteGrants (none when the CRD is not installed); `None` when they
+/// cannot be read, so the table cannot say what the gateway decides.
+pub async fn fetch_grants(client: Client) -> Option<Vec<RouteGrant>> {
+    let api: Api<RouteGrant> = Api::all(client);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Some(list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => Some(vec![]),
+        Err(_) => None,
+    }
+}
+
 pub async fn fetch(client: Client, scope: &Scope) -> Result<(Vec<ApiRoute>, bool)> {
     let all: Api<ApiRoute> = Api::all(client.clone());
     match all.list(&ListParams::default()).await {
@@ -183,7 +199,7 @@ mod tests {
             route("bad", "/api/[...x]/y").created(8),
             route("users", "/api/users").created(9),
         ];
-        let rows = table(&routes, |_| true);
+        let rows = table(&routes, &[], |_| true);
         let got: Vec<(&str, &str)> = rows
             .iter()
             .map(|r| (r.route.as_str(), r.status.as_str()))
@@ -219,9 +235,36 @@ mod tests {
             route("a", "/api/x").created(1).namespace("one"),
             route("b", "/api/x").created(2).namespace("two"),
         ];
-        let rows = table(&routes, |r| r.metadata.namespace.as_deref() == Some("two"));
+        let rows = table(&routes, &[], |r| {
+            r.metadata.namespace.as_deref() == Some("two")
+        });
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].status, "Conflict→one/a");
+    }
+
+    #[test]
+    fn routes_outside_their_grant_say_so() {
+        use apiroutes_crds::grant::grant;
+        let grants = [grant("shop", &["shop"], &["shop.example.com"], &["/"])];
+        let routes = vec![
+            route("grab", "/api/x")
+                .namespace("blog")
+                .host("shop.example.com")
+                .created(1),
+            route("mine", "/api/x")
+                .namespace("shop")
+                .host("shop.example.com")
+                .created(2),
+        ];
+        let rows = table(&routes, &grants, |_| true);
+        let status: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.route.as_str(), r.status.as_str()))
+            .collect();
+        assert_eq!(
+            status,
+            [("blog/grab", "HostNotAllowed"), ("shop/mine", "Accepted")]
+        );
     }
 
     #[test]
@@ -233,6 +276,7 @@ mod tests {
                     .created(2)
                     .methods(&["GET", "PUT"]),
             ],
+            &[],
             |_| true,
         );
         assert_eq!(

@@ -10,13 +10,15 @@
 //! - their method sets overlap (an absent list is every method; `GET` implies `HEAD`).
 //!
 //! Of conflicting routes the **older** one wins (creation time, then namespace/name); a loser
-//! is not routed and blocks nobody.
+//! is not routed and blocks nobody. Before that, a route its namespace may not claim (the
+//! [`crate::grant`] rule, when RouteGrants exist) is not routed and blocks nobody either.
 
 use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
+    grant::{self, Denial, RouteGrant},
     labels,
     pattern::{Pattern, PatternError},
     types::ApiRoute,
@@ -34,6 +36,8 @@ pub enum Admission {
     /// Not routed: `metadata.name` cannot name the route's objects (stored before the CRD
     /// refused such names); the message is the rule's (`labels::ROUTE_NAME_RULES`).
     InvalidName(&'static str),
+    /// Not routed: no RouteGrant lets the route's namespace claim its host or path.
+    NotGranted(Denial),
 }
 
 /// The methods a route serves; `None` is all of them.
@@ -75,8 +79,17 @@ pub fn age_key(route: &ApiRoute) -> (bool, Option<&Time>, &str, &str) {
     )
 }
 
-/// Decides, for every route, whether it is routed. The result is in input order.
+/// Decides, for every route, whether it is routed, with no RouteGrants (single-tenant).
 pub fn admit<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<Admission> {
+    admit_granted(routes, &[])
+}
+
+/// Decides, for every route, whether it is routed under `grants` (empty: isolation off).
+/// The result is in input order.
+pub fn admit_granted<'a>(
+    routes: impl IntoIterator<Item = &'a ApiRoute>,
+    grants: &[RouteGrant],
+) -> Vec<Admission> {
     let routes: Vec<&ApiRoute> = routes.into_iter().collect();
     let mut out = vec![Admission::Accepted; routes.len()];
     let mut order: Vec<usize> = (0..routes.len()).collect();
@@ -93,7 +106,13 @@ pub fn admit<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<Admissio
             continue;
         }
         let canonical = match Pattern::parse(&route.spec.path) {
-            Ok(p) => p.canonical(),
+            Ok(p) => {
+                if let Some(d) = grant::denial(route, &p, grants) {
+                    out[i] = Admission::NotGranted(d);
+                    continue;
+                }
+                p.canonical()
+            }
             Err(e) => {
                 out[i] = Admission::Invalid(e);
                 continue;
@@ -130,6 +149,35 @@ mod tests {
         let out = admit([&bad, &good]);
         assert!(matches!(out[0], Admission::InvalidName(m) if m.contains("-preview")));
         assert_eq!(out[1], Admission::Accepted);
+    }
+
+    #[test]
+    fn a_route_outside_its_grant_is_not_routed_and_blocks_nobody() {
+        use crate::grant::grant;
+        let grants = [
+            grant("shop", &["shop"], &["shop.example.com"], &["/"]),
+            grant("blog", &["blog"], &["*"], &["/api/blog"]),
+        ];
+        // The older hijacker claims the shop's host: denied, so the shop's route wins.
+        let hijack = route("grab", "/api/[[...x]]")
+            .namespace("blog")
+            .host("shop.example.com")
+            .created(1);
+        let shop = route("shop", "/api/[[...y]]")
+            .namespace("shop")
+            .host("shop.example.com")
+            .created(5);
+        let out = admit_granted([&hijack, &shop], &grants);
+        assert!(
+            matches!(&out[0], Admission::NotGranted(d) if d.reason == "HostNotAllowed"),
+            "{out:?}"
+        );
+        assert_eq!(out[1], Admission::Accepted);
+        // Without grants, today's rule: the older route wins.
+        assert!(matches!(
+            &admit([&hijack, &shop])[1],
+            Admission::Conflict { .. }
+        ));
     }
 
     #[test]

@@ -3,19 +3,39 @@
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::types::ApiRoute;
+use crate::{grant::RouteGrant, types::ApiRoute};
 
-/// File name of the CRD, in `crds/` and in the chart's `crds/`.
+/// File name of the ApiRoute CRD, in `crds/` and in the chart's `crds/`.
 pub const FILE_NAME: &str = "apiroutes.dev_apiroutes.yaml";
+/// File name of the RouteGrant CRD, beside it.
+pub const GRANT_FILE_NAME: &str = "apiroutes.dev_routegrants.yaml";
 
-/// The CustomResourceDefinition as YAML, with a header saying where it comes from.
+/// The ApiRoute CustomResourceDefinition as YAML, with a header saying where it comes from.
 pub fn yaml() -> Result<String, serde_yaml::Error> {
-    let mut crd = serde_json::to_value(ApiRoute::crd())
-        .map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
+    render(ApiRoute::crd(), "crds/src/types.rs")
+}
+
+/// Every CRD file: `(file name, YAML)`.
+pub fn files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+    Ok(vec![
+        (FILE_NAME, yaml()?),
+        (
+            GRANT_FILE_NAME,
+            render(RouteGrant::crd(), "crds/src/grant.rs")?,
+        ),
+    ])
+}
+
+fn render(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    source: &str,
+) -> Result<String, serde_yaml::Error> {
+    let mut crd =
+        serde_json::to_value(crd).map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
     unwrap_descriptions(&mut crd);
     let body = serde_yaml::to_string(&crd)?;
     Ok(format!(
-        "# Generated from crds/src/types.rs by `cargo run -p apiroutes-crds --bin crdgen`. Do not edit.\n{body}"
+        "# Generated from {source} by `cargo run -p apiroutes-crds --bin crdgen`. Do not edit.\n{body}"
     ))
 }
 

@@ -26,7 +26,7 @@ use std::{
 };
 
 use apiroutes_crds::{
-    ApiRoute,
+    ApiRoute, RouteGrant,
     autoscale::RouteRef,
     labels::{self, Variant},
 };
@@ -306,6 +306,18 @@ pub fn autoscaler_url_from_slices<'a>(
 /// Running reflectors feeding the gateway.
 pub struct Source;
 
+/// Whether the API server serves `api`'s resource (a missing CRD answers 404); other
+/// errors count as installed, and the watch retries them.
+async fn resource_installed<K>(api: &Api<K>) -> bool
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    !matches!(
+        api.list_metadata(&kube::api::ListParams::default().limit(1)).await,
+        Err(kube::Error::Api(s)) if s.code == 404
+    )
+}
+
 type Events = BoxStream<'static, Result<(), watcher::Error>>;
 
 fn watch<K>(
@@ -403,6 +415,26 @@ impl Source {
             service_stores.push(store);
             streams.push(s);
         }
+        // RouteGrants are cluster-scoped: one watch, and readiness waits for it (a table
+        // built before the grants are known could route what isolation denies). Without
+        // the RouteGrant CRD no grant can exist: isolation is off, said once.
+        let grants_api = Api::<RouteGrant>::all(client.clone());
+        let grant_store = if resource_installed(&grants_api).await {
+            let (store, s) = watch(
+                grants_api,
+                watcher::Config::default(),
+                Arc::clone(&dirty),
+                Arc::clone(&synced),
+            );
+            streams.push(s);
+            store
+        } else {
+            tracing::warn!(
+                "the RouteGrant CRD is not installed: isolation between namespaces is off \
+                 (apply charts/apiroutes/crds/ and restart to enable it)"
+            );
+            reflector::store::<RouteGrant>().0
+        };
         let needed = streams.len();
 
         // The autoscaler's address, when discovered from a Service.
@@ -482,9 +514,11 @@ impl Source {
                     }
                     logged = now;
                 }
-                let table = gateway
-                    .registry
-                    .build(&routes, |k| endpoints.get(k).cloned().unwrap_or_default());
+                let grants: Vec<RouteGrant> =
+                    grant_store.state().iter().map(|g| (**g).clone()).collect();
+                let table = gateway.registry.build_granted(&routes, &grants, |k| {
+                    endpoints.get(k).cloned().unwrap_or_default()
+                });
                 gateway.install(table);
                 if let Some(store) = &autoscaler_store {
                     let url = autoscaler_url_from_slices(store.state().iter().map(|s| &**s));

@@ -19,9 +19,9 @@ use std::{
 };
 
 use apiroutes_crds::{
-    ApiRoute, Pattern,
+    ApiRoute, Pattern, RouteGrant,
     autoscale::RouteRef,
-    conflict::{Admission, admit, effective_methods},
+    conflict::{Admission, admit_granted, effective_methods},
     labels::Variant,
     pattern::Segment,
 };
@@ -395,10 +395,22 @@ impl Registry {
     }
 
     /// Builds a table from every known ApiRoute (conflicts are resolved here, with
-    /// [`admit`]) and a function giving each variant's ready endpoints.
+    /// [`admit_granted`], with no RouteGrants) and a function giving each variant's ready
+    /// endpoints.
     pub fn build(
         &self,
         routes: &[ApiRoute],
+        endpoints: impl Fn(&RouteRef) -> Vec<Authority>,
+    ) -> RouteTable {
+        self.build_granted(routes, &[], endpoints)
+    }
+
+    /// [`Registry::build`] under the cluster's RouteGrants: a route its namespace may not
+    /// claim is not routed (the same rule the operator reports in `Accepted`).
+    pub fn build_granted(
+        &self,
+        routes: &[ApiRoute],
+        grants: &[RouteGrant],
         endpoints: impl Fn(&RouteRef) -> Vec<Authority>,
     ) -> RouteTable {
         let timer = self.metrics.table_rebuild_seconds.start_timer();
@@ -415,7 +427,7 @@ impl Registry {
             leaf_ids: HashMap::new(),
             leaves: HashMap::new(),
         };
-        let admissions = admit(routes);
+        let admissions = admit_granted(routes, grants);
         for (route, admission) in routes.iter().zip(admissions) {
             if admission == Admission::Accepted {
                 builder.add(route, &endpoints);

@@ -119,8 +119,8 @@ async fn watches_apiroutes_and_endpointslices() {
     assert!(up.success(), "cluster.sh up failed");
     sh(
         &dir,
-        "kubectl apply --server-side -f crds/apiroutes.dev_apiroutes.yaml >/dev/null
-         kubectl wait --for condition=established --timeout=60s crd/apiroutes.apiroutes.dev >/dev/null
+        "kubectl apply --server-side -f crds/ >/dev/null
+         kubectl wait --for condition=established --timeout=60s crd/apiroutes.apiroutes.dev crd/routegrants.apiroutes.dev >/dev/null
          kubectl create namespace shop >/dev/null
          kubectl create namespace other >/dev/null",
     );

@@ -50,15 +50,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?,
     )?;
 
-    let crd: CustomResourceDefinition =
-        serde_yaml::from_str(include_str!("../../crds/apiroutes.dev_apiroutes.yaml"))?;
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .patch(
-            &crd.name_any(),
-            &PatchParams::apply("apiroutes-bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
+    for yaml in [
+        include_str!("../../crds/apiroutes.dev_apiroutes.yaml"),
+        include_str!("../../crds/apiroutes.dev_routegrants.yaml"),
+    ] {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(yaml)?;
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .patch(
+                &crd.name_any(),
+                &PatchParams::apply("apiroutes-bench").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let ns = format!("op-bench-{}", std::process::id());

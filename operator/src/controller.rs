@@ -11,8 +11,9 @@ use std::{
 };
 
 use apiroutes_crds::{
-    ApiRoute, Pattern,
-    conflict::{Admission, admit},
+    ApiRoute, Pattern, RouteGrant,
+    conflict::{Admission, admit_granted},
+    grant::{REASON_HOST_NOT_ALLOWED, REASON_PATH_NOT_ALLOWED},
     labels::{FIELD_MANAGER, ROUTE, VARIANT, Variant},
 };
 use futures::{Stream, StreamExt, stream};
@@ -58,6 +59,8 @@ pub struct Context {
     pub client: Client,
     pub config: Config,
     pub routes: Store<ApiRoute>,
+    /// The cluster's RouteGrants (cluster-scoped; none: isolation off).
+    pub grants: Store<RouteGrant>,
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     pub pods: Store<Pod>,
@@ -80,6 +83,8 @@ impl Context {
         if self.synced.load(Ordering::Acquire) {
             return;
         }
+        // Before the grants are known, a route could be accepted that isolation denies.
+        ready(&self.grants).await;
         ready(&self.deployments).await;
         ready(&self.services).await;
         ready(&self.pods).await;
@@ -89,7 +94,11 @@ impl Context {
 
 /// The admission of `route` among all routes in the cache (the route itself included,
 /// in case the cache does not have it yet).
-pub fn admission_for(route: &ApiRoute, all: &[Arc<ApiRoute>]) -> Admission {
+pub fn admission_for(
+    route: &ApiRoute,
+    all: &[Arc<ApiRoute>],
+    grants: &[Arc<RouteGrant>],
+) -> Admission {
     let me = ObjectRef::from_obj(route);
     let mut routes: Vec<&ApiRoute> = vec![route];
     routes.extend(
@@ -97,7 +106,8 @@ pub fn admission_for(route: &ApiRoute, all: &[Arc<ApiRoute>]) -> Admission {
             .map(|r| r.as_ref())
             .filter(|r| ObjectRef::from_obj(*r) != me),
     );
-    admit(routes).swap_remove(0)
+    let grants: Vec<RouteGrant> = grants.iter().map(|g| g.as_ref().clone()).collect();
+    admit_granted(routes, &grants).swap_remove(0)
 }
 
 /// The routes to reconcile when `touched` changed: itself, and, for live changes, every
@@ -132,6 +142,23 @@ pub fn fan_out(touched: &Touched<ApiRoute>, all: &[Arc<ApiRoute>]) -> Vec<ApiRou
             .map(|r| (**r).clone()),
     );
     out
+}
+
+/// Every route, whenever a RouteGrant changes (any route's admission may change).
+pub fn grant_triggers(
+    touched: impl Stream<Item = Result<Touched<RouteGrant>, watcher::Error>> + Send + 'static,
+    routes: Store<ApiRoute>,
+) -> impl Stream<Item = Result<ApiRoute, watcher::Error>> + Send + 'static {
+    touched.flat_map(move |t| {
+        stream::iter(match t {
+            Ok(_) => routes
+                .state()
+                .iter()
+                .map(|r| Ok(r.as_ref().clone()))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        })
+    })
 }
 
 /// The ApiRoute trigger stream: touched routes fanned out to their pattern siblings.
@@ -344,7 +371,7 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
     }
     let all = ctx.routes.state();
     ctx.metrics.routes.set(all.len() as f64);
-    let admission = admission_for(&route, &all);
+    let admission = admission_for(&route, &all, &ctx.grants.state());
 
     let mut main = None;
     if admission == Admission::Accepted {
@@ -431,6 +458,9 @@ fn announce_acceptance(ctx: &Context, route: &ApiRoute, new: &apiroutes_crds::Ap
                 cond.message.clone(),
             );
         }
+        reason @ (REASON_HOST_NOT_ALLOWED | REASON_PATH_NOT_ALLOWED) => {
+            publish(ctx, route, EventType::Warning, reason, cond.message.clone());
+        }
         _ if old.is_some() => {
             publish(
                 ctx,
@@ -514,21 +544,21 @@ mod tests {
         let new = route("new", "/api/[slug]").created(2);
         let other = route("other", "/api/x").created(0);
         let all = arcs(&[&old, &new, &other]);
-        assert_eq!(admission_for(&old, &all), Admission::Accepted);
+        assert_eq!(admission_for(&old, &all, &[]), Admission::Accepted);
         assert_eq!(
-            admission_for(&new, &all),
+            admission_for(&new, &all, &[]),
             Admission::Conflict {
                 winner: "default/old".into()
             }
         );
         // The winner went away: the cache no longer has it.
         assert_eq!(
-            admission_for(&new, &arcs(&[&new, &other])),
+            admission_for(&new, &arcs(&[&new, &other]), &[]),
             Admission::Accepted
         );
         // A route not yet in the cache is still judged.
         assert_eq!(
-            admission_for(&new, &arcs(&[&old])),
+            admission_for(&new, &arcs(&[&old]), &[]),
             Admission::Conflict {
                 winner: "default/old".into()
             }

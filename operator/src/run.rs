@@ -12,11 +12,11 @@ use std::{
 };
 
 use apiroutes_crds::{
-    ApiRoute,
+    ApiRoute, RouteGrant,
     labels::{LEADER, owned_selector},
 };
 use clap::{Parser, ValueEnum};
-use futures::StreamExt;
+use futures::{StreamExt, stream};
 use http::{Method, StatusCode};
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -274,7 +274,15 @@ impl Args {
         self.set_leader_label(&client, true).await;
 
         let leading = CancellationToken::new();
-        let (controller_task, scaler_task) = self.lead(&client, &metrics, &phase, &slot, &leading);
+        let grants_installed = grants_installed(&client).await;
+        if !grants_installed {
+            warn!(
+                "the RouteGrant CRD is not installed: isolation between namespaces is off \
+                 (apply charts/apiroutes/crds/ and restart to enable it)"
+            );
+        }
+        let (controller_task, scaler_task) =
+            self.lead(&client, &metrics, &phase, &slot, &leading, grants_installed);
         let lost = tokio::select! {
             _ = shutdown.cancelled() => false,
             _ = elector.keep() => true,
@@ -305,12 +313,15 @@ impl Args {
         phase: &Arc<AtomicU8>,
         slot: &Arc<OnceLock<Arc<Scaler>>>,
         leading: &CancellationToken,
+        grants_installed: bool,
     ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
         let owned = watcher::Config::default().labels(&owned_selector());
         let routes_w = Writer::<ApiRoute>::default();
         let deps_w = Writer::<Deployment>::default();
         let svcs_w = Writer::<Service>::default();
         let pods_w = Writer::<Pod>::default();
+        let mut grants_w = Writer::<RouteGrant>::default();
+        let grants = grants_w.as_reader();
         let (routes, deps, svcs, pods) = (
             routes_w.as_reader(),
             deps_w.as_reader(),
@@ -357,6 +368,7 @@ impl Args {
                 }),
             },
             routes: routes.clone(),
+            grants,
             deployments: deps.clone(),
             services: svcs.clone(),
             pods: pods.clone(),
@@ -366,7 +378,26 @@ impl Args {
             synced: Default::default(),
             policies: Default::default(),
         });
-        let triggers = controller::route_triggers(route_stream, routes.clone());
+        // RouteGrants are cluster-scoped: one watch whatever namespaces are watched. Without
+        // the CRD (not yet applied after an upgrade) no grant can exist: isolation is off,
+        // and the store is marked listed so that reconciles do not wait for it.
+        let grant_apis = if grants_installed {
+            vec![(None, Api::<RouteGrant>::all(client.clone()))]
+        } else {
+            grants_w.apply_watcher_event(&watcher::Event::Init);
+            grants_w.apply_watcher_event(&watcher::Event::InitDone);
+            vec![]
+        };
+        let grant_stream = reflect(
+            grant_apis,
+            watcher::Config::default(),
+            grants_w,
+            strip_managed_fields,
+        );
+        let triggers = stream::select(
+            controller::route_triggers(route_stream, routes.clone()).boxed(),
+            controller::grant_triggers(grant_stream, routes.clone()).boxed(),
+        );
         let c = ctx.clone();
         let controller =
             controller::controller(triggers, dep_stream, svc_stream, pod_stream, routes.clone())
@@ -433,6 +464,16 @@ async fn signals(shutdown: CancellationToken) {
     }
     info!("shutting down");
     shutdown.cancel();
+}
+
+/// Whether the API server serves RouteGrants (a missing CRD answers 404); other errors
+/// count as installed, and the watch retries them.
+async fn grants_installed(client: &Client) -> bool {
+    let api: Api<RouteGrant> = Api::all(client.clone());
+    !matches!(
+        api.list_metadata(&kube::api::ListParams::default().limit(1)).await,
+        Err(kube::Error::Api(s)) if s.code == 404
+    )
 }
 
 #[cfg(test)]

@@ -125,6 +125,14 @@ pub fn compute_status(
         ),
         Admission::Invalid(e) => (false, REASON_INVALID_SPEC, format!("spec.path: {e}")),
         Admission::InvalidName(m) => (false, REASON_INVALID_NAME, (*m).to_owned()),
+        Admission::NotGranted(d) => (
+            false,
+            d.reason,
+            format!(
+                "{}; this route is not routed and runs no replicas",
+                d.message
+            ),
+        ),
     };
 
     let (ready_ok, ready_reason, ready_message) = if !accepted {

@@ -319,7 +319,17 @@ impl Drop for Env {
 }
 
 async fn install_crd(client: &Client) {
-    let yaml = include_str!("../../crds/apiroutes.dev_apiroutes.yaml");
+    // The operator waits for RouteGrants to list before it reconciles: both CRDs.
+    let grants = include_str!("../../crds/apiroutes.dev_routegrants.yaml");
+    install_one_crd(client, grants).await;
+    install_one_crd(
+        client,
+        include_str!("../../crds/apiroutes.dev_apiroutes.yaml"),
+    )
+    .await;
+}
+
+async fn install_one_crd(client: &Client, yaml: &str) {
     let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.name_any();

@@ -116,6 +116,7 @@ def leader_rules(lease):
     )
 
 
+GRANT_RULES = expand([("apiroutes.dev", "routegrants", "get list watch", "")])
 DISCOVERY_RULES = expand([("discovery.k8s.io", "endpointslices", "get list watch", "")])
 FORBIDDEN_RESOURCES = {"secrets", "pods/exec", "pods/attach", "pods/portforward", "configmaps",
                        "serviceaccounts/token", "nodes/proxy", "*"}
@@ -296,8 +297,14 @@ def test_defaults():
     b = m.one("RoleBinding", "apiroutes-operator-leader", NS)
     check(b.get("subjects") == [{"kind": "ServiceAccount", "name": "apiroutes-operator", "namespace": NS}],
           "leader RoleBinding → operator SA")
-    check(sorted(d["metadata"]["name"] for d in m.of("ClusterRoleBinding")) == ["apiroutes-gateway", "apiroutes-operator"],
+    check(sorted(d["metadata"]["name"] for d in m.of("ClusterRoleBinding")) ==
+          ["apiroutes-gateway", "apiroutes-operator", "apiroutes-routegrants"],
           "no other ClusterRoleBindings")
+    check(rules_set(m.one("ClusterRole", "apiroutes-routegrants")) == GRANT_RULES, "RouteGrants ClusterRole: read only")
+    b = m.one("ClusterRoleBinding", "apiroutes-routegrants")
+    check(b.get("subjects") == [{"kind": "ServiceAccount", "name": sa, "namespace": NS}
+                                for sa in ("apiroutes-operator", "apiroutes-gateway")],
+          "RouteGrants ClusterRoleBinding → both SAs")
     view = rules_set(m.one("ClusterRole", "apiroutes-view"))
     check(all(v in ("get", "list", "watch") for _, _, v, _ in view), "view aggregate is read-only")
     check_no_dangerous_rules(m)
@@ -377,8 +384,10 @@ def test_nondefault():
           "gateway Service annotations")
 
     # RBAC: namespaced only.
-    check(not m.of("ClusterRole") and not m.of("ClusterRoleBinding"),
-          f"watchNamespaces: nothing cluster-wide ({m.names('ClusterRole')} {m.names('ClusterRoleBinding')})")
+    # Cluster-wide only: reading RouteGrants (cluster-scoped), for both components.
+    check(m.names("ClusterRole") == [("", "ar-routegrants")] and m.names("ClusterRoleBinding") == [("", "ar-routegrants")],
+          f"watchNamespaces: nothing cluster-wide but RouteGrants ({m.names('ClusterRole')} {m.names('ClusterRoleBinding')})")
+    check(rules_set(m.one("ClusterRole", "ar-routegrants")) == GRANT_RULES, "RouteGrants ClusterRole: read only")
     for ns in ("team-a", "team-b"):
         check(rules_set(m.one("Role", "ar-operator", ns)) == OPERATOR_RULES, f"operator Role in {ns}: exact rules")
         check(rules_set(m.one("Role", "ar-gateway", ns)) == GATEWAY_RULES, f"gateway Role in {ns}: exact rules")

@@ -231,6 +231,7 @@ else
 	}
 	op_everywhere='apiroutes.apiroutes.dev [] [] [get list watch]
 apiroutes.apiroutes.dev/status [] [] [get patch update]
+routegrants.apiroutes.dev [] [] [get list watch]
 deployments.apps [] [] [get list watch create patch update delete]
 deployments.apps/scale [] [] [get patch update]
 events [] [] [create patch]
@@ -243,6 +244,7 @@ services [] [] [get list watch create patch update delete]'
 pods [] [] [get list watch patch]
 leases.coordination.k8s.io [] [apiroutes-operator] [get update patch]"
 	gw_everywhere='apiroutes.apiroutes.dev [] [] [get list watch]
+routegrants.apiroutes.dev [] [] [get list watch]
 endpointslices.discovery.k8s.io [] [] [get list watch]
 services [] [] [list watch]'
 	same_rules "$gw_sa" default "$gw_everywhere"
@@ -346,13 +348,17 @@ services [] [] [list watch]'
 	cannot "$op_sa" list apiroutes.apiroutes.dev -A
 	cannot "$op_sa" list pods -A
 	cannot "$op_sa" get secrets -n "$team_a"
+	# Outside the watched namespaces: only reading RouteGrants (cluster-scoped).
+	grants_rule='routegrants.apiroutes.dev [] [] [get list watch]'
 	same_rules "$op_sa" "$team_a" "$op_everywhere"
-	same_rules "$op_sa" default ""
-	same_rules "$op_sa" "$ns" 'leases.coordination.k8s.io [] [apiroutes-operator] [get update patch]
-pods [] [] [patch]'
+	same_rules "$op_sa" default "$grants_rule"
+	same_rules "$op_sa" "$ns" "leases.coordination.k8s.io [] [apiroutes-operator] [get update patch]
+pods [] [] [patch]
+$grants_rule"
 	same_rules "$gw_sa" "$team_b" "$gw_everywhere"
-	same_rules "$gw_sa" "$ns" 'endpointslices.discovery.k8s.io [] [] [get list watch]'
-	same_rules "$gw_sa" default ""
+	same_rules "$gw_sa" "$ns" "endpointslices.discovery.k8s.io [] [] [get list watch]
+$grants_rule"
+	same_rules "$gw_sa" default "$grants_rule"
 	can "$gw_sa" list endpointslices.discovery.k8s.io -n "$team_a"
 	can "$gw_sa" list endpointslices.discovery.k8s.io -n "$ns"
 	can "$gw_sa" watch apiroutes.apiroutes.dev -n "$team_b"

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use apiroutes_crds::testing::route;
+use apiroutes_crds::{conflict::admit, testing::route};
 use proptest::prelude::*;
 
 fn registry() -> Registry {
@@ -318,4 +318,25 @@ fn removed_routes_lose_their_gauge_series() {
     let text = String::from_utf8(reg.metrics.render()).unwrap();
     assert!(!text.contains(r#"in_flight_requests{route="default/gone"}"#));
     assert!(reg.variants().is_empty());
+}
+
+#[test]
+fn a_route_outside_its_namespaces_grant_is_not_in_the_table() {
+    use apiroutes_crds::grant::grant;
+    let grants = [grant("shop", &["shop"], &["shop.example.com"], &["/"])];
+    // Older, so it would win the conflict without grants: a host hijack.
+    let hijack = route("grab", "/api/[[...x]]")
+        .namespace("blog")
+        .host("shop.example.com")
+        .created(1);
+    let shop = route("mine", "/api/[[...y]]")
+        .namespace("shop")
+        .host("shop.example.com")
+        .created(2);
+    let t = registry().build_granted(&[hijack.clone(), shop.clone()], &grants, no_endpoints);
+    let routed: Vec<String> = t.entries.iter().map(|r| r.key.to_string()).collect();
+    assert_eq!(routed, ["shop/mine"], "{routed:?}");
+    let t = registry().build(&[hijack, shop], no_endpoints);
+    let routed: Vec<String> = t.entries.iter().map(|r| r.key.to_string()).collect();
+    assert_eq!(routed, ["blog/grab"], "without grants the older route wins");
 }

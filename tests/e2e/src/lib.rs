@@ -111,13 +111,10 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Applies the committed CRD (server-side, as the README tells users to upgrade it)
-    /// and waits until it is established.
+    /// Applies the committed CRDs (server-side, as the README tells users to upgrade them)
+    /// and waits until they are established.
     pub fn ensure_crd(&self) {
-        let crd = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../crds/apiroutes.dev_apiroutes.yaml"
-        );
+        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/");
         self.kubectl_ok(
             &["apply", "--server-side", "--force-conflicts", "-f", crd],
             None,
@@ -129,6 +126,7 @@ impl Cluster {
                 "condition=established",
                 "--timeout=30s",
                 "crd/apiroutes.apiroutes.dev",
+                "crd/routegrants.apiroutes.dev",
             ],
             None,
         );

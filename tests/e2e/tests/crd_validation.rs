@@ -158,7 +158,78 @@ async fn api_server_refuses_bad_apiroutes_naming_the_field() {
     // `kubectl get ar` prints the columns the design names.
     let table = cluster.kubectl_ok(&["get", "ar", "-n", &ns.name], None);
     let header = table.lines().next().unwrap_or_default();
-    for col in ["PATH", "METHODS", "IMAGE", "READY", "REPLICAS", "AGE"] {
+    for col in [
+        "PATH", "METHODS", "IMAGE", "ACCEPTED", "READY", "REPLICAS", "AGE",
+    ] {
         assert!(header.contains(col), "missing column {col}: {header}");
     }
+    let wide = cluster.kubectl_ok(&["get", "ar", "-n", &ns.name, "-o", "wide"], None);
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("REASON"),
+        "-o wide shows the reason: {header}"
+    );
+}
+
+#[tokio::test]
+async fn api_server_refuses_bad_routegrants_naming_the_field() {
+    let Some(cluster) = Cluster::from_env("crd_validation_grants").await else {
+        return;
+    };
+    cluster.ensure_crd();
+    let grant = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: apiroutes.dev/v1alpha1\nkind: RouteGrant\nmetadata: {{name: {name}}}\nspec:\n{spec}\n"
+        )
+    };
+    // Dry runs: a RouteGrant, even a valid one, turns isolation on for the whole cluster.
+    let bad: &[(&str, &str)] = &[
+        ("  namespaces: [Shop]\n  hosts: ['*']", "spec.namespaces[0]"),
+        ("  namespaces: []\n  hosts: ['*']", "spec.namespaces"),
+        (
+            "  namespaces: [shop]\n  hosts: ['http://shop.example.com']",
+            "spec.hosts[0]",
+        ),
+        (
+            "  namespaces: [shop]\n  hosts: ['a.*.example.com']",
+            "spec.hosts[0]",
+        ),
+        (
+            "  namespaces: [shop]\n  hosts: ['*']\n  pathPrefixes: [/api/]",
+            "spec.pathPrefixes[0]",
+        ),
+        (
+            "  namespaces: [shop]\n  hosts: ['*']\n  pathPrefixes: ['/api/[id]']",
+            "spec.pathPrefixes[0]",
+        ),
+        (
+            "  namespaces: [shop]\n  hosts: ['*']\n  pathPrefixes: [api]",
+            "spec.pathPrefixes[0]",
+        ),
+    ];
+    for (spec, field) in bad {
+        let out = cluster.kubectl(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&grant("bad", spec)),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted a bad RouteGrant:\n{spec}");
+        assert!(
+            stderr.contains(field),
+            "for {spec}: expected {field} in: {stderr}"
+        );
+    }
+    let out = cluster.kubectl_ok(
+        &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
+        Some(&grant(
+            "good",
+            "  namespaces: [shop, shop-2]\n  hosts: [shop.example.com, '*.shop.example.com', '*']",
+        )),
+    );
+    let obj: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(
+        obj["spec"]["pathPrefixes"],
+        serde_json::json!(["/"]),
+        "{out}"
+    );
 }
