@@ -63,7 +63,7 @@ pub struct AppArgs {
     pub app: Option<String>,
     /// The registry to push to: `HOST[:PORT]` (HTTPS; plain HTTP on loopback),
     /// `https://HOST[:PORT]` or `http://HOST[:PORT]`; credentials from the Docker config.
-    #[arg(long, env = "APIROUTES_REGISTRY")]
+    #[arg(long)]
     pub registry: Option<String>,
     /// Plain HTTP to a registry given without a scheme (the local node's registry).
     #[arg(long)]
@@ -562,7 +562,7 @@ impl DeployArgs {
     pub async fn run(&self) -> Result<()> {
         let Some(registry) = &self.app.registry else {
             return Err(Error::Usage(
-                "deploy needs --registry HOST:PORT (or APIROUTES_REGISTRY): the nodes pull the app's image from it".into(),
+                "deploy needs --registry HOST:PORT: the nodes pull the app's image from it".into(),
             ));
         };
         let config = kube_config(self.kubeconfig.as_ref(), self.context.as_ref()).await?;
