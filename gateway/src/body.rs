@@ -1,14 +1,16 @@
 //! Body types of the proxy, without boxing: a response is either bytes the gateway made or
 //! the function's streamed body (carrying the request's accounting guard until the last
-//! frame is sent); a request toward a function is the client's streamed body, counted
-//! against the route's `bodyLimit`, and handed back untouched when it never left (so a
-//! request whose connection attempt failed can be retried on another endpoint).
+//! frame is sent), and carries the request's access-log record, which counts the bytes sent
+//! and is written when the body is done; a request toward a function is the client's
+//! streamed body, counted against the route's `bodyLimit`, and handed back untouched when
+//! it never left (so a request whose connection attempt failed can be retried on another
+//! endpoint).
 
 use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     task::{Context, Poll},
 };
@@ -18,20 +20,47 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use crate::{metrics::RouteMetrics, table::Endpoint, variant::VariantState};
+use crate::{access_log::Access, metrics::RouteMetrics, table::Endpoint, variant::VariantState};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Bytes the gateway made itself.
 pub fn full(b: impl Into<Bytes>) -> Body {
     let b = b.into();
-    Body::Full(if b.is_empty() { None } else { Some(b) })
+    Body {
+        kind: Kind::Full(if b.is_empty() { None } else { Some(b) }),
+        access: None,
+    }
+}
+
+/// The function's response body, with the request's accounting.
+pub fn proxied(inner: Incoming, tracker: Tracker) -> Body {
+    Body {
+        kind: Kind::Proxied(inner, tracker),
+        access: None,
+    }
 }
 
 /// A response body.
-pub enum Body {
+pub struct Body {
+    kind: Kind,
+    /// Written to the access log when the body is dropped (sent or abandoned).
+    access: Option<Access>,
+}
+
+enum Kind {
     Full(Option<Bytes>),
     Proxied(Incoming, Tracker),
+}
+
+impl Body {
+    /// This body, carrying `access` (if it is to be logged) until it is done.
+    pub fn with_access(mut self, access: Access) -> Self {
+        if access.is_logged() {
+            self.access = Some(access);
+        }
+        self
+    }
 }
 
 impl http_body::Body for Body {
@@ -42,9 +71,10 @@ impl http_body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Body::Proxied(inner, tracker) => match Pin::new(inner).poll_frame(cx) {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Proxied(inner, tracker) => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(None) => {
                     tracker.release_conn();
                     Poll::Ready(None)
@@ -52,20 +82,26 @@ impl http_body::Body for Body {
                 Poll::Ready(Some(r)) => Poll::Ready(Some(r.map_err(Into::into))),
                 Poll::Pending => Poll::Pending,
             },
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(access)) = (&polled, &mut this.access)
+            && let Some(data) = frame.data_ref()
+        {
+            access.out.bytes_out += data.len() as u64;
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Full(d) => d.is_none(),
-            Body::Proxied(inner, _) => inner.is_end_stream(),
+        match &self.kind {
+            Kind::Full(d) => d.is_none(),
+            Kind::Proxied(inner, _) => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
-            Body::Proxied(inner, _) => inner.size_hint(),
+        match &self.kind {
+            Kind::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Proxied(inner, _) => inner.size_hint(),
         }
     }
 }
@@ -80,7 +116,7 @@ pub struct Tracker {
     /// response body has been read to its end.
     conn: Option<crate::pool::Sender>,
     /// Set once the request body has been sent to its end (see [`UpstreamBody::completion`]).
-    request_done: Option<Arc<AtomicBool>>,
+    request_done: Option<Arc<Progress>>,
 }
 
 impl Tracker {
@@ -98,7 +134,7 @@ impl Tracker {
 
     /// The response comes on `conn`, which is reusable once the response body is read and
     /// `request_done` (the request body was sent to its end) is set.
-    pub fn set_conn(&mut self, conn: crate::pool::Sender, request_done: Arc<AtomicBool>) {
+    pub fn set_conn(&mut self, conn: crate::pool::Sender, request_done: Arc<Progress>) {
         self.conn = Some(conn);
         self.request_done = Some(request_done);
     }
@@ -108,7 +144,10 @@ impl Tracker {
     /// it all); such a connection is dropped, or the next request would wait behind a
     /// slow client's upload.
     fn release_conn(&mut self) {
-        let request_done = self.request_done.take().is_some_and(|d| d.load(Relaxed));
+        let request_done = self
+            .request_done
+            .take()
+            .is_some_and(|d| d.done.load(Relaxed));
         if let (Some(conn), Some(e)) = (self.conn.take(), self.endpoint.as_ref())
             && request_done
         {
@@ -129,7 +168,7 @@ impl Tracker {
 impl Drop for Body {
     fn drop(&mut self) {
         // A body hyper never polls (HEAD, 204, 304, empty) is complete already.
-        if let Body::Proxied(inner, tracker) = self
+        if let Kind::Proxied(inner, tracker) = &mut self.kind
             && http_body::Body::is_end_stream(inner)
         {
             tracker.release_conn();
@@ -152,6 +191,15 @@ impl Drop for Tracker {
 #[error("request body exceeds the limit of {0} bytes")]
 pub struct LimitExceeded(pub u64);
 
+/// How far a request body toward a function has been sent.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Sent to its end.
+    pub done: AtomicBool,
+    /// Body bytes passed on so far.
+    pub bytes: AtomicU64,
+}
+
 /// A request body toward a function.
 pub struct UpstreamBody {
     inner: Option<Incoming>,
@@ -159,7 +207,7 @@ pub struct UpstreamBody {
     limit: u64,
     polled: bool,
     give_back: Option<oneshot::Sender<Incoming>>,
-    done: Option<Arc<AtomicBool>>,
+    progress: Option<Arc<Progress>>,
 }
 
 impl UpstreamBody {
@@ -170,7 +218,7 @@ impl UpstreamBody {
             limit,
             polled: false,
             give_back: None,
-            done: None,
+            progress: None,
         }
     }
 
@@ -183,7 +231,7 @@ impl UpstreamBody {
             limit: u64::MAX,
             polled: false,
             give_back: None,
-            done: None,
+            progress: None,
         }
     }
 
@@ -195,11 +243,15 @@ impl UpstreamBody {
         rx
     }
 
-    /// A flag set once this body has been sent to its end (already set for an empty one).
-    pub fn completion(&mut self) -> Arc<AtomicBool> {
-        let done = Arc::new(AtomicBool::new(self.is_end_stream_now()));
-        self.done = Some(Arc::clone(&done));
-        done
+    /// This body's progress: `done` is set once it has been sent to its end (at once for an
+    /// empty one), `bytes` counts what was sent.
+    pub fn completion(&mut self) -> Arc<Progress> {
+        let progress = Arc::new(Progress {
+            done: AtomicBool::new(self.is_end_stream_now()),
+            bytes: AtomicU64::new(0),
+        });
+        self.progress = Some(Arc::clone(&progress));
+        progress
     }
 
     fn is_end_stream_now(&self) -> bool {
@@ -209,8 +261,8 @@ impl UpstreamBody {
     }
 
     fn mark_done(&self) {
-        if let Some(d) = &self.done {
-            d.store(true, Relaxed);
+        if let Some(p) = &self.progress {
+            p.done.store(true, Relaxed);
         }
     }
 
@@ -250,6 +302,9 @@ impl http_body::Body for UpstreamBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
+                    if let Some(p) = &this.progress {
+                        p.bytes.store(this.seen, Relaxed);
+                    }
                     if this.seen > this.limit {
                         this.inner = None;
                         return Poll::Ready(Some(Err(Box::new(LimitExceeded(this.limit)))));

@@ -2,10 +2,12 @@
 //! exactly as Next.js would, wakes a sleeping function and proxies to a ready replica.
 //!
 //! Pure parts: [`path`] (request-path normalization), [`table`] (the route table and its
-//! trie matcher), [`preview`] (Preview Mode crypto). Edges: [`proxy`] (the request path),
-//! [`activator`] (cold starts and autoscaler pushes), [`server`] (listeners), the route
-//! sources [`static_file`] and [`k8s`].
+//! trie matcher), [`preview`] (Preview Mode crypto), [`trace_context`] (W3C `traceparent`).
+//! Edges: [`proxy`] (the request path), [`activator`] (cold starts and autoscaler pushes),
+//! [`server`] (listeners), [`access_log`] (one JSON line per request), the route sources
+//! [`static_file`] and [`k8s`].
 
+pub mod access_log;
 pub mod activator;
 pub mod body;
 pub mod conn;
@@ -20,19 +22,22 @@ pub mod proxy;
 pub mod server;
 pub mod static_file;
 pub mod table;
+pub mod trace_context;
 pub mod variant;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum, builder::BoolishValueParser};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    access_log::AccessLog,
     metrics::Metrics,
     proxy::{Gateway, PreviewConfig, ProxyConfig},
     server::{Readiness, ServerConfig},
     static_file::StaticRoutes,
+    trace_context::Sampler,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -218,6 +223,36 @@ pub struct Args {
     #[arg(long, env = "APIROUTES_GATEWAY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Write one JSON line per request to stdout (the access log), whatever the log format
+    /// and level; `--access-log=false` or `--no-access-log` turns it off.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_ACCESS_LOG",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        overrides_with_all = ["access_log", "no_access_log"]
+    )]
+    pub access_log: bool,
+
+    /// No access log (the same as `--access-log=false`).
+    #[arg(long, overrides_with_all = ["access_log", "no_access_log"])]
+    pub no_access_log: bool,
+
+    /// Share of the traces the gateway starts (requests without a valid `traceparent`) that
+    /// are marked sampled toward functions, 0 to 1; a caller's sampled flag is kept as is.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_TRACE_SAMPLE_RATIO",
+        default_value_t = 1.0,
+        value_parser = parse_ratio
+    )]
+    pub trace_sample_ratio: f64,
+
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "APIROUTES_GATEWAY_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -245,6 +280,15 @@ pub enum StartError {
     Runtime(std::io::Error),
 }
 
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    let r: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err("a ratio from 0 to 1".into())
+    }
+}
+
 fn default_gateway_id() -> String {
     std::env::var("POD_NAME")
         .ok()
@@ -259,6 +303,11 @@ fn default_gateway_id() -> String {
 }
 
 impl Args {
+    /// Whether the access log is on (`--access-log[=BOOL]`, `--no-access-log`).
+    pub fn access_log_enabled(&self) -> bool {
+        self.access_log && !self.no_access_log
+    }
+
     /// Runs the gateway until SIGTERM/SIGINT (builds the runtime and the logger).
     pub fn run(self) -> ExitCode {
         self.init_logging();
@@ -321,6 +370,9 @@ impl Args {
     /// Runs the gateway on the current runtime until SIGTERM/SIGINT.
     pub async fn serve(self) -> Result<(), StartError> {
         let metrics = Metrics::new();
+        let access_log = self
+            .access_log_enabled()
+            .then(|| AccessLog::stdout(Some(metrics.access_log_dropped.clone())));
         let gateway = Gateway::new(
             ProxyConfig {
                 gateway_id: self.gateway_id.clone().unwrap_or_else(default_gateway_id),
@@ -335,6 +387,8 @@ impl Args {
                     max_per_endpoint: usize::try_from(self.upstream_max_connections)
                         .unwrap_or(usize::MAX),
                 },
+                access_log: access_log.clone(),
+                sampler: Sampler::new(self.trace_sample_ratio),
                 ..ProxyConfig::default()
             },
             metrics,
@@ -410,6 +464,10 @@ impl Args {
         for task in background {
             task.abort();
         }
+        if let Some(log) = access_log {
+            // The lines of the last requests; stdout may be blocked, so not forever.
+            log.close(Duration::from_secs(5));
+        }
         tracing::info!("gateway stopped");
         Ok(())
     }
@@ -467,6 +525,47 @@ mod tests {
             assert_eq!(a.log_format, LogFormat::Json);
             assert_eq!(a.listen.port(), 8080);
             assert_eq!(a.preview_prefix, "/__apiroutes/preview");
+            assert!(a.access_log_enabled(), "the access log is on by default");
+            assert!((a.trace_sample_ratio - 1.0).abs() < f64::EPSILON);
+        }
+    }
+
+    #[test]
+    fn access_log_switches() {
+        let on = |args: &[&str]| {
+            let mut all = vec!["apiroutes-gateway"];
+            all.extend_from_slice(args);
+            Args::try_parse_from(all)
+                .map(|a| a.access_log_enabled())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(on(&[]), Ok(true));
+        assert_eq!(on(&["--access-log"]), Ok(true));
+        assert_eq!(on(&["--access-log=true"]), Ok(true));
+        assert_eq!(on(&["--access-log=false"]), Ok(false));
+        assert_eq!(on(&["--access-log=0"]), Ok(false));
+        assert_eq!(on(&["--no-access-log"]), Ok(false));
+        // The last one wins.
+        assert_eq!(on(&["--no-access-log", "--access-log"]), Ok(true));
+        assert_eq!(on(&["--access-log", "--no-access-log"]), Ok(false));
+        assert_eq!(on(&["--access-log=false", "--access-log"]), Ok(true));
+        // `--access-log false` is not `--access-log=false`: a stray argument, refused.
+        assert!(on(&["--access-log", "false"]).is_err());
+        assert!(on(&["--access-log=maybe"]).is_err());
+    }
+
+    #[test]
+    fn trace_sample_ratio_is_a_ratio() {
+        let ratio = |v: &str| {
+            Args::try_parse_from(["apiroutes-gateway", "--trace-sample-ratio", v])
+                .map(|a| a.trace_sample_ratio)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(ratio("0"), Ok(0.0));
+        assert_eq!(ratio("0.25"), Ok(0.25));
+        assert_eq!(ratio("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "NaN", "x"] {
+            assert!(ratio(bad).is_err(), "{bad}");
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub connections: IntGauge,
     pub autoscaler_errors: IntCounterVec,
     pub untrusted_slices: IntGaugeVec,
+    pub access_log_dropped: IntCounter,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -128,6 +129,10 @@ impl Metrics {
             ),
             &["namespace"],
         ));
+        let access_log_dropped = must(IntCounter::new(
+            "access_log_dropped_lines_total",
+            "Access-log lines dropped because stdout did not keep up",
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -141,6 +146,7 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(autoscaler_errors.clone()),
             Box::new(untrusted_slices.clone()),
+            Box::new(access_log_dropped.clone()),
         ] {
             must(registry.register(c));
         }
@@ -158,6 +164,7 @@ impl Metrics {
             connections,
             autoscaler_errors,
             untrusted_slices,
+            access_log_dropped,
         })
     }
 

@@ -1,14 +1,13 @@
 //! The request path: normalize, match, hold if the function sleeps, forward with the
-//! contract headers to the least-loaded ready endpoint, stream the answer back. Every
-//! failure is an [`Error`] turned into a response in one place ([`Error::into_response`]).
+//! contract headers (and the trace context: [`crate::trace_context`]) to the least-loaded
+//! ready endpoint, stream the answer back. Every failure is an [`Error`] turned into a
+//! response in one place ([`Error::into_response`]). Every request, answered by a function
+//! or by the gateway, leaves one access-log line ([`crate::access_log`]).
 
 use std::{
     borrow::Cow,
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
-    },
+    sync::{Arc, atomic::Ordering::Relaxed},
     time::{Duration, SystemTime},
 };
 
@@ -28,8 +27,9 @@ use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::{
+    access_log::{self, Access, AccessLog, Outcome, RequestIds, RequestInfo, X_REQUEST_ID},
     activator::{self, Autoscaler, Holds},
-    body::{Body, Tracker, UpstreamBody, full, is_limit_exceeded},
+    body::{Body, Tracker, UpstreamBody, full, is_limit_exceeded, proxied},
     error::{Error, UpstreamKind, redirect},
     host,
     metrics::{Metrics, NO_ROUTE, RouteMetrics},
@@ -37,6 +37,7 @@ use crate::{
     pool,
     preview::{self, Endpoints, PreviewKeys},
     table::{self, Endpoint, Lookup, Registry, RouteEntry, RouteTable, Target},
+    trace_context::{Sampler, TRACEPARENT, TRACESTATE},
 };
 
 /// Preview Mode, when a secret is configured.
@@ -60,6 +61,10 @@ pub struct ProxyConfig {
     pub informational_timeout: Duration,
     /// The HTTP/1 connection pools toward functions.
     pub pool: pool::PoolConfig,
+    /// Where access-log lines go; `None`: no access log.
+    pub access_log: Option<Arc<AccessLog>>,
+    /// Sampling of the traces the gateway starts (a caller's sampled flag is kept).
+    pub sampler: Sampler,
 }
 
 impl Default for ProxyConfig {
@@ -74,6 +79,8 @@ impl Default for ProxyConfig {
             allow_any_upgrade: false,
             informational_timeout: Duration::from_secs(5),
             pool: pool::PoolConfig::default(),
+            access_log: None,
+            sampler: Sampler::default(),
         }
     }
 }
@@ -93,6 +100,8 @@ pub struct Gateway {
     allow_any_upgrade: bool,
     informational_timeout: Duration,
     pool: pool::PoolConfig,
+    access_log: Option<Arc<AccessLog>>,
+    sampler: Sampler,
 }
 
 impl Gateway {
@@ -125,7 +134,21 @@ impl Gateway {
             allow_any_upgrade: config.allow_any_upgrade,
             informational_timeout: config.informational_timeout,
             pool: config.pool,
+            access_log: config.access_log,
+            sampler: config.sampler,
         })
+    }
+
+    /// The access log, when there is one.
+    pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
+        self.access_log.as_ref()
+    }
+
+    /// Logs a request that hyper's HTTP/1 parser refused (it answered `status` itself).
+    pub fn log_refused(&self, client: SocketAddr, status: StatusCode) {
+        if let Some(log) = &self.access_log {
+            access_log::refused(log, client, status, &self.request_ids);
+        }
     }
 
     /// Installs a new table and wakes requests held for variants that are now ready.
@@ -146,11 +169,22 @@ impl Gateway {
     }
 
     /// Serves one request from a client at `remote`.
-    pub async fn handle(&self, req: Request<Incoming>, remote: &Peer) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, remote: &Peer) -> Response<Body> {
         let start = Instant::now();
-        let method = req.method().clone();
-        let mut route_metrics = None;
-        let resp = match self.serve(req, remote, start, &mut route_metrics).await {
+        // The record takes the URI; dropped before a response exists (the client went
+        // away), it is logged as such.
+        let mut access = Access::begin(
+            self.access_log.clone(),
+            start,
+            &mut req,
+            remote.addr,
+            self.sampler,
+            &self.request_ids,
+        );
+        let resp = match self
+            .serve(req, &access.req, remote, start, &mut access.out)
+            .await
+        {
             Ok(resp) => resp,
             Err(e) => {
                 if e.status().is_server_error() {
@@ -159,27 +193,35 @@ impl Gateway {
                 e.into_response()
             }
         };
-        let m = route_metrics.as_ref().unwrap_or(&self.none_metrics);
-        m.count(&method, resp.status());
-        m.duration.observe(start.elapsed().as_secs_f64());
-        resp
+        let head = start.elapsed();
+        let m: &RouteMetrics = access
+            .out
+            .route
+            .as_ref()
+            .map_or(&self.none_metrics, |r| &r.metrics);
+        m.count(&access.req.method, resp.status());
+        m.duration.observe(head.as_secs_f64());
+        access.out.status = Some(resp.status());
+        access.out.head = Some(head);
+        resp.map(|b| b.with_access(access))
     }
 
     async fn serve(
         &self,
         mut req: Request<Incoming>,
+        info: &RequestInfo,
         remote: &Peer,
         start: Instant,
-        route_metrics: &mut Option<Arc<RouteMetrics>>,
+        out: &mut Outcome,
     ) -> Result<Response<Body>, Error> {
         // Upgrades other than WebSocket are ignored (RFC 9110 §7.8: a server MAY): the
         // request goes on as plain HTTP with Upgrade stripped, unless configured otherwise.
         let upgrade = upgrade_allowed(req.headers(), self.allow_any_upgrade)
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let uri = std::mem::take(&mut parts.uri);
+        let uri = &info.uri;
         // Before anything else reads it: the one valid authority the request is for.
-        let authority = host::request_authority(&parts.headers, &uri, parts.version)?;
+        let authority = host::request_authority(&parts.headers, uri, parts.version)?;
         let path = match path::normalize(uri.path(), uri.query()) {
             PathOutcome::Route(p) => p,
             PathOutcome::Redirect(location) => return Ok(redirect(&location)),
@@ -224,7 +266,7 @@ impl Gateway {
                 Lookup::NotFound => return Err(Error::NotFound),
             }
         };
-        *route_metrics = Some(Arc::clone(&route.metrics));
+        out.route = Some(Arc::clone(&route));
         if let Some(len) = content_length(&parts.headers)
             && len > route.body_limit
         {
@@ -237,6 +279,7 @@ impl Gateway {
         } else {
             Variant::Main
         };
+        out.variant = Some(variant);
         let mut target = Arc::clone(route.target(variant));
         let mut tracker = Tracker::begin(&target.state, &route.metrics);
         let deadline = start + route.timeout;
@@ -257,6 +300,7 @@ impl Gateway {
             let wait = start.elapsed();
             route.metrics.activation_wait.observe(wait.as_secs_f64());
             waited = Some(wait);
+            out.activation = waited;
         }
 
         // Headers toward the function.
@@ -264,7 +308,7 @@ impl Gateway {
         let forwarded_host = authority;
         strip_hop_by_hop(h, upgrade.is_some());
         strip_apiroute(h);
-        h.reserve(10); // the headers added below: one growth at most
+        h.reserve(11); // the headers added below: one growth at most
 
         add_forwarded_for(h, remote);
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -272,7 +316,13 @@ impl Gateway {
             h.insert(X_FORWARDED_HOST, fh.clone());
         }
         if !h.contains_key(X_REQUEST_ID) {
-            h.insert(X_REQUEST_ID, self.request_ids.next());
+            h.insert(X_REQUEST_ID, info.request_id.header_value());
+        }
+        // The gateway's span is the function's parent; the caller's tracestate goes on
+        // only with the trace it belongs to.
+        h.insert(TRACEPARENT, info.span.traceparent_header());
+        if !info.span.continued() {
+            h.remove(TRACESTATE);
         }
         h.insert(X_APIROUTE_NAME, route.name_header.clone());
         h.insert(X_APIROUTE_PATTERN, route.pattern_header.clone());
@@ -291,13 +341,31 @@ impl Gateway {
         }
 
         // Forward, retrying on another endpoint when the connection could not be made.
-        let pq = upstream_path(&uri, &path, matches!(path, Cow::Owned(_)));
+        let pq = upstream_path(uri, &path, matches!(path, Cow::Owned(_)));
         let resp = if grpc {
-            self.forward_h2(parts, body, pq, &route, &target, &mut tracker, deadline)
-                .await?
+            self.forward_h2(
+                parts,
+                body,
+                pq,
+                &route,
+                &target,
+                &mut tracker,
+                deadline,
+                out,
+            )
+            .await?
         } else {
-            self.forward_h1(parts, body, pq, &route, &target, &mut tracker, deadline)
-                .await?
+            self.forward_h1(
+                parts,
+                body,
+                pq,
+                &route,
+                &target,
+                &mut tracker,
+                deadline,
+                out,
+            )
+            .await?
         };
 
         // The answer.
@@ -342,7 +410,7 @@ impl Gateway {
             });
             return Ok(Response::from_parts(rp, full(Bytes::new())));
         }
-        Ok(Response::from_parts(rp, Body::Proxied(rbody, tracker)))
+        Ok(Response::from_parts(rp, proxied(rbody, tracker)))
     }
 
     /// gRPC over h2c, through the pooled HTTP/2 client.
@@ -356,6 +424,7 @@ impl Gateway {
         target: &Target,
         tracker: &mut Tracker,
         deadline: Instant,
+        out: &mut Outcome,
     ) -> Result<Response<Incoming>, Error> {
         let mut body = UpstreamBody::new(body, route.body_limit);
         let retryable = target.endpoints.len() > 1;
@@ -372,6 +441,8 @@ impl Gateway {
                 });
             };
             tracker.set_endpoint(&endpoint);
+            out.upstream = Some(Arc::clone(&endpoint));
+            out.request_body = Some(body.completion());
             let mut up = Request::new(body);
             *up.method_mut() = method.clone();
             *up.headers_mut() = headers;
@@ -442,6 +513,7 @@ impl Gateway {
         target: &Target,
         tracker: &mut Tracker,
         deadline: Instant,
+        out: &mut Outcome,
     ) -> Result<Response<Incoming>, Error> {
         // Origin-form target: the normalized path and the original query.
         let pq = path_and_query;
@@ -512,9 +584,11 @@ impl Gateway {
                 Ok(Ok(s)) => s,
             };
             tracker.set_endpoint(&endpoint);
+            out.upstream = Some(Arc::clone(&endpoint));
             // What a resend needs: the head, and the body if it is never read.
             let mut replay = (reused && fresh_retry_left).then(|| Replay::of(&mut up));
             let request_done = up.body_mut().completion();
+            out.request_body = Some(Arc::clone(&request_done));
             let sent = tokio::select! {
                 r = tokio::time::timeout_at(deadline, sender.try_send_request(up)) => r,
                 status = info.unanswered(self.informational_timeout) => {
@@ -680,7 +754,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_APIROUTE_NAME: HeaderName = HeaderName::from_static("x-apiroute-name");
 const X_APIROUTE_PATTERN: HeaderName = HeaderName::from_static("x-apiroute-pattern");
 const X_APIROUTE_PARAMS: HeaderName = HeaderName::from_static("x-apiroute-params");
@@ -827,35 +900,6 @@ fn upstream_uri(endpoint: &Endpoint, pq: &PathAndQuery) -> Result<Uri, Error> {
     Uri::from_parts(parts).map_err(|_| Error::BadRequest)
 }
 
-/// `x-request-id` values: a random per-process prefix and a counter, 32 hex digits.
-struct RequestIds {
-    prefix: u64,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        use std::hash::BuildHasher;
-        let prefix = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-        RequestIds {
-            prefix,
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    fn next(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.counter.fetch_add(1, Relaxed);
-        let mut buf = [0u8; 32];
-        for (i, b) in buf.iter_mut().enumerate() {
-            let word = if i < 16 { self.prefix } else { n };
-            let shift = 60 - 4 * (i % 16);
-            *b = HEX[((word >> shift) & 0xf) as usize];
-        }
-        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -944,7 +988,9 @@ mod tests {
         let a = ids.next();
         let b = ids.next();
         assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
-        assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a[..16], b[..16], "one prefix per process");
+        assert!(a.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        let v = access_log::RequestId::Generated(a).header_value();
+        assert_eq!(v.as_bytes(), &a[..]);
     }
 }

@@ -110,6 +110,10 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Told of a request that hyper's HTTP/1 parser refused and answered itself (400, 414,
+/// 431): the client's address and the status.
+pub type OnRefused = Arc<dyn Fn(SocketAddr, StatusCode) + Send + Sync>;
+
 /// Serves the proxy on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve_proxy(
     listener: TcpListener,
@@ -118,11 +122,15 @@ pub async fn serve_proxy(
     shutdown: CancellationToken,
 ) {
     let gauge = gateway.metrics.connections.clone();
+    let refused = gateway.access_log().is_some().then(|| {
+        let gw = Arc::clone(&gateway);
+        Arc::new(move |client, status| gw.log_refused(client, status)) as OnRefused
+    });
     let handler = move |req: Request<Incoming>, peer: Arc<crate::proxy::Peer>| {
         let gw = Arc::clone(&gateway);
         async move { gw.handle(req, &peer).await }
     };
-    serve(listener, config, Some(gauge), shutdown, handler).await;
+    serve(listener, config, Some(gauge), refused, shutdown, handler).await;
 }
 
 /// Accepts connections within the limit and serves each with `handler` until `shutdown`.
@@ -130,6 +138,7 @@ async fn serve<H, F>(
     listener: TcpListener,
     config: ServerConfig,
     gauge: Option<prometheus::IntGauge>,
+    refused: Option<OnRefused>,
     shutdown: CancellationToken,
     handler: H,
 ) where
@@ -178,6 +187,7 @@ async fn serve<H, F>(
             limits,
             Arc::clone(&builder),
             handler.clone(),
+            refused.clone(),
             shutdown.clone(),
         ));
     }
@@ -194,6 +204,7 @@ async fn serve<H, F>(
 /// How long a connection closed for idleness gets to say goodbye (h2 GOAWAY).
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_conn<H, F>(
     io: Watched<TcpStream>,
     remote: SocketAddr,
@@ -201,6 +212,7 @@ async fn serve_conn<H, F>(
     limits: Limits,
     builder: Arc<auto::Builder<TokioExecutor>>,
     handler: H,
+    refused: Option<OnRefused>,
     shutdown: CancellationToken,
 ) where
     H: Fn(Request<Incoming>, Arc<crate::proxy::Peer>) -> F + Clone + Send + Sync + 'static,
@@ -220,6 +232,11 @@ async fn serve_conn<H, F>(
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::trace!(error = %e, "connection ended with an error");
+                if let Some(on_refused) = &refused
+                    && let Some(status) = crate::access_log::parse_error_status(&*e)
+                {
+                    on_refused(remote, status);
+                }
             }
         }
         why = watch.expired(limits) => match why {
@@ -318,7 +335,7 @@ pub async fn serve_admin(
         let resp = admin_response(req.uri().path(), &gateway, &ready, routes_view);
         async move { resp }
     };
-    serve(listener, config, None, shutdown, handler).await;
+    serve(listener, config, None, None, shutdown, handler).await;
 }
 
 /// The local address a listener is bound to, for logs.

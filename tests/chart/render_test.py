@@ -244,7 +244,7 @@ def test_defaults():
     for a in ("--autoscaler-service=apiroutes-system/apiroutes-autoscaler", "--listen=0.0.0.0:8080",
               "--admin-listen=0.0.0.0:9090", "--log-format=json", "--log-level=info",
               "--gateway-id=$(POD_NAME)", "--max-held-per-route=1000", "--max-held-total=10000",
-              "--preview-prefix=/__apiroutes/preview"):
+              "--preview-prefix=/__apiroutes/preview", "--access-log=true", "--trace-sample-ratio=1"):
         check(a in gargs, f"gateway arg {a}")
     check(not any(a.startswith("--namespace") or a.startswith("--worker-threads") for a in gargs),
           "gateway: no --namespace / --worker-threads by default")
@@ -363,6 +363,8 @@ def test_nondefault():
           "POD_IP from the downward API")
     check("--extra=1" in oc["args"] and "--worker-threads=4" in gc["args"], "extraArgs / workerThreads")
     check("--admin-routes" in gc["args"], "adminRoutes: --admin-routes")
+    check("--access-log=false" in gc["args"] and "--trace-sample-ratio=0.25" in gc["args"],
+          "accessLog false / traceSampleRatio 0.25")
     check(ports_of(gc)["http"].get("hostPort") == 8080, "gateway hostPort 8080 when set")
     check("hostPort" not in ports_of(gc)["admin"] and all("hostPort" not in p for p in oc["ports"]),
           "hostPort only on the gateway http port")
@@ -488,6 +490,8 @@ def test_rejections():
         (["--set", "logging.format=xml"], "/logging/format"),
         (["--set", "logging.level=verbose"], "/logging/level"),
         (["--set", "gateway.hostPort=70000"], "/gateway/hostPort"),
+        (["--set", "gateway.traceSampleRatio=1.5"], "/gateway/traceSampleRatio"),
+        (["--set", "gateway.accessLog=maybe"], "/gateway/accessLog"),
         (["--set", "gateway.service.type=ExternalName"], "/gateway/service/type"),
         (["--set-json", 'watchNamespaces=["Bad_NS"]'], "/watchNamespaces/0"),
         (["--set", "operator.image.digest=latest"], "/operator/image/digest"),
