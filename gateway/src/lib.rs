@@ -90,7 +90,31 @@ pub struct Args {
     )]
     pub autoscaler_service: Option<String>,
 
-    /// File holding the Preview Mode secret (enables Preview Mode).
+    /// File of Preview Mode signing keys, one per line: the first signs, all verify
+    /// (enables Preview Mode). Reloaded when it changes.
+    #[arg(long, env = "APIROUTES_GATEWAY_PREVIEW_KEYS_FILE", value_name = "PATH")]
+    pub preview_keys_file: Option<String>,
+
+    /// File holding the token of the preview enable endpoint (`?secret=`); it signs nothing.
+    /// Without it the enable endpoint is off. Needs --preview-keys-file; reloaded likewise.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_PREVIEW_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub preview_token_file: Option<String>,
+
+    /// Seconds between checks of the preview files for changes; 0: never reload.
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_PREVIEW_RELOAD_INTERVAL",
+        default_value_t = 10
+    )]
+    pub preview_reload_interval: u64,
+
+    /// Deprecated: one secret as both the enable token and the root of the signing key
+    /// (whoever sees an enable URL can sign). Use --preview-keys-file and
+    /// --preview-token-file.
     #[arg(
         long,
         env = "APIROUTES_GATEWAY_PREVIEW_SECRET_FILE",
@@ -98,7 +122,7 @@ pub struct Args {
     )]
     pub preview_secret_file: Option<String>,
 
-    /// The Preview Mode secret itself (prefer the file).
+    /// Deprecated: the single preview secret itself (see --preview-secret-file).
     #[arg(long, env = "APIROUTES_PREVIEW_SECRET", hide_env_values = true)]
     pub preview_secret: Option<String>,
 
@@ -272,7 +296,7 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("preview secret: {0}")]
+    #[error("preview keys: {0}")]
     Preview(String),
     #[error("kubernetes: {0}")]
     Kube(String),
@@ -348,7 +372,7 @@ impl Args {
     }
 
     fn preview(&self) -> Result<Option<PreviewConfig>, StartError> {
-        let secret = match (&self.preview_secret_file, &self.preview_secret) {
+        let legacy = match (&self.preview_secret_file, &self.preview_secret) {
             (Some(path), _) => Some(
                 std::fs::read(path)
                     .map_err(|e| StartError::Preview(format!("reading {path}: {e}")))?,
@@ -356,12 +380,50 @@ impl Args {
             (None, Some(s)) => Some(s.as_bytes().to_vec()),
             (None, None) => None,
         };
-        let Some(secret) = secret else {
-            return Ok(None);
+        if self.preview_token_file.is_some() && self.preview_keys_file.is_none() {
+            return Err(StartError::Preview(
+                "--preview-token-file needs --preview-keys-file (the token signs nothing)".into(),
+            ));
+        }
+        let keys = match (&self.preview_keys_file, legacy) {
+            (Some(_), Some(_)) => {
+                return Err(StartError::Preview(
+                    "--preview-keys-file replaces the deprecated --preview-secret-file / APIROUTES_PREVIEW_SECRET: give only the new files".into(),
+                ));
+            }
+            (None, None) => return Ok(None),
+            (None, Some(secret)) => {
+                tracing::warn!(
+                    "deprecated: one preview secret (--preview-secret-file / APIROUTES_PREVIEW_SECRET) is both the enable token and the signing root, so whoever sees an enable URL can sign preview cookies; use --preview-token-file and --preview-keys-file"
+                );
+                preview::PreviewKeys::legacy(&secret)
+                    .map_err(|e| StartError::Preview(e.to_string()))?
+            }
+            (Some(keys_file), None) => {
+                let files = preview::files::KeyFiles {
+                    token: self.preview_token_file.as_ref().map(Into::into),
+                    signing_keys: keys_file.into(),
+                };
+                let (keys, seen) = files
+                    .load()
+                    .map_err(|e| StartError::Preview(e.to_string()))?;
+                if self.preview_reload_interval > 0 && tokio::runtime::Handle::try_current().is_ok()
+                {
+                    // Ends by itself once the gateway (every clone of the keys) is gone.
+                    drop(files.spawn_reload(
+                        &keys,
+                        seen,
+                        Duration::from_secs(self.preview_reload_interval),
+                    ));
+                }
+                keys
+            }
         };
-        let trimmed = secret.trim_ascii();
-        let keys = preview::PreviewKeys::from_secret(trimmed)
-            .map_err(|e| StartError::Preview(e.to_string()))?;
+        tracing::info!(
+            signing_keys = keys.signing_keys(),
+            token = keys.has_token(),
+            "Preview Mode on"
+        );
         let endpoints = preview::Endpoints::new(&self.preview_prefix)
             .map_err(|e| StartError::Preview(e.to_string()))?;
         Ok(Some(PreviewConfig { keys, endpoints }))
@@ -527,6 +589,7 @@ mod tests {
             assert_eq!(a.preview_prefix, "/__apiroutes/preview");
             assert!(a.access_log_enabled(), "the access log is on by default");
             assert!((a.trace_sample_ratio - 1.0).abs() < f64::EPSILON);
+            assert_eq!(a.preview_reload_interval, 10);
         }
     }
 
@@ -567,5 +630,57 @@ mod tests {
         for bad in ["1.5", "-0.1", "NaN", "x"] {
             assert!(ratio(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn preview_flags() {
+        let dir =
+            std::env::temp_dir().join(format!("apiroutes-preview-flags-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let token = dir.join("token");
+        let keys = dir.join("signing-keys");
+        let _ = std::fs::write(&token, "a-token-of-enough-bytes\n");
+        let _ = std::fs::write(&keys, "key-two-of-enough-bytes\nkey-one-of-enough-bytes\n");
+        let (token, keys) = (token.display().to_string(), keys.display().to_string());
+        let preview = |extra: &[&str]| {
+            let mut argv = vec!["apiroutes-gateway"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+                .map_err(|e| e.to_string())
+                .and_then(|a| a.preview().map_err(|e| e.to_string()))
+                .map(|p| p.map(|p| (p.keys.signing_keys(), p.keys.has_token())))
+        };
+        let on = preview(&["--preview-token-file", &token, "--preview-keys-file", &keys]);
+        assert!(on == Ok(Some((2, true))), "{on:?}");
+        let keys_only = preview(&["--preview-keys-file", &keys]);
+        assert!(keys_only == Ok(Some((2, false))), "{keys_only:?}");
+        let token_only = preview(&["--preview-token-file", &token]);
+        assert!(
+            matches!(&token_only, Err(e) if e.contains("needs --preview-keys-file")),
+            "{token_only:?}"
+        );
+        let both = preview(&[
+            "--preview-keys-file",
+            &keys,
+            "--preview-secret-file",
+            &token,
+        ]);
+        assert!(
+            matches!(&both, Err(e) if e.contains("replaces the deprecated")),
+            "{both:?}"
+        );
+        let legacy = preview(&["--preview-secret-file", &token]);
+        assert!(legacy == Ok(Some((1, true))), "{legacy:?}");
+        let token_as_key = preview(&[
+            "--preview-token-file",
+            &token,
+            "--preview-keys-file",
+            &token,
+        ]);
+        assert!(
+            matches!(&token_as_key, Err(e) if e.contains("also a signing key") && !e.contains("a-token")),
+            "{token_as_key:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

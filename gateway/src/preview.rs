@@ -1,33 +1,67 @@
 //! Preview Mode (DESIGN.md "Preview Mode" and "Next.js handlers"): the gateway alone signs
 //! and verifies the preview cookies. Pure: no I/O, no clock, no randomness; the caller
-//! passes the time. Everything returns plain `http` data for the server to send.
+//! passes the time ([`files`] holds the one impure part: reading and reloading the key
+//! files). Everything returns plain `http` data for the server to send.
+//!
+//! # Two secrets
+//!
+//! - The **token** (`--preview-token-file`) only opens the enable endpoint
+//!   (`GET {prefix}/enable?secret=TOKEN`). It ends up in URLs, browser histories and CMS
+//!   settings, so it signs nothing: no key is derived from it, and a cookie minted with the
+//!   token (or anything derived from it) does not verify. Without a token the enable
+//!   endpoint answers 404 and only functions start Preview Mode (`res.setPreviewData`).
+//! - The **signing keys** (`--preview-keys-file`), one per line: the first signs, every one
+//!   verifies. Rotation without dropping a session: add the new key second (every gateway
+//!   now verifies it), then move it first (gateways sign with it), then remove the old key
+//!   once the longest cookie lifetime has passed. A key may not equal the token.
+//!
+//! The deprecated single secret (`--preview-secret-file` / `APIROUTES_PREVIEW_SECRET`) still
+//! works through [`PreviewKeys::legacy`]: it is the token, and its one signing key is derived
+//! from it by a public rule, so whoever sees an enable URL can sign. The gateway logs a
+//! warning for it.
+//!
+//! # Namespaces
+//!
+//! Next.js has one app per preview scope; here a namespace is the app. Preview data a
+//! function sets is signed together with the function's namespace, and a request carrying
+//! that pair is a preview request (data passed on, preview backends chosen) only when it is
+//! routed to a function of the same namespace. Toward any other namespace it is a normal
+//! request: no `x-apiroute-preview`, and the two preview cookies are removed from its
+//! `Cookie` header, so the other namespace's functions can neither read the (signed, not
+//! encrypted) data nor replay the pair. The enable endpoint binds to `namespace=NS` when
+//! given; without it the pair is valid in every namespace (the token holder is trusted for
+//! all of them; prefer `namespace=` when the gateway serves more than one app).
 //!
 //! # What to call where (for the server code)
 //!
 //! ```text
-//! startup    let keys = PreviewKeys::from_secret(&secret_file_bytes)?;   // --preview-secret-file / APIROUTES_PREVIEW_SECRET
+//! startup    let (keys, _) = files::KeyFiles { token, signing_keys }.load()?;  // or PreviewKeys::new
 //!            let endpoints = Endpoints::new(&args.preview_prefix)?;      // default DEFAULT_PREFIX
 //! request    (after path normalization and the 308/400 answers, before route matching)
 //!            if let Some(reply) = endpoints.handle(&keys, &method, path, query, now) {
-//!                return reply;   // 307 + two Set-Cookie, or 400/405 with a JSON body
+//!                return reply;   // 307 + two Set-Cookie, or 400/401/404/405 with a JSON body
 //!            }
 //!            let state = from_request(&keys, req.headers(), now);
+//!            // after matching the route, in namespace `ns`:
+//!            let state = state.bind(ns, req.headers_mut());
 //!            // route to the preview backends iff state.is_active() && route has spec.preview
 //!            // after dropping the client's x-apiroute-* headers, toward the function:
 //!            if let Some((name, v)) = header_for_function(&state) { headers.insert(name, v); }
-//! response   let outcome = apply_function_headers(resp.headers_mut(), &keys, now);
+//! response   let outcome = apply_function_headers(resp.headers_mut(), &keys, ns, now);
 //!            // strips every x-apiroute-* header, adds the signed (or clearing) Set-Cookies;
 //!            // log outcome when it is FunctionPreview::Malformed.
 //! ```
 //!
-//! A broken pair (tampered, mismatched, incomplete, expired) is not cleared here: the
-//! function gets [`PREVIEW_INVALID_HEADER`] and the runtime writes Next's clearing cookies
-//! where `next start` writes them, before the handler runs (runtime/node/CONTRACT.md).
+//! A broken pair (tampered, mismatched, incomplete, expired, signed by a key no longer
+//! listed) is not cleared here: the function gets [`PREVIEW_INVALID_HEADER`] and the runtime
+//! writes Next's clearing cookies where `next start` writes them, before the handler runs
+//! (runtime/node/CONTRACT.md).
 //!
-//! `x-apiroute-preview` goes to every function while the cookie is valid (Next's `req.preview`
-//! is true in every API route); only routes with `spec.preview` change their backends. Without
-//! a configured secret, do not call any of this: preview paths route like any other path, and
-//! preview headers from functions are still stripped (`strip_apiroute_headers`).
+//! `x-apiroute-preview` goes to every function of the pair's namespace while the cookie is
+//! valid (Next's `req.preview` is true in every API route of the app); only routes with
+//! `spec.preview` change their backends. Without configured keys, do not call any of this:
+//! preview paths route like any other path, and preview headers from functions are still
+//! stripped (`strip_apiroute_headers`).
 //!
 //! # Cookies
 //!
@@ -35,19 +69,27 @@
 //! `Path` from the options, clearing = empty values with `Expires` at the epoch), our contents:
 //!
 //! ```text
-//! __prerender_bypass  = <id>                               id  = b64url(HMAC(k_id, exp "." data)[..16])
-//! __next_preview_data = v1.<id>.<exp>.<data>.<mac>         mac = b64url(HMAC(k_mac, "v1." id "." exp "." data))
+//! __prerender_bypass  = <id>                                 id  = b64url(HMAC(k_id, scope "." exp "." data)[..16])
+//! __next_preview_data = v2.<id>.<exp>.<scope>.<data>.<mac>   mac = b64url(HMAC(k_mac, "v2." id "." exp "." scope "." data))
 //! ```
 //!
 //! `data` is the base64url JSON of the preview data (exactly what `x-apiroute-preview`
-//! carries), `exp` the expiry in Unix seconds. The MAC covers the id, so a bypass cookie from
-//! another pair fails; every comparison of secret-derived bytes is constant time (`subtle`).
-//! The data is signed, not encrypted (Next encrypts it): do not put secrets in preview data.
-//! Keys come from the secret by HMAC-SHA256 with fixed labels, so the secret itself never
-//! signs anything and one secret gives independent keys.
+//! carries), `exp` the expiry in Unix seconds, `scope` the namespace or `*` (every
+//! namespace). The MAC covers the id and the scope, so a bypass cookie from another pair
+//! fails and a pair cannot be moved to another namespace; every comparison of secret-derived
+//! bytes is constant time (`subtle`). The data is signed, not encrypted (Next encrypts it):
+//! do not put secrets in preview data. `k_mac` and `k_id` come from each signing key by
+//! HMAC-SHA256 with fixed labels, so one key gives independent keys. Version-1 cookies
+//! (before the namespace binding) are malformed now: their sessions end once.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub mod files;
 
+use std::{
+    sync::{Arc, Weak},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
 use base64::{
     Engine as _, alphabet,
     engine::{
@@ -63,7 +105,7 @@ use subtle::ConstantTimeEq;
 
 /// Next's bypass cookie: here the id that binds it to the data cookie.
 pub const BYPASS_COOKIE: &str = "__prerender_bypass";
-/// Next's data cookie: here `v1.<id>.<exp>.<data>.<mac>`.
+/// Next's data cookie: here `v2.<id>.<exp>.<scope>.<data>.<mac>`.
 pub const DATA_COOKIE: &str = "__next_preview_data";
 /// Request header toward functions: base64url JSON of the preview data.
 pub const PREVIEW_HEADER: &str = "x-apiroute-preview";
@@ -82,26 +124,52 @@ pub const DEFAULT_PREFIX: &str = "/__apiroutes/preview";
 pub const MAX_DATA_JSON_BYTES: usize = 2048;
 /// Lifetime of a cookie set without `maxAge` (Next's then never expires; ours must).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// Shortest accepted secret: it guards the enable endpoint against guessing.
+/// Shortest accepted token or signing key: the token guards the enable endpoint against
+/// guessing, a key the cookies against forging.
 pub const MIN_SECRET_BYTES: usize = 16;
+/// Most signing keys in one list (a data cookie is checked against each in turn).
+pub const MAX_SIGNING_KEYS: usize = 8;
 
 /// `Expires` of a clearing cookie: JavaScript's `new Date(0).toUTCString()`, as Next sends.
 const EPOCH_HTTP_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
-const VERSION: &str = "v1";
-/// Upper bound on a data cookie we even look at (the largest we issue is about 2.8 KiB).
+const VERSION: &str = "v2";
+/// The scope field of a pair valid in every namespace.
+const ALL_NAMESPACES: &str = "*";
+/// Upper bound on a data cookie we even look at (the largest we issue is about 2.9 KiB).
 const MAX_COOKIE_VALUE: usize = 4096;
 /// Longest `maxAge` honoured (ten years), so expiry arithmetic stays far from overflow.
 const MAX_AGE_CAP_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 /// How many cookies of one name we try (a browser may send several with different paths).
 const MAX_SAME_NAME: usize = 4;
 
-/// Why preview configuration or a preview input is not usable.
+/// Why preview configuration or a preview input is not usable. Messages never hold key
+/// material (lengths and line numbers only).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PreviewError {
     #[error(
         "preview secret is {len} bytes after trimming whitespace; use at least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
     )]
     SecretTooShort { len: usize },
+    #[error(
+        "preview token is {len} bytes after trimming whitespace; use at least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+    )]
+    TokenTooShort { len: usize },
+    #[error(
+        "preview signing key on line {line} is {len} bytes after trimming whitespace; use at least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+    )]
+    SigningKeyTooShort { line: usize, len: usize },
+    #[error("no preview signing key: list one per line (lines starting with '#' are comments)")]
+    NoSigningKeys,
+    #[error(
+        "{0} preview signing keys; at most {MAX_SIGNING_KEYS} (remove keys older than the longest cookie lifetime)"
+    )]
+    TooManySigningKeys(usize),
+    #[error(
+        "the preview token is also a signing key (line {0}); they must differ, or whoever knows the token could sign"
+    )]
+    TokenIsSigningKey(usize),
+    #[error("namespace {0:?} is not a DNS label (lower-case letters, digits, '-'; at most 63)")]
+    BadNamespace(String),
     #[error(
         "preview prefix {0:?} must start with '/', not end with '/', and hold no '?', '#' or spaces"
     )]
@@ -118,20 +186,177 @@ pub enum PreviewError {
     BadFunctionHeader,
 }
 
-/// The keys derived from the preview secret. `Debug` never shows key material.
-pub struct PreviewKeys {
+/// Where a signed pair is valid: in one namespace (a function set it there, or the enable
+/// endpoint was given `namespace=`) or in all of them (the enable endpoint without it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Namespace(String),
+}
+
+impl Scope {
+    /// The scope of one namespace; refuses what is not a DNS label (Kubernetes namespace
+    /// names are, so the cookie field needs no escaping).
+    pub fn namespace(ns: &str) -> Result<Scope, PreviewError> {
+        let b = ns.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 63
+            && b.iter()
+                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-';
+        if ok {
+            Ok(Scope::Namespace(ns.to_owned()))
+        } else {
+            Err(PreviewError::BadNamespace(ns.to_owned()))
+        }
+    }
+
+    /// Whether a request routed to a function of `namespace` may use a pair of this scope.
+    pub fn admits(&self, namespace: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Namespace(ns) => ns == namespace,
+        }
+    }
+
+    fn field(&self) -> &str {
+        match self {
+            Scope::All => ALL_NAMESPACES,
+            Scope::Namespace(ns) => ns,
+        }
+    }
+
+    fn from_field(field: &str) -> Option<Scope> {
+        if field == ALL_NAMESPACES {
+            Some(Scope::All)
+        } else {
+            Scope::namespace(field).ok()
+        }
+    }
+}
+
+/// The two keys one signing key gives.
+struct SigningKey {
     mac: hmac::Key,
     id: hmac::Key,
-    token: hmac::Key,
-    /// HMAC(k_token, secret): the enable endpoint compares tags, so the secret's length and
-    /// content leak nothing through timing.
-    token_tag: hmac::Tag,
+}
+
+impl SigningKey {
+    fn from_secret(secret: &[u8]) -> SigningKey {
+        let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        SigningKey {
+            mac: derive(&root, b"apiroutes preview cookie-mac v2"),
+            id: derive(&root, b"apiroutes preview cookie-id v2"),
+        }
+    }
+}
+
+fn derive(root: &hmac::Key, label: &[u8]) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(root, label).as_ref())
+}
+
+/// The enable token, kept only as a keyed tag: the endpoint compares tags, so the token's
+/// length and content leak nothing through timing.
+struct Token {
+    key: hmac::Key,
+    tag: hmac::Tag,
+}
+
+impl Token {
+    fn new(token: &[u8]) -> Token {
+        let key = derive(
+            &hmac::Key::new(hmac::HMAC_SHA256, token),
+            b"apiroutes preview enable-token v2",
+        );
+        let tag = hmac::sign(&key, token);
+        Token { key, tag }
+    }
+}
+
+/// One loaded configuration: the keys in order (the first signs) and the token.
+struct KeySet {
+    signing: Vec<SigningKey>,
+    token: Option<Token>,
+}
+
+impl KeySet {
+    fn new(token: Option<&[u8]>, signing_keys: &[u8]) -> Result<KeySet, PreviewError> {
+        let token = match token.map(<[u8]>::trim_ascii) {
+            Some(t) if t.len() < MIN_SECRET_BYTES => {
+                return Err(PreviewError::TokenTooShort { len: t.len() });
+            }
+            other => other,
+        };
+        let mut signing = Vec::new();
+        for (i, line) in signing_keys.split(|&b| b == b'\n').enumerate() {
+            let key = line.trim_ascii();
+            if key.is_empty() || key.starts_with(b"#") {
+                continue;
+            }
+            if key.len() < MIN_SECRET_BYTES {
+                return Err(PreviewError::SigningKeyTooShort {
+                    line: i + 1,
+                    len: key.len(),
+                });
+            }
+            // Configuration time, not reachable by a client: no timing concern.
+            if token == Some(key) {
+                return Err(PreviewError::TokenIsSigningKey(i + 1));
+            }
+            signing.push(SigningKey::from_secret(key));
+        }
+        if signing.is_empty() {
+            return Err(PreviewError::NoSigningKeys);
+        }
+        if signing.len() > MAX_SIGNING_KEYS {
+            return Err(PreviewError::TooManySigningKeys(signing.len()));
+        }
+        Ok(KeySet {
+            signing,
+            token: token.map(Token::new),
+        })
+    }
+}
+
+/// The preview keys: the signing keys and the optional enable token. Cheap to clone (all
+/// clones share one configuration, which [`PreviewKeys::replace`] swaps atomically for the
+/// reload of changed files). `Debug` never shows key material.
+#[derive(Clone)]
+pub struct PreviewKeys {
+    set: Arc<ArcSwap<KeySet>>,
     default_ttl: Duration,
+}
+
+/// A [`PreviewKeys`] that does not keep the keys alive: the file reloader holds one and
+/// stops when the gateway is gone.
+#[derive(Clone)]
+pub struct WeakPreviewKeys(Weak<ArcSwap<KeySet>>);
+
+impl WeakPreviewKeys {
+    /// [`PreviewKeys::replace`] while the keys are still in use; `None` once they are not.
+    pub fn replace(
+        &self,
+        token: Option<&[u8]>,
+        signing_keys: &[u8],
+    ) -> Option<Result<(), PreviewError>> {
+        let set = self.0.upgrade()?;
+        Some(KeySet::new(token, signing_keys).map(|new| set.store(Arc::new(new))))
+    }
+
+    /// (number of signing keys, whether a token is set) while the keys are in use.
+    pub fn summary(&self) -> Option<(usize, bool)> {
+        let set = self.0.upgrade()?;
+        let set = set.load();
+        Some((set.signing.len(), set.token.is_some()))
+    }
 }
 
 impl std::fmt::Debug for PreviewKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreviewKeys")
+            .field("signing_keys", &self.signing_keys())
+            .field("has_token", &self.has_token())
             .field("default_ttl", &self.default_ttl)
             .finish_non_exhaustive()
     }
@@ -146,12 +371,21 @@ pub struct SignedPair {
     pub expires_at: u64,
 }
 
+/// What a valid pair carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The preview data, base64url JSON (as [`PREVIEW_HEADER`] carries it).
+    pub data_b64: String,
+    /// Where the pair is valid.
+    pub scope: Scope,
+}
+
 /// Why a cookie pair was refused. All of them mean: clear the cookies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
     #[error("preview cookie is malformed")]
     Malformed,
-    #[error("preview cookie signature does not verify")]
+    #[error("preview cookie signature does not verify with any listed key")]
     BadMac,
     #[error("preview cookies do not belong together")]
     Mismatch,
@@ -161,26 +395,67 @@ pub enum Invalid {
     Incomplete,
 }
 
+/// A data cookie whose MAC verified with one of the keys (not yet checked: id, expiry).
+struct Opened<'a> {
+    id: &'a str,
+    expires_at: u64,
+    scope: Scope,
+    data_b64: &'a str,
+}
+
 impl PreviewKeys {
-    /// Derives the keys from the secret (surrounding ASCII whitespace is ignored, so a file
-    /// ending in a newline works). The same secret is the enable endpoint's `?secret=`.
-    pub fn from_secret(secret: &[u8]) -> Result<Self, PreviewError> {
+    /// Keys from the signing-keys text (one key per line; surrounding ASCII whitespace,
+    /// empty lines and lines starting with `#` are ignored; the first key signs) and the
+    /// optional enable token (surrounding whitespace ignored, so files ending in a newline
+    /// work). The token must not be one of the keys.
+    pub fn new(token: Option<&[u8]>, signing_keys: &[u8]) -> Result<Self, PreviewError> {
+        Ok(PreviewKeys {
+            set: Arc::new(ArcSwap::from_pointee(KeySet::new(token, signing_keys)?)),
+            default_ttl: DEFAULT_TTL,
+        })
+    }
+
+    /// Deprecated single secret (`--preview-secret-file` / `APIROUTES_PREVIEW_SECRET`): the
+    /// secret is the enable token, and the one signing key is derived from it by a public
+    /// rule. Anyone who learns the token (it is in every enable URL) can therefore sign
+    /// cookies; use [`PreviewKeys::new`] with a separate key.
+    pub fn legacy(secret: &[u8]) -> Result<Self, PreviewError> {
         let secret = secret.trim_ascii();
         if secret.len() < MIN_SECRET_BYTES {
             return Err(PreviewError::SecretTooShort { len: secret.len() });
         }
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
-        let derive =
-            |label: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, label).as_ref());
-        let token = derive(b"apiroutes preview enable-token v1");
-        let token_tag = hmac::sign(&token, secret);
+        let key = hmac::sign(&root, b"apiroutes preview legacy signing key v2");
+        let set = KeySet {
+            signing: vec![SigningKey::from_secret(key.as_ref())],
+            token: Some(Token::new(secret)),
+        };
         Ok(PreviewKeys {
-            mac: derive(b"apiroutes preview cookie-mac v1"),
-            id: derive(b"apiroutes preview cookie-id v1"),
-            token,
-            token_tag,
+            set: Arc::new(ArcSwap::from_pointee(set)),
             default_ttl: DEFAULT_TTL,
         })
+    }
+
+    /// Swaps in a new configuration (as [`PreviewKeys::new`] reads it) for every clone; on
+    /// an error the current one stays.
+    pub fn replace(&self, token: Option<&[u8]>, signing_keys: &[u8]) -> Result<(), PreviewError> {
+        self.set.store(Arc::new(KeySet::new(token, signing_keys)?));
+        Ok(())
+    }
+
+    /// A handle for the file reloader that does not keep the keys alive.
+    pub fn downgrade(&self) -> WeakPreviewKeys {
+        WeakPreviewKeys(Arc::downgrade(&self.set))
+    }
+
+    /// How many signing keys are listed.
+    pub fn signing_keys(&self) -> usize {
+        self.set.load().signing.len()
+    }
+
+    /// Whether an enable token is configured (else the enable endpoint is off).
+    pub fn has_token(&self) -> bool {
+        self.set.load().token.is_some()
     }
 
     /// Lifetime of pairs signed without an explicit `maxAge` (default [`DEFAULT_TTL`]).
@@ -189,24 +464,43 @@ impl PreviewKeys {
         self
     }
 
-    /// Whether `given` is the secret, in constant time (independent of where they differ
-    /// and of the secret's length).
+    /// Whether `given` is the enable token, in constant time (independent of where they
+    /// differ and of the token's length). Always false without a token.
     pub fn check_token(&self, given: &[u8]) -> bool {
-        let tag = hmac::sign(&self.token, given);
-        ct_eq(tag.as_ref(), self.token_tag.as_ref())
+        let set = self.set.load();
+        let Some(token) = &set.token else {
+            return false;
+        };
+        let tag = hmac::sign(&token.key, given);
+        ct_eq(tag.as_ref(), token.tag.as_ref())
     }
 
-    /// Signs a pair carrying `data_b64` (base64url JSON, as [`PREVIEW_HEADER`] carries it)
-    /// that expires `max_age` after `now`, or [`PreviewKeys::with_default_ttl`] after it.
-    pub fn sign(&self, data_b64: &str, now: SystemTime, max_age: Option<Duration>) -> SignedPair {
+    /// Signs, with the first key, a pair valid in `scope` carrying `data_b64` (base64url
+    /// JSON, as [`PREVIEW_HEADER`] carries it) that expires `max_age` after `now`, or
+    /// [`PreviewKeys::with_default_ttl`] after it.
+    pub fn sign(
+        &self,
+        scope: &Scope,
+        data_b64: &str,
+        now: SystemTime,
+        max_age: Option<Duration>,
+    ) -> SignedPair {
         let ttl = max_age
             .unwrap_or(self.default_ttl)
             .as_secs()
             .min(MAX_AGE_CAP_SECS);
         let expires_at = unix_secs(now).saturating_add(ttl);
-        let id = self.id_for(expires_at, data_b64);
-        let signed = format!("{VERSION}.{id}.{expires_at}.{data_b64}");
-        let mac = URL_SAFE_NO_PAD.encode(hmac::sign(&self.mac, signed.as_bytes()));
+        let set = self.set.load();
+        // KeySet::new refuses an empty list.
+        let key = &set.signing[0];
+        let scope = scope.field();
+        let id_tag = hmac::sign(
+            &key.id,
+            format!("{scope}.{expires_at}.{data_b64}").as_bytes(),
+        );
+        let id = URL_SAFE_NO_PAD.encode(&id_tag.as_ref()[..16]);
+        let signed = format!("{VERSION}.{id}.{expires_at}.{scope}.{data_b64}");
+        let mac = URL_SAFE_NO_PAD.encode(hmac::sign(&key.mac, signed.as_bytes()));
         SignedPair {
             bypass: id,
             data: format!("{signed}.{mac}"),
@@ -214,15 +508,24 @@ impl PreviewKeys {
         }
     }
 
-    /// Verifies a pair; returns the preview data (base64url JSON) when the MAC holds, the
-    /// two cookies belong together and the expiry has not passed.
-    pub fn verify(&self, bypass: &str, data: &str, now: SystemTime) -> Result<String, Invalid> {
-        if data.len() > MAX_COOKIE_VALUE || bypass.len() > 64 {
+    /// Verifies a pair: the MAC holds under one of the listed keys, the two cookies belong
+    /// together and the expiry has not passed. Returns the data and the pair's scope.
+    pub fn verify(&self, bypass: &str, data: &str, now: SystemTime) -> Result<Verified, Invalid> {
+        if bypass.len() > 64 {
+            return Err(Invalid::Malformed);
+        }
+        self.open(data)?.check(bypass, now)
+    }
+
+    /// Parses a data cookie and finds the key whose MAC it carries.
+    fn open<'a>(&self, data: &'a str) -> Result<Opened<'a>, Invalid> {
+        if data.len() > MAX_COOKIE_VALUE {
             return Err(Invalid::Malformed);
         }
         let (signed, mac_b64) = data.rsplit_once('.').ok_or(Invalid::Malformed)?;
         let mut parts = signed.split('.');
-        let (Some(version), Some(id), Some(exp), Some(data_b64), None) = (
+        let (Some(version), Some(id), Some(exp), Some(scope), Some(data_b64), None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -238,26 +541,40 @@ impl PreviewKeys {
         {
             return Err(Invalid::Malformed);
         }
+        let scope = Scope::from_field(scope).ok_or(Invalid::Malformed)?;
         let expires_at: u64 = exp.parse().map_err(|_| Invalid::Malformed)?;
         let given_mac = URL_SAFE_NO_PAD
             .decode(mac_b64)
             .map_err(|_| Invalid::Malformed)?;
-        let want_mac = hmac::sign(&self.mac, signed.as_bytes());
-        if !ct_eq(&given_mac, want_mac.as_ref()) {
+        let set = self.set.load();
+        let verified = set.signing.iter().any(|key| {
+            let want = hmac::sign(&key.mac, signed.as_bytes());
+            ct_eq(&given_mac, want.as_ref())
+        });
+        if !verified {
             return Err(Invalid::BadMac);
         }
-        if !ct_eq(bypass.as_bytes(), id.as_bytes()) {
+        Ok(Opened {
+            id,
+            expires_at,
+            scope,
+            data_b64,
+        })
+    }
+}
+
+impl Opened<'_> {
+    fn check(&self, bypass: &str, now: SystemTime) -> Result<Verified, Invalid> {
+        if !ct_eq(bypass.as_bytes(), self.id.as_bytes()) {
             return Err(Invalid::Mismatch);
         }
-        if unix_secs(now) >= expires_at {
+        if unix_secs(now) >= self.expires_at {
             return Err(Invalid::Expired);
         }
-        Ok(data_b64.to_owned())
-    }
-
-    fn id_for(&self, expires_at: u64, data_b64: &str) -> String {
-        let tag = hmac::sign(&self.id, format!("{expires_at}.{data_b64}").as_bytes());
-        URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+        Ok(Verified {
+            data_b64: self.data_b64.to_owned(),
+            scope: self.scope.clone(),
+        })
     }
 }
 
@@ -272,10 +589,12 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// What the request's cookies say.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PreviewState {
-    /// No preview cookie at all.
+    /// No preview cookie at all (or, after [`PreviewState::bind`], a pair of another
+    /// namespace).
     None,
-    /// A valid pair: the preview data (base64url JSON) for [`PREVIEW_HEADER`].
-    Active { data_b64: String },
+    /// A valid pair: the preview data (base64url JSON) for [`PREVIEW_HEADER`], and where it
+    /// is valid.
+    Active { data_b64: String, scope: Scope },
     /// A tampered, mismatched, incomplete or expired pair: serve as not in preview and tell
     /// the function ([`PREVIEW_INVALID_HEADER`]), which clears the cookies.
     Invalid(Invalid),
@@ -288,6 +607,59 @@ impl PreviewState {
 
     pub fn needs_clear(&self) -> bool {
         matches!(self, PreviewState::Invalid(_))
+    }
+
+    /// The state for a request routed to a function of `namespace`. A valid pair of another
+    /// namespace makes it a normal request: [`PreviewState::None`], and the two preview
+    /// cookies are removed from `headers` (the request's) so that function neither reads
+    /// the data nor gets a pair it could replay. Anything else is unchanged.
+    pub fn bind(self, namespace: &str, headers: &mut HeaderMap) -> PreviewState {
+        match &self {
+            PreviewState::Active { scope, .. } if !scope.admits(namespace) => {
+                strip_preview_cookies(headers);
+                PreviewState::None
+            }
+            _ => self,
+        }
+    }
+}
+
+/// Removes both preview cookies from every `Cookie` header, keeping the others in order;
+/// a header left empty is dropped.
+pub fn strip_preview_cookies(headers: &mut HeaderMap) {
+    let is_preview = |pair: &[u8]| {
+        let name = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        name == BYPASS_COOKIE.as_bytes() || name == DATA_COOKIE.as_bytes()
+    };
+    let any = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b';').any(is_preview));
+    if !any {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let pairs: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .map(<[u8]>::trim_ascii)
+                .filter(|p| !p.is_empty() && !is_preview(p))
+                .collect();
+            // Only bytes of a valid value and "; ": always a valid value again.
+            HeaderValue::from_bytes(&pairs.join(&b"; "[..])).ok()
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
     }
 }
 
@@ -315,8 +687,9 @@ pub fn from_request(keys: &PreviewKeys, headers: &HeaderMap, now: SystemTime) ->
     from_cookie_values(keys, &bypass, &data, now)
 }
 
-/// [`from_request`] on already extracted cookie values (tests, other front ends). Any pair
-/// that verifies wins; otherwise the first reason found.
+/// [`from_request`] on already extracted cookie values (tests, other front ends). The first
+/// pair that verifies wins (browsers send the cookie with the longest `Path` first);
+/// otherwise the first reason found. Each data cookie's MAC is checked once.
 pub fn from_cookie_values(
     keys: &PreviewKeys,
     bypass: &[&str],
@@ -330,9 +703,23 @@ pub fn from_cookie_values(
     }
     let mut first_err = None;
     for d in data {
+        let opened = match keys.open(d) {
+            Ok(o) => o,
+            Err(e) => {
+                first_err.get_or_insert(e);
+                continue;
+            }
+        };
         for b in bypass {
-            match keys.verify(b, d, now) {
-                Ok(data_b64) => return PreviewState::Active { data_b64 },
+            let checked = if b.len() > 64 {
+                Err(Invalid::Malformed)
+            } else {
+                opened.check(b, now)
+            };
+            match checked {
+                Ok(Verified { data_b64, scope }) => {
+                    return PreviewState::Active { data_b64, scope };
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -346,7 +733,7 @@ pub fn from_cookie_values(
 /// valid, [`PREVIEW_INVALID_HEADER`] `1` when it is broken, nothing without cookies.
 pub fn header_for_function(state: &PreviewState) -> Option<(&'static str, HeaderValue)> {
     match state {
-        PreviewState::Active { data_b64 } => HeaderValue::from_str(data_b64)
+        PreviewState::Active { data_b64, .. } => HeaderValue::from_str(data_b64)
             .ok()
             .map(|v| (PREVIEW_HEADER, v)),
         PreviewState::Invalid(_) => Some((PREVIEW_INVALID_HEADER, HeaderValue::from_static("1"))),
@@ -369,10 +756,11 @@ impl CookieOptions {
     }
 }
 
-/// The two `Set-Cookie` values that start Preview Mode with `data_json` (any JSON value, at
-/// most [`MAX_DATA_JSON_BYTES`]): Next's attributes, our signed contents.
+/// The two `Set-Cookie` values that start Preview Mode in `scope` with `data_json` (any
+/// JSON value, at most [`MAX_DATA_JSON_BYTES`]): Next's attributes, our signed contents.
 pub fn set_cookies(
     keys: &PreviewKeys,
+    scope: &Scope,
     data_json: &str,
     options: &CookieOptions,
     now: SystemTime,
@@ -384,7 +772,12 @@ pub fn set_cookies(
     }
     check_cookie_path(options.path())?;
     let data_b64 = URL_SAFE_NO_PAD.encode(data_json);
-    let pair = keys.sign(&data_b64, now, options.max_age.map(Duration::from_secs));
+    let pair = keys.sign(
+        scope,
+        &data_b64,
+        now,
+        options.max_age.map(Duration::from_secs),
+    );
     let attrs = match options.max_age {
         Some(age) => format!(
             "; Max-Age={}; Path={}; HttpOnly; Secure; SameSite=None",
@@ -457,9 +850,11 @@ pub fn strip_apiroute_headers(headers: &mut HeaderMap) {
 }
 
 /// Turns a function's preview headers into cookies and strips every `x-apiroute-*` header.
+/// `namespace` is the function's: the pair it sets is valid there only.
 pub fn apply_function_headers(
     headers: &mut HeaderMap,
     keys: &PreviewKeys,
+    namespace: &str,
     now: SystemTime,
 ) -> FunctionPreview {
     let set = headers.get(PREVIEW_SET_HEADER).cloned();
@@ -472,7 +867,10 @@ pub fn apply_function_headers(
         })
     } else if let Some(set) = set {
         parse_set_header(&set)
-            .and_then(|(data, options)| set_cookies(keys, &data, &options, now))
+            .and_then(|(data, options)| {
+                let scope = Scope::namespace(namespace)?;
+                set_cookies(keys, &scope, &data, &options, now)
+            })
             .map(|cookies| {
                 for c in cookies {
                     headers.append(header::SET_COOKIE, c);
@@ -663,10 +1061,11 @@ impl Endpoints {
     /// Answers the endpoints; `None` for any other path (route it as usual). `path` is the
     /// normalized path, `query` the raw query without `?`.
     ///
-    /// `GET {prefix}/enable?secret=S[&redirect=/path][&data=JSON][&maxAge=SECONDS]` sets the
-    /// cookies and redirects (307) to `redirect` (default `/`); `GET {prefix}/disable
-    /// [?redirect=/path]` clears them and redirects likewise. A wrong secret is 401, a bad
-    /// input 400, another method 405.
+    /// `GET {prefix}/enable?secret=TOKEN[&namespace=NS][&redirect=/path][&data=JSON]
+    /// [&maxAge=SECONDS]` sets the cookies (valid in `NS` only, or in every namespace
+    /// without it) and redirects (307) to `redirect` (default `/`); `GET {prefix}/disable
+    /// [?redirect=/path]` clears them and redirects likewise. A wrong token is 401, enable
+    /// without a configured token 404, a bad input 400, another method 405.
     pub fn handle(
         &self,
         keys: &PreviewKeys,
@@ -695,6 +1094,12 @@ impl Endpoints {
 }
 
 fn enable_reply(keys: &PreviewKeys, query: &str, now: SystemTime) -> Reply {
+    if !keys.has_token() {
+        return Reply::error(
+            StatusCode::NOT_FOUND,
+            "the preview enable endpoint is off: no token is configured",
+        );
+    }
     let q = match Query::parse(query) {
         Ok(q) => q,
         Err(msg) => return Reply::error(StatusCode::BAD_REQUEST, msg),
@@ -716,11 +1121,22 @@ fn enable_reply(keys: &PreviewKeys, query: &str, now: SystemTime) -> Reply {
             return Reply::error(StatusCode::BAD_REQUEST, "maxAge must be whole seconds");
         }
     };
+    let scope = match q.namespace.as_deref().map(Scope::namespace) {
+        None => Scope::All,
+        Some(Ok(scope)) => scope,
+        Some(Err(e)) => return Reply::error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
     let options = CookieOptions {
         max_age,
         path: None,
     };
-    match set_cookies(keys, q.data.as_deref().unwrap_or("{}"), &options, now) {
+    match set_cookies(
+        keys,
+        &scope,
+        q.data.as_deref().unwrap_or("{}"),
+        &options,
+        now,
+    ) {
         Ok(cookies) => Reply::redirect(location, cookies),
         Err(e) => Reply::error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
@@ -744,6 +1160,7 @@ struct Query {
     redirect: Option<String>,
     data: Option<String>,
     max_age: Option<String>,
+    namespace: Option<String>,
 }
 
 impl Query {
@@ -756,6 +1173,7 @@ impl Query {
                 "redirect" => &mut q.redirect,
                 "data" => &mut q.data,
                 "maxAge" => &mut q.max_age,
+                "namespace" => &mut q.namespace,
                 _ => continue,
             };
             if slot.is_some() {
@@ -823,10 +1241,23 @@ mod tests {
         pub(super) static CT_CALLS: Cell<u64> = const { Cell::new(0) };
     }
 
-    const SECRET: &[u8] = b"0123456789abcdef-test-secret";
+    const TOKEN: &[u8] = b"0123456789abcdef-test-token";
+    const KEY: &[u8] = b"0123456789abcdef-signing-key-1";
+    const NS: &str = "shop";
 
     fn keys() -> PreviewKeys {
-        PreviewKeys::from_secret(SECRET).unwrap()
+        PreviewKeys::new(Some(TOKEN), KEY).unwrap()
+    }
+
+    fn shop() -> Scope {
+        Scope::namespace(NS).unwrap()
+    }
+
+    fn verified(data_b64: &str) -> Verified {
+        Verified {
+            data_b64: data_b64.to_owned(),
+            scope: shop(),
+        }
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -863,39 +1294,295 @@ mod tests {
     #[test]
     fn secret_rules() {
         assert_eq!(
-            PreviewKeys::from_secret(b"short").unwrap_err(),
+            PreviewKeys::new(Some(b"short"), KEY).unwrap_err(),
+            PreviewError::TokenTooShort { len: 5 }
+        );
+        assert_eq!(
+            PreviewKeys::new(None, b"  \n# comment\n\n").unwrap_err(),
+            PreviewError::NoSigningKeys
+        );
+        assert_eq!(
+            PreviewKeys::new(None, b"0123456789abcdef-key-1\nshort\n").unwrap_err(),
+            PreviewError::SigningKeyTooShort { line: 2, len: 5 }
+        );
+        let nine: String = (0..9)
+            .map(|i| format!("0123456789abcdef-key-{i}\n"))
+            .collect();
+        assert_eq!(
+            PreviewKeys::new(None, nine.as_bytes()).unwrap_err(),
+            PreviewError::TooManySigningKeys(9)
+        );
+        // Whitespace around the token and each key (files end in newlines, CRLF too).
+        let k = PreviewKeys::new(
+            Some(b"0123456789abcdef-test-token\n"),
+            b"# current\r\n  0123456789abcdef-key-1 \r\n\n# previous\n0123456789abcdef-key-0\n",
+        )
+        .unwrap();
+        assert_eq!(k.signing_keys(), 2);
+        assert!(k.check_token(b"0123456789abcdef-test-token"));
+        assert!(!k.check_token(b"0123456789abcdef-test-tokeN"));
+        assert!(!k.check_token(b""));
+        let debug = format!("{k:?}");
+        assert!(
+            !debug.contains("token-") && !debug.contains("key-"),
+            "Debug must not show keys: {debug}"
+        );
+        // Without a token nothing opens the enable endpoint.
+        let no_token = PreviewKeys::new(None, KEY).unwrap();
+        assert!(!no_token.has_token() && !no_token.check_token(b""));
+        // The deprecated single secret.
+        assert_eq!(
+            PreviewKeys::legacy(b"short").unwrap_err(),
             PreviewError::SecretTooShort { len: 5 }
         );
-        assert!(PreviewKeys::from_secret(b"  \n").is_err());
-        let k = PreviewKeys::from_secret(b"0123456789abcdef-test-secret\n").unwrap();
-        assert!(k.check_token(b"0123456789abcdef-test-secret"));
-        assert!(!k.check_token(b"0123456789abcdef-test-secreT"));
-        assert!(!k.check_token(b""));
-        assert!(
-            !format!("{k:?}").contains("secret-"),
-            "Debug must not show keys"
+        let legacy = PreviewKeys::legacy(b"0123456789abcdef-test-secret\n").unwrap();
+        assert!(legacy.check_token(b"0123456789abcdef-test-secret"));
+        let pair = legacy.sign(&shop(), &b64("{}"), at(NOW), None);
+        assert!(legacy.verify(&pair.bypass, &pair.data, at(NOW)).is_ok());
+    }
+
+    #[test]
+    fn token_can_neither_sign_nor_verify() {
+        let k = keys();
+        let data = b64(r#"{"admin":true}"#);
+        // Whoever saw an enable URL has the token. Signing with it as a key, or with the
+        // keys the old scheme derived from it, gives pairs that do not verify.
+        for forger in [
+            PreviewKeys::new(None, TOKEN).unwrap(),
+            PreviewKeys::legacy(TOKEN).unwrap(),
+        ] {
+            for scope in [Scope::All, shop()] {
+                let forged = forger.sign(&scope, &data, at(NOW), None);
+                assert_eq!(
+                    k.verify(&forged.bypass, &forged.data, at(NOW)),
+                    Err(Invalid::BadMac)
+                );
+                assert_eq!(
+                    from_request(&k, &cookie_header(&forged), at(NOW)),
+                    PreviewState::Invalid(Invalid::BadMac)
+                );
+            }
+        }
+        // The token is not a key and a key is not the token.
+        assert_eq!(
+            PreviewKeys::new(Some(KEY), KEY).unwrap_err(),
+            PreviewError::TokenIsSigningKey(1)
         );
+        let two = [b"0123456789abcdef-other-key\n".as_slice(), KEY].concat();
+        assert_eq!(
+            PreviewKeys::new(Some(KEY), &two).unwrap_err(),
+            PreviewError::TokenIsSigningKey(2)
+        );
+        assert_eq!(
+            k.replace(Some(KEY), KEY).unwrap_err(),
+            PreviewError::TokenIsSigningKey(1)
+        );
+        assert!(!k.check_token(KEY));
+        assert!(k.check_token(TOKEN), "a refused replace keeps the old keys");
+        // And the signing key's own pairs verify.
+        let pair = k.sign(&shop(), &data, at(NOW), None);
+        assert_eq!(
+            k.verify(&pair.bypass, &pair.data, at(NOW)),
+            Ok(verified(&data))
+        );
+    }
+
+    #[test]
+    fn rotation_first_key_signs_every_listed_key_verifies() {
+        const OLD: &[u8] = b"0123456789abcdef-old-key";
+        const NEW: &[u8] = b"0123456789abcdef-new-key";
+        let data = b64(r#"{"v":1}"#);
+        let k = PreviewKeys::new(Some(TOKEN), OLD).unwrap();
+        let clone = k.clone();
+        let old_pair = k.sign(&shop(), &data, at(NOW), None);
+
+        // Step 1: the new key second. Old pairs verify; the old key still signs.
+        k.replace(Some(TOKEN), &[OLD, b"\n", NEW].concat()).unwrap();
+        assert_eq!(clone.signing_keys(), 2, "every clone sees the swap");
+        assert!(
+            clone
+                .verify(&old_pair.bypass, &old_pair.data, at(NOW))
+                .is_ok()
+        );
+        let only_old = PreviewKeys::new(None, OLD).unwrap();
+        let only_new = PreviewKeys::new(None, NEW).unwrap();
+        let p = k.sign(&shop(), &data, at(NOW), None);
+        assert!(only_old.verify(&p.bypass, &p.data, at(NOW)).is_ok());
+        // A pair signed by a gateway that already has the new key first verifies here.
+        let p = only_new.sign(&shop(), &data, at(NOW), None);
+        assert!(k.verify(&p.bypass, &p.data, at(NOW)).is_ok());
+
+        // Step 2: the new key first. It signs; old pairs still verify.
+        k.replace(Some(TOKEN), &[NEW, b"\n", OLD].concat()).unwrap();
+        let new_pair = k.sign(&shop(), &data, at(NOW), None);
+        assert!(
+            only_new
+                .verify(&new_pair.bypass, &new_pair.data, at(NOW))
+                .is_ok()
+        );
+        assert_eq!(
+            only_old.verify(&new_pair.bypass, &new_pair.data, at(NOW)),
+            Err(Invalid::BadMac)
+        );
+        assert!(k.verify(&old_pair.bypass, &old_pair.data, at(NOW)).is_ok());
+
+        // Step 3: the old key removed. Its pairs are refused (and get cleared).
+        k.replace(Some(TOKEN), NEW).unwrap();
+        assert_eq!(
+            k.verify(&old_pair.bypass, &old_pair.data, at(NOW)),
+            Err(Invalid::BadMac)
+        );
+        assert_eq!(
+            from_request(&k, &cookie_header(&old_pair), at(NOW)),
+            PreviewState::Invalid(Invalid::BadMac)
+        );
+        assert!(k.verify(&new_pair.bypass, &new_pair.data, at(NOW)).is_ok());
+        // A bad replacement keeps the working keys.
+        assert!(k.replace(Some(TOKEN), b"").is_err());
+        assert!(k.verify(&new_pair.bypass, &new_pair.data, at(NOW)).is_ok());
+        // Dropping every clone ends the reloader's handle.
+        let weak = k.downgrade();
+        assert_eq!(weak.summary(), Some((1, true)));
+        drop((k, clone));
+        assert!(weak.replace(None, NEW).is_none());
+    }
+
+    #[test]
+    fn namespace_binding() {
+        let k = keys();
+        let data = b64(r#"{"tenant":"shop"}"#);
+        let pair = k.sign(&shop(), &data, at(NOW), None);
+        let state = from_request(&k, &cookie_header(&pair), at(NOW));
+        assert_eq!(
+            state,
+            PreviewState::Active {
+                data_b64: data.clone(),
+                scope: shop()
+            }
+        );
+        // Same namespace: preview, cookies untouched.
+        let mut h = cookie_header(&pair);
+        let bound = state.clone().bind(NS, &mut h);
+        assert!(bound.is_active());
+        assert_eq!(h, cookie_header(&pair));
+        assert_eq!(header_for_function(&bound).unwrap().0, PREVIEW_HEADER);
+        // Another namespace: a normal request, and its function gets neither cookie.
+        let mut h = cookie_header(&pair);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{DATA_COOKIE}={}", pair.data)).unwrap(),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("theme=dark"));
+        let bound = state.clone().bind("blog", &mut h);
+        assert_eq!(bound, PreviewState::None);
+        assert_eq!(header_for_function(&bound), None);
+        let cookies: Vec<&str> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["a=1; z=2", "theme=dark"]);
+        // The scope is signed: moving a pair to another namespace breaks the MAC.
+        let moved = with_field(&pair.data, 3, "blog");
+        assert_eq!(
+            k.verify(&pair.bypass, &moved, at(NOW)),
+            Err(Invalid::BadMac)
+        );
+        let everywhere = with_field(&pair.data, 3, "*");
+        assert_eq!(
+            k.verify(&pair.bypass, &everywhere, at(NOW)),
+            Err(Invalid::BadMac)
+        );
+        assert_eq!(
+            k.verify(&pair.bypass, &with_field(&pair.data, 3, "Bad_NS"), at(NOW)),
+            Err(Invalid::Malformed)
+        );
+        // A pair for every namespace (the enable endpoint without namespace=).
+        let all = k.sign(&Scope::All, &data, at(NOW), None);
+        let state = from_request(&k, &cookie_header(&all), at(NOW));
+        let mut h = cookie_header(&all);
+        assert!(state.clone().bind("blog", &mut h).is_active());
+        assert!(state.bind(NS, &mut h).is_active());
+        assert_eq!(h, cookie_header(&all));
+        // Broken pairs stay broken everywhere (the function clears them).
+        let mut h = cookie_header(&pair);
+        let broken = PreviewState::Invalid(Invalid::Expired).bind("blog", &mut h);
+        assert!(broken.needs_clear());
+        assert_eq!(h, cookie_header(&pair));
+
+        // A function's set: bound to its namespace.
+        let mut h = function_response(PREVIEW_SET_HEADER, r#"{"data":{"x":1}}"#);
+        assert_eq!(
+            apply_function_headers(&mut h, &k, "blog", at(NOW)),
+            FunctionPreview::Set
+        );
+        let data_cookie = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|c| c.starts_with(DATA_COOKIE))
+            .unwrap()
+            .to_owned();
+        assert!(data_cookie.contains(".blog."), "{data_cookie}");
+        // A namespace that is no DNS label cannot be signed into a cookie.
+        let mut h = function_response(PREVIEW_SET_HEADER, r#"{"data":{}}"#);
+        assert_eq!(
+            apply_function_headers(&mut h, &k, "a.b", at(NOW)),
+            FunctionPreview::Malformed(PreviewError::BadNamespace("a.b".into()))
+        );
+        assert!(h.get(header::SET_COOKIE).is_none());
+        for bad in ["", "-a", "a-", "A", "a_b", &"a".repeat(64)] {
+            assert!(Scope::namespace(bad).is_err(), "{bad:?}");
+        }
+        assert!(Scope::namespace(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn strip_preview_cookies_keeps_the_others() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("__prerender_bypass=x;__next_preview_data=y"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1;  __next_preview_data = y ; b=2;;"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        strip_preview_cookies(&mut h);
+        let cookies: Vec<&[u8]> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(cookies, [b"a=1; b=2".as_slice(), b"c=3"]);
+        // Without preview cookies nothing is rewritten.
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
+        strip_preview_cookies(&mut h);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1;b=2");
     }
 
     #[test]
     fn round_trip() {
         let k = keys();
         let data = b64(r#"{"draft":true,"slug":"héllo"}"#);
-        let pair = k.sign(&data, at(NOW), Some(Duration::from_secs(60)));
+        let pair = k.sign(&shop(), &data, at(NOW), Some(Duration::from_secs(60)));
         assert_eq!(pair.expires_at, NOW + 60);
         assert_eq!(
             k.verify(&pair.bypass, &pair.data, at(NOW)),
-            Ok(data.clone())
+            Ok(verified(&data))
         );
         assert_eq!(
             k.verify(&pair.bypass, &pair.data, at(NOW + 59)),
-            Ok(data.clone())
+            Ok(verified(&data))
         );
         let state = from_request(&k, &cookie_header(&pair), at(NOW + 1));
         assert_eq!(
             state,
             PreviewState::Active {
-                data_b64: data.clone()
+                data_b64: data.clone(),
+                scope: shop()
             }
         );
         assert!(state.is_active() && !state.needs_clear());
@@ -908,7 +1595,7 @@ mod tests {
     #[test]
     fn default_ttl_applies_without_max_age() {
         let k = keys().with_default_ttl(Duration::from_secs(100));
-        let pair = k.sign(&b64("{}"), at(NOW), None);
+        let pair = k.sign(&shop(), &b64("{}"), at(NOW), None);
         assert_eq!(pair.expires_at, NOW + 100);
         assert!(k.verify(&pair.bypass, &pair.data, at(NOW + 99)).is_ok());
         assert_eq!(
@@ -920,7 +1607,7 @@ mod tests {
     #[test]
     fn expired() {
         let k = keys();
-        let pair = k.sign(&b64("{}"), at(NOW), Some(Duration::from_secs(10)));
+        let pair = k.sign(&shop(), &b64("{}"), at(NOW), Some(Duration::from_secs(10)));
         assert_eq!(
             k.verify(&pair.bypass, &pair.data, at(NOW + 10)),
             Err(Invalid::Expired)
@@ -930,7 +1617,7 @@ mod tests {
             PreviewState::Invalid(Invalid::Expired)
         );
         // Zero maxAge: expired at once, as a Max-Age=0 cookie is.
-        let zero = k.sign(&b64("{}"), at(NOW), Some(Duration::ZERO));
+        let zero = k.sign(&shop(), &b64("{}"), at(NOW), Some(Duration::ZERO));
         assert_eq!(
             k.verify(&zero.bypass, &zero.data, at(NOW)),
             Err(Invalid::Expired)
@@ -941,10 +1628,10 @@ mod tests {
     fn tampering_is_refused() {
         let k = keys();
         let data = b64(r#"{"user":"a"}"#);
-        let pair = k.sign(&data, at(NOW), Some(Duration::from_secs(60)));
+        let pair = k.sign(&shop(), &data, at(NOW), Some(Duration::from_secs(60)));
         let verify = |bypass: &str, d: &str| k.verify(bypass, d, at(NOW));
         // The data, the expiry (later, to extend the session), the id, the MAC.
-        let other_data = with_field(&pair.data, 3, &b64(r#"{"user":"b"}"#));
+        let other_data = with_field(&pair.data, 4, &b64(r#"{"user":"b"}"#));
         assert_eq!(verify(&pair.bypass, &other_data), Err(Invalid::BadMac));
         let later = with_field(&pair.data, 2, &(NOW + 1_000_000).to_string());
         assert_eq!(verify(&pair.bypass, &later), Err(Invalid::BadMac));
@@ -957,23 +1644,28 @@ mod tests {
             .decode(pair.data.rsplit('.').next().unwrap())
             .unwrap();
         mac[0] ^= 1;
-        let bad_mac = with_field(&pair.data, 4, &URL_SAFE_NO_PAD.encode(&mac));
+        let bad_mac = with_field(&pair.data, 5, &URL_SAFE_NO_PAD.encode(&mac));
         assert_eq!(verify(&pair.bypass, &bad_mac), Err(Invalid::BadMac));
-        let short_mac = with_field(&pair.data, 4, "AAAA");
+        let short_mac = with_field(&pair.data, 5, "AAAA");
         assert_eq!(verify(&pair.bypass, &short_mac), Err(Invalid::BadMac));
         // Another key's pair.
-        let other_keys = PreviewKeys::from_secret(b"another-secret-of-16+").unwrap();
-        let foreign = other_keys.sign(&data, at(NOW), Some(Duration::from_secs(60)));
+        let other_keys = PreviewKeys::new(None, b"another-secret-of-16+").unwrap();
+        let foreign = other_keys.sign(&shop(), &data, at(NOW), Some(Duration::from_secs(60)));
         assert_eq!(verify(&foreign.bypass, &foreign.data), Err(Invalid::BadMac));
         // Shapes.
         for bad in [
             "",
-            "v1",
-            "v1.a.b.c",
+            "v2",
+            "v2.a.b.c",
+            // Version 1 (no scope field) is gone.
+            "v1.a.1.e30.mac",
             "v2.a.1.e30.mac",
-            "v1.a.1x.e30.mac",
-            "v1.a.1.e3+0.mac",
-            "v1.a.b.1.e30.mac",
+            "v3.a.1.shop.e30.mac",
+            "v2.a.1x.shop.e30.mac",
+            "v2.a.1.shop.e3+0.mac",
+            "v2.a.1.Shop.e30.mac",
+            "v2.a.1..e30.mac",
+            "v2.a.b.1.shop.e30.mac",
         ] {
             assert_eq!(
                 verify(&pair.bypass, bad),
@@ -990,8 +1682,18 @@ mod tests {
     #[test]
     fn swapped_pair_is_a_mismatch() {
         let k = keys();
-        let a = k.sign(&b64(r#"{"a":1}"#), at(NOW), Some(Duration::from_secs(60)));
-        let b = k.sign(&b64(r#"{"b":1}"#), at(NOW), Some(Duration::from_secs(60)));
+        let a = k.sign(
+            &shop(),
+            &b64(r#"{"a":1}"#),
+            at(NOW),
+            Some(Duration::from_secs(60)),
+        );
+        let b = k.sign(
+            &shop(),
+            &b64(r#"{"b":1}"#),
+            at(NOW),
+            Some(Duration::from_secs(60)),
+        );
         assert_ne!(a.bypass, b.bypass);
         assert_eq!(
             k.verify(&b.bypass, &a.data, at(NOW)),
@@ -1014,7 +1716,7 @@ mod tests {
     #[test]
     fn cookie_header_forms() {
         let k = keys();
-        let pair = k.sign(&b64("{}"), at(NOW), None);
+        let pair = k.sign(&shop(), &b64("{}"), at(NOW), None);
         assert_eq!(
             from_request(&k, &HeaderMap::new(), at(NOW)),
             PreviewState::None
@@ -1051,7 +1753,7 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"abcd"));
         let k = keys();
-        let pair = k.sign(&b64("{}"), at(NOW), None);
+        let pair = k.sign(&shop(), &b64("{}"), at(NOW), None);
         let before = ct_calls();
         assert!(k.verify(&pair.bypass, &pair.data, at(NOW)).is_ok());
         assert_eq!(ct_calls() - before, 2, "MAC and id are compared with ct_eq");
@@ -1060,7 +1762,31 @@ mod tests {
         assert_eq!(
             ct_calls() - before,
             1,
-            "the enable secret is compared with ct_eq"
+            "the enable token is compared with ct_eq"
+        );
+        // With two keys, a pair of the second (older) key: one MAC compare per key tried.
+        let rotated = PreviewKeys::new(
+            Some(TOKEN),
+            &[b"0123456789abcdef-newer-key\n".as_slice(), KEY].concat(),
+        )
+        .unwrap();
+        let before = ct_calls();
+        assert!(rotated.verify(&pair.bypass, &pair.data, at(NOW)).is_ok());
+        assert_eq!(
+            ct_calls() - before,
+            3,
+            "each key's MAC and the id via ct_eq"
+        );
+        let before = ct_calls();
+        let forged = with_field(&pair.data, 5, "AAAA");
+        assert_eq!(
+            rotated.verify(&pair.bypass, &forged, at(NOW)),
+            Err(Invalid::BadMac)
+        );
+        assert_eq!(
+            ct_calls() - before,
+            2,
+            "a bad MAC is compared with every key"
         );
     }
 
@@ -1071,8 +1797,13 @@ mod tests {
             max_age: Some(3600),
             path: None,
         };
-        let [bypass, data] = set_cookies(&k, r#"{"a":1}"#, &with_age, at(NOW)).unwrap();
-        let pair = k.sign(&b64(r#"{"a":1}"#), at(NOW), Some(Duration::from_secs(3600)));
+        let [bypass, data] = set_cookies(&k, &shop(), r#"{"a":1}"#, &with_age, at(NOW)).unwrap();
+        let pair = k.sign(
+            &shop(),
+            &b64(r#"{"a":1}"#),
+            at(NOW),
+            Some(Duration::from_secs(3600)),
+        );
         assert_eq!(
             bypass,
             format!(
@@ -1093,7 +1824,7 @@ mod tests {
             max_age: None,
             path: Some("/docs".into()),
         };
-        let [bypass, _] = set_cookies(&k, "{}", &session, at(NOW)).unwrap();
+        let [bypass, _] = set_cookies(&k, &shop(), "{}", &session, at(NOW)).unwrap();
         let text = bypass.to_str().unwrap();
         assert!(text.starts_with("__prerender_bypass="), "{text}");
         assert!(
@@ -1121,16 +1852,16 @@ mod tests {
         let k = keys();
         let o = CookieOptions::default();
         assert_eq!(
-            set_cookies(&k, "{nope", &o, at(NOW)).unwrap_err(),
+            set_cookies(&k, &shop(), "{nope", &o, at(NOW)).unwrap_err(),
             PreviewError::DataNotJson
         );
         let big = format!("\"{}\"", "x".repeat(MAX_DATA_JSON_BYTES));
         assert!(matches!(
-            set_cookies(&k, &big, &o, at(NOW)),
+            set_cookies(&k, &shop(), &big, &o, at(NOW)),
             Err(PreviewError::DataTooLarge(_))
         ));
         let just = format!("\"{}\"", "x".repeat(MAX_DATA_JSON_BYTES - 2));
-        let [_, data] = set_cookies(&k, &just, &o, at(NOW)).unwrap();
+        let [_, data] = set_cookies(&k, &shop(), &just, &o, at(NOW)).unwrap();
         assert!(
             data.len() < 4000,
             "largest cookie fits browsers' 4 KiB: {}",
@@ -1165,7 +1896,7 @@ mod tests {
             r#"{"data":{"draft":"yes"},"options":{"maxAge":120.7,"path":"/"}}"#,
         );
         assert_eq!(
-            apply_function_headers(&mut h, &k, at(NOW)),
+            apply_function_headers(&mut h, &k, NS, at(NOW)),
             FunctionPreview::Set
         );
         assert!(no_apiroute_headers(&h));
@@ -1222,7 +1953,7 @@ mod tests {
             HeaderValue::from_str(&b64(r#"{"data":{}}"#)).unwrap(),
         );
         assert_eq!(
-            apply_function_headers(&mut h, &k, at(NOW)),
+            apply_function_headers(&mut h, &k, NS, at(NOW)),
             FunctionPreview::Cleared
         );
         assert!(no_apiroute_headers(&h));
@@ -1236,7 +1967,7 @@ mod tests {
 
         let mut h = function_response(PREVIEW_CLEAR_HEADER, r#"{"options":{"path":"/docs"}}"#);
         assert_eq!(
-            apply_function_headers(&mut h, &k, at(NOW)),
+            apply_function_headers(&mut h, &k, NS, at(NOW)),
             FunctionPreview::Cleared
         );
         assert!(
@@ -1260,7 +1991,7 @@ mod tests {
             let mut h = function_response(name, json);
             assert!(
                 matches!(
-                    apply_function_headers(&mut h, &k, at(NOW)),
+                    apply_function_headers(&mut h, &k, NS, at(NOW)),
                     FunctionPreview::Malformed(_)
                 ),
                 "{json}"
@@ -1272,7 +2003,7 @@ mod tests {
         }
         let mut h = function_response("x-apiroute-name", "{}");
         assert_eq!(
-            apply_function_headers(&mut h, &k, at(NOW)),
+            apply_function_headers(&mut h, &k, NS, at(NOW)),
             FunctionPreview::None
         );
         assert!(no_apiroute_headers(&h) && h.get(header::SET_COOKIE).is_none());
@@ -1327,7 +2058,7 @@ mod tests {
 
     #[test]
     fn enable_endpoint() {
-        let secret = std::str::from_utf8(SECRET).unwrap();
+        let secret = std::str::from_utf8(TOKEN).unwrap();
         let q = format!(
             "secret={secret}&redirect=%2Fposts%2F1%3Fx%3D1&data=%7B%22draft%22%3Atrue%7D&maxAge=60"
         );
@@ -1360,7 +2091,8 @@ mod tests {
         assert_eq!(
             state,
             PreviewState::Active {
-                data_b64: b64(r#"{"draft":true}"#)
+                data_b64: b64(r#"{"draft":true}"#),
+                scope: Scope::All
             }
         );
         assert!(cookies[0].contains("Max-Age=60"));
@@ -1416,6 +2148,52 @@ mod tests {
             status(&format!("secret={secret}&secret=x")),
             StatusCode::BAD_REQUEST
         );
+        // namespace=: the pair is valid there only.
+        let r = get(
+            "/__apiroutes/preview/enable",
+            Some(&format!("secret={secret}&namespace={NS}")),
+        )
+        .unwrap();
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+        let cookies: Vec<String> = r
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| value(v.to_str().unwrap()))
+            .collect();
+        let state = from_cookie_values(&keys(), &[&cookies[0]], &[&cookies[1]], at(NOW));
+        assert_eq!(
+            state,
+            PreviewState::Active {
+                data_b64: b64("{}"),
+                scope: shop()
+            }
+        );
+        assert_eq!(
+            status(&format!("secret={secret}&namespace=Not_A_Label")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(&format!("secret={secret}&namespace=")),
+            StatusCode::BAD_REQUEST
+        );
+        // The signing key is not the token.
+        let key = std::str::from_utf8(KEY).unwrap();
+        assert_eq!(status(&format!("secret={key}")), StatusCode::UNAUTHORIZED);
+        // Without a token the endpoint is off.
+        let no_token = PreviewKeys::new(None, KEY).unwrap();
+        let r = endpoints()
+            .handle(
+                &no_token,
+                &Method::GET,
+                "/__apiroutes/preview/enable",
+                Some(&format!("secret={secret}")),
+                at(NOW),
+            )
+            .unwrap();
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(r.headers.get(header::SET_COOKIE).is_none());
+
         let r = get("/__apiroutes/preview/enable", Some("secret=nope")).unwrap();
         assert!(r.headers.get(header::SET_COOKIE).is_none());
         assert_eq!(

@@ -274,6 +274,9 @@ impl Gateway {
                 limit: route.body_limit,
             });
         }
+        // Preview data is bound to the namespace that set it (preview::PreviewState::bind).
+        let namespace = route.key.split('/').next().unwrap_or_default();
+        let preview_state = preview_state.bind(namespace, &mut parts.headers);
         let variant = if preview_state.is_active() && route.preview.is_some() {
             Variant::Preview
         } else {
@@ -387,7 +390,8 @@ impl Gateway {
         strip_hop_by_hop(&mut rp.headers, backend_upgrade.is_some());
         match &self.preview {
             Some(p) => {
-                let outcome = preview::apply_function_headers(&mut rp.headers, &p.keys, now);
+                let outcome =
+                    preview::apply_function_headers(&mut rp.headers, &p.keys, namespace, now);
                 if let preview::FunctionPreview::Malformed(e) = &outcome {
                     tracing::warn!(route = %route.key, error = %e, "function sent a malformed preview header");
                 }

@@ -473,7 +473,7 @@ async fn preview_cookie_routes_to_preview_backends() {
         &yaml,
         ProxyConfig {
             preview: Some(apiroutes_gateway::proxy::PreviewConfig {
-                keys: PreviewKeys::from_secret(secret).unwrap(),
+                keys: PreviewKeys::new(Some(secret), b"a-signing-key-of-enough-bytes").unwrap(),
                 endpoints: Endpoints::new("/__apiroutes/preview").unwrap(),
             }),
             ..ProxyConfig::default()
@@ -561,7 +561,7 @@ async fn broken_preview_pair_is_flagged_to_the_function_not_cleared_by_the_gatew
         &routes_file(&[route_yaml("plain", "/api/plain", "", &[e.addr])]),
         ProxyConfig {
             preview: Some(apiroutes_gateway::proxy::PreviewConfig {
-                keys: PreviewKeys::from_secret(b"a-test-secret-of-enough-bytes").unwrap(),
+                keys: PreviewKeys::new(None, b"a-signing-key-of-enough-bytes").unwrap(),
                 endpoints: Endpoints::new("/__apiroutes/preview").unwrap(),
             }),
             ..ProxyConfig::default()

@@ -194,10 +194,35 @@ def check_labels(m):
               f"{ident}: never looks operator-owned")
 
 
-def secret_value(m, name):
+def secret_value(m, name, key="token"):
     s = m.one("Secret", name, NS)
     data = s.get("data", {})
-    return base64.b64decode(data.get("secret", "")).decode() if data else ""
+    return base64.b64decode(data.get(key, "")).decode() if data else ""
+
+
+PREVIEW_DIR = "/etc/apiroutes/preview"
+
+
+def check_preview_mount(dep, secret, token_key="token", keys_key="signing-keys"):
+    """The gateway reads the Preview Mode token and signing keys from the mounted Secret
+    (whole directory, no subPath, so the kubelet updates it in place and the gateway
+    reloads), never from the environment."""
+    c = container(dep)
+    args = c["args"]
+    for a in (f"--preview-token-file={PREVIEW_DIR}/token", f"--preview-keys-file={PREVIEW_DIR}/signing-keys"):
+        check(a in args, f"gateway arg {a}")
+    check(not any(a.startswith("--preview-secret") for a in args), "gateway: no deprecated --preview-secret*")
+    check(not any(k.startswith("APIROUTES_PREVIEW") or k.startswith("APIROUTES_GATEWAY_PREVIEW") for k in env_of(c)),
+          "gateway: no preview secret in the environment")
+    mounts = [vm for vm in c.get("volumeMounts", []) if vm["name"] == "preview"]
+    check(len(mounts) == 1 and mounts[0]["mountPath"] == PREVIEW_DIR and mounts[0].get("readOnly") is True
+          and "subPath" not in mounts[0], f"preview Secret mounted read-only at {PREVIEW_DIR}, no subPath ({mounts})")
+    vols = [v for v in dep["spec"]["template"]["spec"].get("volumes", []) if v["name"] == "preview"]
+    sv = vols[0].get("secret", {}) if vols else {}
+    check(sv.get("secretName") == secret, f"preview volume from Secret {secret} ({sv.get('secretName')})")
+    check(sv.get("items") == [{"key": token_key, "path": "token"}, {"key": keys_key, "path": "signing-keys"}],
+          f"preview volume maps {token_key} → token, {keys_key} → signing-keys ({sv.get('items')})")
+    check(sv.get("defaultMode") == 0o440, f"preview files readable by the gateway's group only ({sv.get('defaultMode')})")
 
 
 # ---------------------------------------------------------------- default values
@@ -244,14 +269,15 @@ def test_defaults():
     for a in ("--autoscaler-service=apiroutes-system/apiroutes-autoscaler", "--listen=0.0.0.0:8080",
               "--admin-listen=0.0.0.0:9090", "--log-format=json", "--log-level=info",
               "--gateway-id=$(POD_NAME)", "--max-held-per-route=1000", "--max-held-total=10000",
-              "--preview-prefix=/__apiroutes/preview", "--access-log=true", "--trace-sample-ratio=1"):
+              "--preview-prefix=/__apiroutes/preview", "--preview-reload-interval=10",
+              "--access-log=true", "--trace-sample-ratio=1"):
         check(a in gargs, f"gateway arg {a}")
     check(not any(a.startswith("--namespace") or a.startswith("--worker-threads") for a in gargs),
           "gateway: no --namespace / --worker-threads by default")
     check("--admin-routes" not in gargs, "gateway: no --admin-routes by default (/routes is off)")
-    ref = env_of(gc).get("APIROUTES_PREVIEW_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {})
-    check(ref == {"name": "apiroutes-preview", "key": "secret"}, f"gateway: APIROUTES_PREVIEW_SECRET from the Secret ({ref})")
-    check("APIROUTES_PREVIEW_SECRET" not in env_of(oc), "operator: no preview secret")
+    check_preview_mount(gw, "apiroutes-preview")
+    check("APIROUTES_PREVIEW_SECRET" not in env_of(oc) and not oc.get("volumeMounts")
+          and not op["spec"]["template"]["spec"].get("volumes"), "operator: no preview secret")
 
     op_ports, gw_ports = ports_of(oc), ports_of(gc)
     check(op_ports.get("admin", {}).get("containerPort") == 9090, "operator admin port 9090")
@@ -326,10 +352,21 @@ def test_defaults():
     check(all(r.get("ports") and all(p["port"] != "autoscaler" for p in r["ports"]) for r in opnp["spec"]["ingress"] if r not in auto_rule),
           "no other rule opens the autoscaler port")
 
-    # Secret: generated, 64 characters.
-    v = secret_value(m, "apiroutes-preview")
-    check(len(v) == 64 and v.isalnum(), "preview Secret generated (64 alphanumerics)")
-    check(secret_value(render(), "apiroutes-preview") != v, "a fresh render (no live Secret) generates a new key")
+    # Secret: a token and a separate signing key, generated, 64 characters each.
+    sec = m.one("Secret", "apiroutes-preview", NS)
+    check(sorted(sec.get("data", {})) == ["signing-keys", "token"], f"preview Secret keys token, signing-keys ({sorted(sec.get('data', {}))})")
+    t = secret_value(m, "apiroutes-preview")
+    k = secret_value(m, "apiroutes-preview", "signing-keys")
+    check(len(t) == 64 and t.isalnum(), "preview token generated (64 alphanumerics)")
+    check(k.endswith("\n") and len(k.strip()) == 64 and k.strip().isalnum() and k.count("\n") == 1,
+          "one preview signing key generated (64 alphanumerics, one line)")
+    check(k.strip() != t, "the signing key is not the token")
+    fresh = render()
+    check(secret_value(fresh, "apiroutes-preview") != t
+          and secret_value(fresh, "apiroutes-preview", "signing-keys") != k,
+          "a fresh render (no live Secret) generates a new token and key")
+    check("checksum/preview-secret" not in gw["spec"]["template"]["metadata"].get("annotations", {}),
+          "generated preview Secret: no checksum annotation (the gateways reload the mounted files)")
 
     check(not m.of("ServiceMonitor"), "no ServiceMonitor by default")
     check(not m.of("ConfigMap"), "no dashboard ConfigMap by default")
@@ -373,8 +410,18 @@ def test_nondefault():
     check(anti_affinity(op).get("requiredDuringSchedulingIgnoredDuringExecution"), "operator: hard anti-affinity")
     check("affinity" not in gw["spec"]["template"]["spec"], "gateway: no anti-affinity (none)")
     check("checksum/preview-secret" in gw["spec"]["template"]["metadata"].get("annotations", {}),
-          "gateway rolls when the given preview key changes")
-    check(secret_value(m, "ar-preview") == "0123456789abcdef0123456789abcdef-given", "preview Secret holds the given key")
+          "gateway rolls when the given preview token or keys change")
+    check(secret_value(m, "ar-preview") == "0123456789abcdef0123456789abcdef-given", "preview Secret holds the given token")
+    check(secret_value(m, "ar-preview", "signing-keys")
+          == "0123456789abcdef0123456789abcdef-new-key\n0123456789abcdef0123456789abcdef-old-key\n",
+          "preview Secret holds the given signing keys in order, comments and blank lines dropped")
+    check_preview_mount(gw, "ar-preview")
+    check("--preview-reload-interval=30" in gc["args"], "preview.reloadInterval → --preview-reload-interval")
+    other = render("-f", os.path.join(HERE, "values-nondefault.yaml"),
+                   "--set", "preview.signingKeys=0123456789abcdef0123456789abcdef-newer-key")
+    sums = [d.one("Deployment", "ar-gateway", NS)["spec"]["template"]["metadata"].get("annotations", {})
+            .get("checksum/preview-secret") for d in (m, other)]
+    check(sums[0] and sums[1] and sums[0] != sums[1], "a changed given signing key changes the checksum (rolls the gateways)")
 
     svc = m.one("Service", "ar-gateway", NS)
     sp = svc["spec"]
@@ -436,10 +483,23 @@ def test_nondefault():
 # ---------------------------------------------------------------- smaller variations
 def test_variations():
     print("# variations")
-    m = render("--set", "preview.existingSecret=my-preview", "--set", "preview.secretKey=key")
+    m = render("--set", "preview.existingSecret=my-preview", "--set", "preview.tokenKey=tok",
+               "--set", "preview.signingKeysKey=keys")
     check(not m.of("Secret"), "existingSecret: no Secret rendered")
-    ref = env_of(container(m.one("Deployment", "apiroutes-gateway", NS)))["APIROUTES_PREVIEW_SECRET"]
-    check(ref["valueFrom"]["secretKeyRef"] == {"name": "my-preview", "key": "key"}, "existingSecret referenced")
+    check_preview_mount(m.one("Deployment", "apiroutes-gateway", NS), "my-preview", "tok", "keys")
+
+    # The deprecated preview.secret is the token; the signing key is generated apart.
+    m = render("--set", "preview.secret=0123456789abcdef0123456789abcdef-legacy")
+    check(secret_value(m, "apiroutes-preview") == "0123456789abcdef0123456789abcdef-legacy",
+          "deprecated preview.secret becomes the token")
+    k = secret_value(m, "apiroutes-preview", "signing-keys").strip()
+    check(len(k) == 64 and "legacy" not in k, "…and a separate signing key is generated")
+    check("checksum/preview-secret" in m.one("Deployment", "apiroutes-gateway", NS)["spec"]["template"]["metadata"].get("annotations", {}),
+          "a given deprecated preview.secret rolls the gateways when it changes")
+
+    m = render("--set", "preview.reloadInterval=0")
+    check("--preview-reload-interval=0" in container(m.one("Deployment", "apiroutes-gateway", NS))["args"],
+          "preview.reloadInterval=0 → --preview-reload-interval=0 (no reload)")
 
     m = render("--set", "rbac.create=false")
     check(not any(m.of(k) for k in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")), "rbac.create=false: no RBAC")
@@ -496,9 +556,23 @@ def test_rejections():
         (["--set-json", 'watchNamespaces=["Bad_NS"]'], "/watchNamespaces/0"),
         (["--set", "operator.image.digest=latest"], "/operator/image/digest"),
         (["--set", "operator.replicas=-1"], "/operator/replicas"),
+        (["--set", "preview.token=short"], "at least 32 characters"),
         (["--set", "preview.secret=short"], "at least 32 characters"),
-        (["--set", "preview.secret=0123456789abcdef0123456789abcdef", "--set", "preview.existingSecret=x"],
+        (["--set", "preview.token=0123456789abcdef0123456789abcdef", "--set", "preview.existingSecret=x"],
          "mutually exclusive"),
+        (["--set", "preview.signingKeys=0123456789abcdef0123456789abcdef", "--set", "preview.existingSecret=x"],
+         "mutually exclusive"),
+        (["--set", "preview.token=0123456789abcdef0123456789abcdef", "--set", "preview.secret=0123456789abcdef0123456789abcdef"],
+         "set only preview.token"),
+        (["--set-string", "preview.signingKeys=0123456789abcdef0123456789abcdef-ok\nshort"],
+         "each line of preview.signingKeys must be at least 32 characters"),
+        (["--set", "preview.token=0123456789abcdef0123456789abcdef",
+          "--set", "preview.signingKeys=0123456789abcdef0123456789abcdef"], "must not contain preview.token"),
+        (["--set-string", "preview.signingKeys=# only a comment"], "holds no key"),
+        (["--set-string", "preview.signingKeys=" + "\n".join(f"0123456789abcdef0123456789abcdef-{i}" for i in range(9))],
+         "more than 8 keys"),
+        (["--set", "preview.secretKey=key"], "preview.secretKey is gone"),
+        (["--set", "preview.reloadInterval=-1"], "/preview/reloadInterval"),
         (["--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true"], "needs metrics.enabled"),
         (["--set", "operator.serviceAccount.create=false"], "operator.serviceAccount.name is required"),
     ]

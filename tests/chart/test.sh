@@ -16,7 +16,8 @@
 # Cluster (KUBECONFIG pointing at the local control plane, or APIROUTES_CHART_CLUSTER=up):
 # `helm install`, `kubectl auth can-i --as=system:serviceaccount:...` for what each
 # component may and may not do, `helm upgrade` with changed values (namespaced RBAC, the
-# Preview Mode key kept), `helm uninstall` leaving nothing of the release but the CRD.
+# Preview Mode token and signing keys kept, an old single `secret` migrated to the token),
+# `helm uninstall` leaving nothing of the release but the CRD.
 # Pods are not required to run (that is the end-to-end test's job): no --wait; but they
 # must be admitted in a namespace enforcing the `restricted` Pod Security Standard.
 #
@@ -163,8 +164,9 @@ else
 			fail "${who##*:} cannot $* (kubectl: $out)"
 		fi
 	}
+	# A key of the Preview Mode Secret (default: token), decoded.
 	secret_value() {
-		kc get secret "$rel-preview" -n "$ns" -o jsonpath='{.data.secret}' | base64 -d
+		kc get secret "$rel-preview" -n "$ns" -o go-template="{{index .data \"${1:-token}\" | base64decode}}"
 	}
 	# Polls a command (for objects that controllers create or remove asynchronously).
 	eventually() {
@@ -210,7 +212,10 @@ else
 		pass "no FailedCreate events (PodSecurity)"
 	fi
 	key1=$(secret_value)
-	[[ ${#key1} -ge 32 ]] && pass "preview key generated (${#key1} chars)" || fail "preview key generated"
+	skey1=$(secret_value signing-keys)
+	[[ ${#key1} -ge 32 ]] && pass "preview token generated (${#key1} chars)" || fail "preview token generated"
+	[[ ${#skey1} -ge 32 && $skey1 != *"$key1"* ]] && pass "a separate preview signing key generated" ||
+		fail "a separate preview signing key generated"
 
 	step "RBAC: the complete list of what each ServiceAccount may do (kubectl auth can-i --list)"
 	# Resource rules only (the self-review rules and non-resource URLs every
@@ -327,7 +332,9 @@ services [] [] [list watch]'
 		fail "helm upgrade $rel"
 		cat "$tmp/upgrade.txt"
 	fi
-	[[ $(secret_value) == "$key1" ]] && pass "preview key kept across the upgrade" || fail "preview key kept across the upgrade"
+	[[ $(secret_value) == "$key1" ]] && pass "preview token kept across the upgrade" || fail "preview token kept across the upgrade"
+	[[ $(secret_value signing-keys) == "$skey1" ]] && pass "preview signing keys kept across the upgrade" ||
+		fail "preview signing keys kept across the upgrade"
 	[[ $(kc get deployment "$rel-gateway" -n "$ns" -o jsonpath='{.spec.replicas}') == 3 ]] &&
 		pass "gateway scaled to 3" || fail "gateway scaled to 3"
 	args=$(kc get deployment "$rel-operator" -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].args}')
@@ -371,14 +378,28 @@ $grants_rule"
 	kc get networkpolicy "$rel-functions" -n "$team_a" >/dev/null 2>&1 &&
 		pass "functions NetworkPolicy in $team_a" || fail "functions NetworkPolicy in $team_a"
 
-	step "helm upgrade: a given preview key replaces the generated one, and is then kept"
+	step "helm upgrade: a given preview token and keys replace the generated ones, and are then kept"
 	given=0123456789abcdef0123456789abcdef-chart-test
-	h upgrade "$rel" "$chart" -n "$ns" --set preview.secret="$given" >/dev/null 2>&1 &&
-		pass "helm upgrade with preview.secret" || fail "helm upgrade with preview.secret"
-	[[ $(secret_value) == "$given" ]] && pass "preview key = the given one" || fail "preview key = the given one"
+	given_keys=$'0123456789abcdef0123456789abcdef-key-new\n0123456789abcdef0123456789abcdef-key-old'
+	h upgrade "$rel" "$chart" -n "$ns" --set preview.token="$given" --set-string preview.signingKeys="$given_keys" >/dev/null 2>&1 &&
+		pass "helm upgrade with preview.token and preview.signingKeys" || fail "helm upgrade with preview.token and preview.signingKeys"
+	[[ $(secret_value) == "$given" ]] && pass "preview token = the given one" || fail "preview token = the given one"
+	[[ $(secret_value signing-keys) == "$given_keys" ]] && pass "preview signing keys = the given ones" ||
+		fail "preview signing keys = the given ones"
 	h upgrade "$rel" "$chart" -n "$ns" >/dev/null 2>&1 && pass "helm upgrade back to defaults" || fail "helm upgrade back to defaults"
-	[[ $(secret_value) == "$given" ]] && pass "preview key kept when preview.secret is unset again" ||
-		fail "preview key kept when preview.secret is unset again"
+	[[ $(secret_value) == "$given" && $(secret_value signing-keys) == "$given_keys" ]] &&
+		pass "preview token and keys kept when the values are unset again" ||
+		fail "preview token and keys kept when the values are unset again"
+
+	step "helm upgrade from the single preview secret: it becomes the token, a signing key is added"
+	old=0123456789abcdef0123456789abcdef-single-secret
+	kc patch secret "$rel-preview" -n "$ns" --type=json \
+		-p "[{\"op\":\"replace\",\"path\":\"/data\",\"value\":{\"secret\":\"$(printf %s "$old" | base64 | tr -d '\n')\"}}]" >/dev/null
+	h upgrade "$rel" "$chart" -n "$ns" >/dev/null 2>&1 && pass "helm upgrade over an old Secret" || fail "helm upgrade over an old Secret"
+	[[ $(secret_value) == "$old" ]] && pass "the old secret is the token" || fail "the old secret is the token"
+	migrated=$(secret_value signing-keys)
+	[[ ${#migrated} -ge 32 && $migrated != *"$old"* ]] && pass "a new signing key was generated" ||
+		fail "a new signing key was generated"
 	kc get clusterrole "$rel-operator" >/dev/null 2>&1 && pass "back to ClusterRoles" || fail "back to ClusterRoles"
 	kc get role "$rel-operator" -n "$team_a" >/dev/null 2>&1 && fail "Role in $team_a removed" || pass "Role in $team_a removed"
 
