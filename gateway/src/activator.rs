@@ -36,6 +36,43 @@ pub struct Autoscaler {
     gateway: String,
     client: Client<HttpConnector, Full<Bytes>>,
     metrics: Arc<Metrics>,
+    /// The ServiceAccount token proving who pushes (`--autoscaler-token-file`).
+    token: std::sync::OnceLock<TokenFile>,
+}
+
+/// A projected ServiceAccount token file: the kubelet rewrites it before it expires, so it
+/// is read again at most once a minute.
+struct TokenFile {
+    path: std::path::PathBuf,
+    cached: std::sync::Mutex<Option<(std::time::Instant, http::HeaderValue)>>,
+}
+
+impl TokenFile {
+    const REREAD: Duration = Duration::from_secs(60);
+
+    /// `Bearer <token>`, from the cache or the file; `None` when the file cannot be read.
+    fn header(&self) -> Option<http::HeaderValue> {
+        let mut cached = match self.cached.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((at, value)) = cached.as_ref()
+            && at.elapsed() < Self::REREAD
+        {
+            return Some(value.clone());
+        }
+        let token = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the autoscaler token");
+                return cached.as_ref().map(|(_, v)| v.clone());
+            }
+        };
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok()?;
+        value.set_sensitive(true);
+        *cached = Some((std::time::Instant::now(), value.clone()));
+        Some(value)
+    }
 }
 
 impl Autoscaler {
@@ -48,7 +85,17 @@ impl Autoscaler {
             gateway,
             client: Client::builder(TokioExecutor::new()).build(conn),
             metrics,
+            token: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Authenticates every push with the token in `path` (a ServiceAccount token bound to
+    /// the audience `apiroutes-autoscaler`, which the operator reviews). Set once, at start.
+    pub fn use_token_file(&self, path: std::path::PathBuf) {
+        let _ = self.token.set(TokenFile {
+            path,
+            cached: std::sync::Mutex::new(None),
+        });
     }
 
     async fn post(&self, path: &str, body: Vec<u8>, kind: &str) {
@@ -62,9 +109,11 @@ impl Autoscaler {
                 .inc();
             return;
         };
-        let req = Request::post(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)));
+        let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        if let Some(value) = self.token.get().and_then(TokenFile::header) {
+            req = req.header(header::AUTHORIZATION, value);
+        }
+        let req = req.body(Full::new(Bytes::from(body)));
         let Ok(req) = req else { return };
         match tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => {}

@@ -90,6 +90,11 @@ pub struct Args {
     )]
     pub autoscaler_service: Option<String>,
 
+    /// File holding the ServiceAccount token sent with every autoscaler push (a projected
+    /// token for the audience `apiroutes-autoscaler`; the chart mounts one).
+    #[arg(long, env = "APIROUTES_GATEWAY_AUTOSCALER_TOKEN_FILE")]
+    pub autoscaler_token_file: Option<String>,
+
     /// File of Preview Mode signing keys, one per line: the first signs, all verify
     /// (enables Preview Mode). Reloaded when it changes.
     #[arg(long, env = "APIROUTES_GATEWAY_PREVIEW_KEYS_FILE", value_name = "PATH")]
@@ -455,6 +460,9 @@ impl Args {
             },
             metrics,
         );
+        if let Some(file) = &self.autoscaler_token_file {
+            gateway.autoscaler.use_token_file(file.into());
+        }
         let ready = Arc::new(Readiness::default());
         let shutdown = CancellationToken::new();
 

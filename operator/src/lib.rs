@@ -9,6 +9,7 @@
 //!   push endpoint and the scale-subresource writes), [`leader`] (Lease election),
 //!   [`metrics`], [`http`], and [`run`] (flags and the process).
 
+pub mod auth;
 pub mod autoscale;
 pub mod controller;
 pub mod error;

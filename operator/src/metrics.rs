@@ -22,6 +22,7 @@ pub struct Metrics {
     pub activation_duration: HistogramVec,
     pub leader: IntGauge,
     pub routes: Gauge,
+    pub autoscaler_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -82,6 +83,13 @@ impl Metrics {
             &["result"],
         )?;
         let leader = IntGauge::new("leader", "1 while this instance holds the leader Lease.")?;
+        let autoscaler_rejected = IntCounterVec::new(
+            Opts::new(
+                "autoscaler_rejected_total",
+                "Pushes to the autoscaler refused: unauthenticated, forbidden or unavailable (the token could not be reviewed).",
+            ),
+            &["reason"],
+        )?;
         let routes = Gauge::new("routes", "ApiRoutes in the operator's cache.")?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -92,6 +100,7 @@ impl Metrics {
         registry.register(Box::new(activation_duration.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(routes.clone()))?;
+        registry.register(Box::new(autoscaler_rejected.clone()))?;
         Ok(Metrics {
             registry,
             reconciliations,
@@ -103,6 +112,7 @@ impl Metrics {
             activation_duration,
             leader,
             routes,
+            autoscaler_rejected,
         })
     }
 

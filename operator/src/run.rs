@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
+    auth::Authenticator,
     controller::{self, Context},
     error::{Error, Result},
     http::{respond, serve},
@@ -76,6 +77,16 @@ pub struct Args {
         default_value = "0.0.0.0:9090"
     )]
     pub admin_listen: SocketAddr,
+    /// Identities allowed to push to the autoscaler (comma-separated, e.g.
+    /// `system:serviceaccount:apiroutes-system:apiroutes-gateway`): callers present a
+    /// ServiceAccount token bound to the audience `apiroutes-autoscaler`, checked with a
+    /// TokenReview. Empty: pushes are not authenticated.
+    #[arg(
+        long = "autoscaler-allowed-identity",
+        env = "APIROUTES_OPERATOR_AUTOSCALER_ALLOWED_IDENTITIES",
+        value_delimiter = ','
+    )]
+    pub autoscaler_allowed_identities: Vec<String>,
     /// Address of the autoscaler endpoint (POST /v1/demand, /v1/load).
     #[arg(
         long,
@@ -240,9 +251,17 @@ impl Args {
         let slot: Arc<OnceLock<Arc<Scaler>>> = Arc::new(OnceLock::new());
         let autoscaler = TcpListener::bind(self.autoscaler_listen).await?;
         let s = slot.clone();
+        let auth = Authenticator::new(client.clone(), self.autoscaler_allowed_identities.clone())
+            .map(Arc::new);
+        if auth.is_none() {
+            warn!(
+                "--autoscaler-allowed-identity is not set: pushes to the autoscaler are not authenticated"
+            );
+        }
+        let m = metrics.clone();
         let autoscaler_task = tokio::spawn(serve(
             autoscaler,
-            move |req| scaler::handle(s.clone(), req),
+            move |req| scaler::handle(s.clone(), auth.clone(), m.clone(), req),
             shutdown.clone(),
         ));
         info!(admin = %self.admin_listen, autoscaler = %self.autoscaler_listen, "listening");

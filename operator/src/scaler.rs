@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    auth::{Authenticator, Verdict},
     autoscale::{Direction, History, Tracker, recommend, wake_replicas},
     http::{Body, read_body, respond},
     metrics::Metrics,
@@ -255,11 +256,44 @@ impl Scaler {
 
 /// The autoscaler endpoint: 503 until this instance leads (gateways retry), then 202 for
 /// well-formed pushes.
-pub async fn handle(scaler: Arc<OnceLock<Arc<Scaler>>>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    scaler: Arc<OnceLock<Arc<Scaler>>>,
+    auth: Option<Arc<Authenticator>>,
+    metrics: Arc<Metrics>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let received = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     if method != Method::POST || (path != DEMAND_PATH && path != LOAD_PATH) {
         return respond(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if let Some(auth) = auth {
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let verdict = auth.check(header).await;
+        let (status, why) = match &verdict {
+            Verdict::Allowed => (None, String::new()),
+            Verdict::Unauthenticated(why) => (Some(StatusCode::UNAUTHORIZED), (*why).to_owned()),
+            Verdict::Forbidden(why) => (Some(StatusCode::FORBIDDEN), why.clone()),
+            Verdict::Unavailable(why) => (Some(StatusCode::SERVICE_UNAVAILABLE), why.clone()),
+        };
+        if let Some(status) = status {
+            metrics
+                .autoscaler_rejected
+                .with_label_values(&[verdict.reason()])
+                .inc();
+            warn!(%status, reason = %why, "refused a push to the autoscaler");
+            let mut r = respond(status, format!("{why}\n"));
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            return r;
+        }
     }
     let Some(scaler) = scaler.get().cloned() else {
         let mut r = respond(StatusCode::SERVICE_UNAVAILABLE, "not the leader\n");

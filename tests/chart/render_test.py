@@ -324,8 +324,18 @@ def test_defaults():
     check(b.get("subjects") == [{"kind": "ServiceAccount", "name": "apiroutes-operator", "namespace": NS}],
           "leader RoleBinding → operator SA")
     check(sorted(d["metadata"]["name"] for d in m.of("ClusterRoleBinding")) ==
-          ["apiroutes-gateway", "apiroutes-operator", "apiroutes-routegrants"],
+          ["apiroutes-gateway", "apiroutes-operator", "apiroutes-operator-tokenreview", "apiroutes-routegrants"],
           "no other ClusterRoleBindings")
+    check(rules_set(m.one("ClusterRole", "apiroutes-operator-tokenreview")) ==
+          expand([("authentication.k8s.io", "tokenreviews", "create", "")]),
+          "TokenReview ClusterRole: create tokenreviews only")
+    op_args = m.one("Deployment", "apiroutes-operator", NS)["spec"]["template"]["spec"]["containers"][0]["args"]
+    check(f"--autoscaler-allowed-identity=system:serviceaccount:{NS}:apiroutes-gateway" in op_args,
+          "operator: only the gateway SA may push to the autoscaler")
+    gw_pod = m.one("Deployment", "apiroutes-gateway", NS)["spec"]["template"]["spec"]
+    token = [v for v in gw_pod.get("volumes", []) if v["name"] == "autoscaler-token"]
+    check(bool(token) and token[0]["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "apiroutes-autoscaler",
+          "gateway: a projected token for the audience apiroutes-autoscaler")
     check(rules_set(m.one("ClusterRole", "apiroutes-routegrants")) == GRANT_RULES, "RouteGrants ClusterRole: read only")
     b = m.one("ClusterRoleBinding", "apiroutes-routegrants")
     check(b.get("subjects") == [{"kind": "ServiceAccount", "name": sa, "namespace": NS}
@@ -434,8 +444,9 @@ def test_nondefault():
 
     # RBAC: namespaced only.
     # Cluster-wide only: reading RouteGrants (cluster-scoped), for both components.
-    check(m.names("ClusterRole") == [("", "ar-routegrants")] and m.names("ClusterRoleBinding") == [("", "ar-routegrants")],
-          f"watchNamespaces: nothing cluster-wide but RouteGrants ({m.names('ClusterRole')} {m.names('ClusterRoleBinding')})")
+    cluster_wide = [("", "ar-operator-tokenreview"), ("", "ar-routegrants")]
+    check(m.names("ClusterRole") == cluster_wide and m.names("ClusterRoleBinding") == cluster_wide,
+          f"watchNamespaces: nothing cluster-wide but RouteGrants and TokenReviews ({m.names('ClusterRole')} {m.names('ClusterRoleBinding')})")
     check(rules_set(m.one("ClusterRole", "ar-routegrants")) == GRANT_RULES, "RouteGrants ClusterRole: read only")
     for ns in ("team-a", "team-b"):
         check(rules_set(m.one("Role", "ar-operator", ns)) == OPERATOR_RULES, f"operator Role in {ns}: exact rules")
