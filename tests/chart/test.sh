@@ -243,7 +243,8 @@ events [] [] [create patch]
 events.events.k8s.io [] [] [create patch]
 networkpolicies.networking.k8s.io [] [] [get create patch update]
 pods [] [] [get list watch]
-services [] [] [get list watch create patch update delete]'
+services [] [] [get list watch create patch update delete]
+tokenreviews.authentication.k8s.io [] [] [create]'
 	same_rules "$op_sa" default "$op_everywhere"
 	same_rules "$op_sa" "$ns" "$(grep -v '^pods ' <<<"$op_everywhere")
 pods [] [] [get list watch patch]
@@ -270,6 +271,7 @@ services [] [] [list watch]'
 	can "$op_sa" list pods -A
 	can "$op_sa" create events.events.k8s.io -n default
 	can "$op_sa" create events -n default
+	can "$op_sa" create tokenreviews.authentication.k8s.io
 	cannot "$op_sa" create leases.coordination.k8s.io -n "$ns"
 	can "$op_sa" get leases.coordination.k8s.io/apiroutes-operator -n "$ns"
 	can "$op_sa" update leases.coordination.k8s.io/apiroutes-operator -n "$ns"
@@ -314,6 +316,7 @@ services [] [] [list watch]'
 	cannot "$gw_sa" create endpointslices.discovery.k8s.io -n default
 	cannot "$gw_sa" create deployments.apps -n default
 	cannot "$gw_sa" get leases.coordination.k8s.io -n "$ns"
+	cannot "$gw_sa" create tokenreviews.authentication.k8s.io
 	cannot "$gw_sa" create pods --subresource=exec -n "$ns"
 	cannot "$gw_sa" '*' '*'
 
@@ -358,10 +361,14 @@ services [] [] [list watch]'
 	# Outside the watched namespaces: only reading RouteGrants (cluster-scoped).
 	grants_rule='routegrants.apiroutes.dev [] [] [get list watch]'
 	same_rules "$op_sa" "$team_a" "$op_everywhere"
-	same_rules "$op_sa" default "$grants_rule"
+	# Reviewing the gateways' autoscaler tokens is cluster-scoped too.
+	tr_rule='tokenreviews.authentication.k8s.io [] [] [create]'
+	same_rules "$op_sa" default "$grants_rule
+$tr_rule"
 	same_rules "$op_sa" "$ns" "leases.coordination.k8s.io [] [apiroutes-operator] [get update patch]
 pods [] [] [patch]
-$grants_rule"
+$grants_rule
+$tr_rule"
 	same_rules "$gw_sa" "$team_b" "$gw_everywhere"
 	same_rules "$gw_sa" "$ns" "endpointslices.discovery.k8s.io [] [] [get list watch]
 $grants_rule"
