@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::{
     error::Error,
     metrics::{Metrics, RouteMetrics},
-    table::{Registry, RouteTable, Target},
+    table::{Endpoint, Registry, RouteTable, Target},
     variant::{VariantState, now_us},
 };
 
@@ -228,8 +228,9 @@ impl Drop for HeldGuard<'_> {
     }
 }
 
-/// Waits until the variant of `state` has a ready endpoint in the current table, or the
-/// deadline passes. Returns the variant's target then.
+/// Waits until the variant of `state` has a ready endpoint in the current table (one not
+/// in `refused`), or the deadline passes. Returns the variant's target then.
+#[allow(clippy::too_many_arguments)]
 pub async fn wait_ready(
     table: &ArcSwap<RouteTable>,
     autoscaler: &Arc<Autoscaler>,
@@ -238,6 +239,7 @@ pub async fn wait_ready(
     metrics: &RouteMetrics,
     deadline: Instant,
     timeout: Duration,
+    refused: &[Arc<Endpoint>],
 ) -> Result<Arc<Target>, Error> {
     // Reserve a slot under both bounds.
     if state
@@ -267,7 +269,7 @@ pub async fn wait_ready(
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some(t) = table.load().target(&state.key)
-            && !t.endpoints.is_empty()
+            && t.endpoints.iter().any(|e| !refused_before(refused, e))
         {
             return Ok(Arc::clone(t));
         }
@@ -282,6 +284,12 @@ pub async fn wait_ready(
             autoscaler.demand(state);
         }
     }
+}
+
+/// Whether `e` (by address: a new snapshot may hold a new `Endpoint` for the same pod)
+/// already refused this request's connections.
+fn refused_before(refused: &[Arc<Endpoint>], e: &Endpoint) -> bool {
+    refused.iter().any(|r| r.authority == e.authority)
 }
 
 /// Wakes the held requests of every variant that has ready endpoints in `table`.

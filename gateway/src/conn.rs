@@ -128,6 +128,11 @@ impl ConnWatch {
         RequestGuard(Arc::clone(self))
     }
 
+    /// Whether the connection speaks h2 (known from its first request).
+    pub fn is_h2(&self) -> bool {
+        self.h2.load(Acquire)
+    }
+
     /// Bytes were read from the client.
     fn on_read(&self) {
         // Only the first byte after going idle matters: one load on the hot path.

@@ -298,6 +298,7 @@ impl Gateway {
                 &route.metrics,
                 deadline,
                 route.timeout,
+                &[],
             )
             .await?;
             let wait = start.elapsed();
@@ -514,7 +515,7 @@ impl Gateway {
         body: Incoming,
         path_and_query: PathAndQuery,
         route: &RouteEntry,
-        target: &Target,
+        target: &Arc<Target>,
         tracker: &mut Tracker,
         deadline: Instant,
         out: &mut Outcome,
@@ -547,6 +548,7 @@ impl Gateway {
         });
         *up.version_mut() = Version::HTTP_11;
         *up.uri_mut() = Uri::from(pq);
+        let mut target = Arc::clone(target);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
         let mut stale = 0;
         // A reused connection that fails before any response gets the request once more on
@@ -554,7 +556,7 @@ impl Gateway {
         let mut fresh_retry_left = true;
         let mut reuse = true;
         loop {
-            let Some(endpoint) = pick(target, &tried) else {
+            let Some(endpoint) = pick(&target, &tried) else {
                 return Err(Error::BadGateway {
                     kind: UpstreamKind::Connect,
                     reason: "no endpoint accepted the connection".into(),
@@ -578,6 +580,13 @@ impl Gateway {
                     tracing::debug!(error = %e, "upstream connect failed");
                     tried.push(endpoint);
                     if tried.len() < target.endpoints.len() {
+                        continue;
+                    }
+                    if let Some(next) = self
+                        .await_other_endpoint(route, &target, &tried, deadline)
+                        .await?
+                    {
+                        target = next;
                         continue;
                     }
                     return Err(Error::BadGateway {
@@ -649,6 +658,42 @@ impl Gateway {
                     });
                 }
             }
+        }
+    }
+}
+
+impl Gateway {
+    /// Every endpoint refused the connection: pods went away (a scale-down race, a crash)
+    /// before this gateway saw it. As for a route at zero, hold the request and ask for
+    /// activation until the table has an endpoint that has not refused, within the
+    /// deadline. `None`: nothing better is coming (no autoscaler to tell, as for static
+    /// routes, or the deadline passed): the caller answers 502.
+    async fn await_other_endpoint(
+        &self,
+        route: &RouteEntry,
+        target: &Target,
+        refused: &[Arc<Endpoint>],
+        deadline: Instant,
+    ) -> Result<Option<Arc<Target>>, Error> {
+        if self.autoscaler.url.load().is_none() {
+            return Ok(None);
+        }
+        tracing::debug!(route = %route.key, "every endpoint refused; holding for another");
+        match activator::wait_ready(
+            &self.table,
+            &self.autoscaler,
+            &self.holds,
+            &target.state,
+            &route.metrics,
+            deadline,
+            route.timeout,
+            refused,
+        )
+        .await
+        {
+            Ok(next) => Ok(Some(next)),
+            Err(Error::ActivationTimeout { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }

@@ -220,11 +220,20 @@ async fn serve_conn<H, F>(
 {
     let peer = Arc::new(crate::proxy::Peer::new(remote));
     let w = Arc::clone(&watch);
+    let draining = shutdown.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         // Counted from here until the response body is dropped (sent or abandoned).
-        let guard = w.request_started(req.version() == Version::HTTP_2);
+        let h2 = req.version() == Version::HTTP_2;
+        let guard = w.request_started(h2);
         let fut = handler(req, Arc::clone(&peer));
-        async move { Ok::<_, Infallible>(fut.await.map(|b| Counted::new(b, guard))) }
+        let draining = draining.clone();
+        async move {
+            let mut resp = fut.await;
+            if !h2 && draining.is_cancelled() {
+                close_after(&mut resp);
+            }
+            Ok::<_, Infallible>(resp.map(|b| Counted::new(b, guard)))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -251,13 +260,44 @@ async fn serve_conn<H, F>(
             }
         },
         () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            // Draining waits for a started head to complete: still bound it.
-            tokio::select! {
-                _ = conn => {}
-                _ = watch.expired(limits) => {}
+            if watch.is_h2() {
+                // GOAWAY: the client knows which streams were taken and retries the rest.
+                conn.as_mut().graceful_shutdown();
+                // Draining waits for a started head to complete: still bound it.
+                tokio::select! {
+                    _ = conn => {}
+                    _ = watch.expired(limits) => {}
+                }
+            } else {
+                // HTTP/1 has no GOAWAY: closing an idle keep-alive connection races with
+                // the request the client may be sending on it. Its next answer says
+                // `Connection: close` instead (hyper then closes it), and only a connection
+                // that stays quiet for DRAIN_IDLE is closed by us.
+                let drain = Limits {
+                    header: limits.header.min(DRAIN_IDLE),
+                    idle: limits.idle.min(DRAIN_IDLE),
+                };
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = watch.expired(drain) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+                    }
+                }
             }
         }
+    }
+}
+
+/// While draining, how long an HTTP/1 connection may stay quiet before it is closed.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+
+/// Marks an HTTP/1 answer as the connection's last (a switch of protocols keeps its own
+/// `Connection: upgrade`).
+fn close_after(resp: &mut Response<Body>) {
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 

@@ -62,6 +62,11 @@ async fn wait_for(seen: &Arc<Mutex<Vec<(String, String)>>>, path: &str) -> Strin
     panic!("no push to {path}");
 }
 
+/// An address nobody listens on (connections are refused).
+fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 fn yaml(backends: &[SocketAddr], timeout: u32) -> String {
     format!(
         "routes:\n{}",
@@ -142,6 +147,60 @@ async fn held_request_is_released_when_an_endpoint_turns_ready() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"apiroutes_gateway_held_requests{route="default/sleepy"} 0"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_that_all_refuse_hold_the_request_until_another_is_ready() {
+    // The pods this gateway knows are gone (a scale-down race, a crash) before the table
+    // says so: connections are refused. The request waits, as for a route at zero.
+    let (scaler, seen) = fake_autoscaler().await;
+    let gone = [free_addr(), free_addr()];
+    let gw = in_process(
+        &yaml(&gone, 30),
+        ProxyConfig {
+            gateway_id: "gw-test".into(),
+            autoscaler_url: Some(format!("http://{scaler}")),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client();
+    let url = format!("http://{}/api/sleepy/9", gw.addr);
+    let held = tokio::spawn({
+        let c = c.clone();
+        async move { get(&c, &url).await }
+    });
+    let demand: Demand = serde_json::from_str(&wait_for(&seen, "/v1/demand").await).unwrap();
+    assert_eq!(demand.route.name, "sleepy");
+    assert!(!held.is_finished(), "answered instead of held");
+    // A table that still lists a refusing address beside a new one: the new one serves.
+    let e = echo("replacement");
+    let routes = StaticRoutes::parse(&yaml(&[gone[0], e.addr], 30), "t").unwrap();
+    gw.gateway.install(routes.build(&gw.gateway.registry));
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["params"]["id"], "9");
+    assert_eq!(gw.gateway.held_total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_endpoints_answer_502_at_the_deadline() {
+    let (scaler, _) = fake_autoscaler().await;
+    let gw = in_process(
+        &yaml(&[free_addr()], 1),
+        ProxyConfig {
+            autoscaler_url: Some(format!("http://{scaler}")),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let (status, _, body) = get(&client(), &format!("http://{}/api/sleepy/1", gw.addr)).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "upstream_connect");
+    assert_eq!(gw.gateway.held_total(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

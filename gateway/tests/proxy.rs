@@ -685,3 +685,74 @@ async fn slow_clients_time_out_and_connections_are_bounded() {
         .unwrap();
     assert_eq!(status, 200);
 }
+
+/// Reads one HTTP/1 answer with a Content-Length body: (head, body).
+async fn read_answer(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let head = String::from_utf8(read_head(s).await?).ok()?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.ok()?;
+    Some((head, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_tells_keep_alive_clients_to_reconnect_before_closing() {
+    let e = echo("drain");
+    let gw = in_process(
+        &routes_file(&[route_yaml("d", "/api/d", "", &[e.addr])]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let req = b"GET /api/d HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut busy = TcpStream::connect(gw.addr).await.unwrap();
+    let mut quiet = TcpStream::connect(gw.addr).await.unwrap();
+    for s in [&mut busy, &mut quiet] {
+        s.write_all(req).await.unwrap();
+        let (head, _) = read_answer(s).await.unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
+    }
+    gw.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A request on a kept-alive connection after the drain began is still answered, and
+    // the answer says it is the last one; then the gateway closes the connection.
+    busy.write_all(req).await.unwrap();
+    let (head, _) = read_answer(&mut busy)
+        .await
+        .expect("answered while draining");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(2), busy.read_to_end(&mut rest))
+        .await
+        .expect("closed after the last answer")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // A connection that stays quiet is closed after a short while, not at once.
+    let start = std::time::Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), quiet.read_to_end(&mut rest))
+        .await
+        .expect("a quiet connection is closed while draining")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    // New connections are not accepted any more.
+    assert!(TcpStream::connect(gw.addr).await.is_err());
+}

@@ -26,8 +26,9 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-            Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, SleepAction,
+            TCPSocketAction, Volume, VolumeMount,
         },
         networking::v1::{
             NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -46,6 +47,11 @@ pub const PORT_NAME: &str = "http";
 pub const RUN_AS_USER: i64 = 65532;
 /// Extra seconds, beyond the request deadline, that a pod gets to drain on SIGTERM.
 pub const DRAIN_MARGIN_SECONDS: i64 = 10;
+/// How long a function pod that is being stopped keeps serving before its SIGTERM. Its
+/// endpoint turns `terminating` as the pod is deleted, and every gateway has to see that
+/// (EndpointSlice controller, watch, table update: under a second here, a few seconds on a
+/// busy cluster) before the function stops accepting; until then new requests still come.
+pub const PRE_STOP_SECONDS: i64 = 5;
 
 /// Annotation on each applied Deployment and Service: [`applied_hash`] of the rest of the
 /// desired object.
@@ -165,6 +171,16 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
         env_from: (!route.spec.env_from.is_empty()).then(|| route.spec.env_from.clone()),
         resources: route.spec.resources.clone(),
         readiness_probe: Some(readiness_probe(route)),
+        // The kubelet's own sleep: function images need no shell or `sleep` binary.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -213,7 +229,9 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(
-                        i64::from(route.spec.timeout_seconds) + DRAIN_MARGIN_SECONDS,
+                        PRE_STOP_SECONDS
+                            + i64::from(route.spec.timeout_seconds)
+                            + DRAIN_MARGIN_SECONDS,
                     ),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),

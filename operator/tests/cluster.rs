@@ -20,8 +20,9 @@ use apiroutes_crds::{ApiRoute, labels::FIELD_MANAGER};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
+        authentication::v1::TokenRequest,
         coordination::v1::Lease,
-        core::v1::{Namespace, Pod, Service},
+        core::v1::{Namespace, Pod, Service, ServiceAccount},
         events::v1::Event,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -78,8 +79,13 @@ impl Operator {
     }
 
     fn start_as(kubeconfig: &str, ns: &str, pod: Option<&str>) -> Operator {
+        Operator::start_with(kubeconfig, ns, pod, &[])
+    }
+
+    fn start_with(kubeconfig: &str, ns: &str, pod: Option<&str>, extra: &[&str]) -> Operator {
         let (admin, autoscaler) = (free_port(), free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiroutes-operator"));
+        cmd.args(extra);
         if let Some(pod) = pod {
             cmd.args(["--pod-name", pod]).env("POD_NAMESPACE", ns);
         }
@@ -164,10 +170,21 @@ async fn readyz_ok(url: &str) -> bool {
 
 /// Minimal HTTP/1.0 client on loopback (tests only).
 async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    http_request_with(addr, method, path, "", body).await
+}
+
+/// The same, with extra header lines (each ending in CRLF).
+async fn http_request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.ok()?;
@@ -778,6 +795,84 @@ async fn demand_for_a_route_at_zero_writes_the_scale_subresource() {
         .unwrap();
     assert_eq!(status, 400);
     let _ = (PostParams::default(), FIELD_MANAGER);
+}
+
+#[tokio::test]
+async fn autoscaler_pushes_need_an_allowed_service_account_token() {
+    let Some(mut env) = Env::new("autoscaler-auth").await else {
+        return;
+    };
+    // Two ServiceAccounts: `gw` is allowed (as the chart allows the gateways'), `other` not.
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.ns);
+    for name in ["gw", "other"] {
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        sas.create(&PostParams::default(), &sa).await.unwrap();
+    }
+    let token = |sa: &'static str, audience: &'static str| {
+        let sas = sas.clone();
+        async move {
+            let request: TokenRequest = serde_json::from_value(json!({
+                "spec": {"audiences": [audience], "expirationSeconds": 600}
+            }))
+            .unwrap();
+            sas.create_token_request(sa, &PostParams::default(), &request)
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.token)
+                .unwrap()
+        }
+    };
+    let allowed = format!("system:serviceaccount:{}:gw", env.ns);
+    env.operator.take().unwrap().stop();
+    let operator = Operator::start_with(
+        &env.kubeconfig,
+        &env.ns,
+        None,
+        &["--autoscaler-allowed-identity", &allowed],
+    );
+    operator.wait_ready().await;
+    env.operator = Some(operator);
+    let op = env.operator.as_ref().unwrap();
+    let addr = op.autoscaler.to_string();
+    let load = json!({"gateway": "gw-test", "intervalSeconds": 1.0, "routes": []}).to_string();
+    let push = |authorization: Option<String>| {
+        let (addr, load) = (addr.clone(), load.clone());
+        async move {
+            let headers = authorization
+                .map(|a| format!("Authorization: {a}\r\n"))
+                .unwrap_or_default();
+            http_request_with(&addr, "POST", "/v1/load", &headers, &load)
+                .await
+                .unwrap()
+        }
+    };
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    let (status, body) = push(None).await;
+    assert_eq!(status, 401, "no token: {body}");
+    let (status, body) = push(bearer("not-a-token")).await;
+    assert_eq!(status, 401, "a made-up token: {body}");
+    // A real token, but for the API server's default audience: not ours.
+    let (status, body) = push(bearer(&token("gw", "https://kubernetes.default.svc").await)).await;
+    assert_eq!(status, 401, "another audience: {body}");
+    let (status, body) = push(bearer(&token("other", "apiroutes-autoscaler").await)).await;
+    assert_eq!(status, 403, "a ServiceAccount not allowed: {body}");
+    assert!(body.contains(":other may not push"), "{body}");
+    let good = token("gw", "apiroutes-autoscaler").await;
+    let (status, body) = push(bearer(&good)).await;
+    assert_eq!(status, 202, "the allowed ServiceAccount: {body}");
+    // The verdict is cached: the second push needs no review.
+    let (status, _) = push(bearer(&good)).await;
+    assert_eq!(status, 202);
+    let metrics = http_body(&format!("http://{}/metrics", op.admin))
+        .await
+        .unwrap();
+    for (reason, n) in [("unauthenticated", 3), ("forbidden", 1)] {
+        let line =
+            format!("apiroutes_operator_autoscaler_rejected_total{{reason=\"{reason}\"}} {n}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]

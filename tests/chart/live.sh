@@ -3,7 +3,7 @@
 # project's images (tests/images/build.sh) pulled from the node's registry, `helm install`
 # with charts/apiroutes/ci/local-values.yaml, then: pods Ready, exactly one leader labelled
 # and behind the autoscaler Service, the chart's Lease held by it, an ApiRoute served
-# through the gateway's hostPort, and `helm uninstall` with everything running leaving
+# through the gateway's NodePort Service, and `helm uninstall` with everything running leaving
 # nothing of the release (the Lease included) but the CRD. Bounded; exits non-zero on failure.
 #
 #   bash tests/chart/live.sh [IMAGES_LIST]   # root (the node makes a network namespace)
@@ -79,7 +79,7 @@ eventually() {
 step "helm install --wait (ci/local-values.yaml, gateway on $gw)"
 # As tests/lib/platform.sh installs it: --wait returns once every pod is Ready.
 if timeout 200 helm install apiroutes "$chart" -n "$ns" --create-namespace \
-	-f "$chart/ci/local-values.yaml" --set gateway.hostPort="$port" \
+	-f "$chart/ci/local-values.yaml" --set gateway.service.nodePort="$port" \
 	--set operator.gatewayUrl="$gw" --wait --timeout 3m >"$dir/install.txt" 2>&1; then
 	pass "helm install --wait"
 else
@@ -110,7 +110,7 @@ autoscaler_is_leader() {
 eventually "the autoscaler Service has exactly the leader ($lead_ip) as a ready endpoint" autoscaler_is_leader
 eventually "both operator pods are Ready (the leader after its caches sync)" ready_pods operator 2
 not_found_json() { curl -s -m 5 "$gw/api/nothing-here" | grep -q '{'; }
-eventually "the gateway answers on its hostPort ($gw) with a JSON 404" not_found_json
+eventually "the gateway answers on its NodePort ($gw) with a JSON 404" not_found_json
 
 step "an ApiRoute served through the gateway"
 kc create namespace live-demo >/dev/null

@@ -534,11 +534,18 @@ def test_variations():
     check(m.one("Service", "apiroutes-gateway", NS)["spec"]["ports"][0].get("nodePort") == 30080, "NodePort with a fixed nodePort")
     check(m.one("Deployment", "apiroutes-gateway", NS)["spec"]["replicas"] == 0, "replicas 0 allowed")
 
-    m = render("-f", os.path.join(CHART, "ci", "local-values.yaml"))
-    gc = container(m.one("Deployment", "apiroutes-gateway", NS))
-    check(ports_of(gc)["http"].get("hostPort") == 8080 and "--listen=0.0.0.0:8080" in gc["args"],
-          "ci/local-values.yaml: hostPort 8080, listeners on 0.0.0.0 (pods have their own network)")
-    check(m.one("Deployment", "apiroutes-gateway", NS)["spec"]["replicas"] == 1, "ci/local-values.yaml: one gateway")
+    m = render("-f", os.path.join(CHART, "ci", "local-values.yaml"), "--set", "gateway.service.nodePort=41234")
+    gw = m.one("Deployment", "apiroutes-gateway", NS)
+    gc = container(gw)
+    check("hostPort" not in ports_of(gc)["http"] and "--listen=0.0.0.0:8080" in gc["args"],
+          "ci/local-values.yaml: no hostPort, listeners on 0.0.0.0 (pods have their own network)")
+    svc = m.one("Service", "apiroutes-gateway", NS)["spec"]
+    check(svc["type"] == "NodePort" and svc["ports"][0].get("nodePort") == 41234,
+          "ci/local-values.yaml: the gateway behind a NodePort Service at the given port")
+    check(gw["spec"]["replicas"] == 2 and "strategy" not in gw["spec"],
+          "ci/local-values.yaml: two gateways, rolled one at a time (default strategy)")
+    check(gc.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds") == 2,
+          "ci/local-values.yaml: a 2 s preStop sleep")
 
     p = helm_template("--kube-version", "1.29.0")
     check(p.returncode != 0 and "kubeVersion" in p.stderr, f"Kubernetes 1.29 refused (kubeVersion >=1.30): {p.stderr.strip()[:200]}")

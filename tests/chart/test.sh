@@ -393,7 +393,8 @@ $grants_rule"
 	[[ $(secret_value) == "$given" ]] && pass "preview token = the given one" || fail "preview token = the given one"
 	[[ $(secret_value signing-keys) == "$given_keys" ]] && pass "preview signing keys = the given ones" ||
 		fail "preview signing keys = the given ones"
-	h upgrade "$rel" "$chart" -n "$ns" >/dev/null 2>&1 && pass "helm upgrade back to defaults" || fail "helm upgrade back to defaults"
+	# --reset-values: without values Helm reuses the last release's (the given token).
+	h upgrade "$rel" "$chart" -n "$ns" --reset-values >/dev/null 2>&1 && pass "helm upgrade back to defaults" || fail "helm upgrade back to defaults"
 	[[ $(secret_value) == "$given" && $(secret_value signing-keys) == "$given_keys" ]] &&
 		pass "preview token and keys kept when the values are unset again" ||
 		fail "preview token and keys kept when the values are unset again"
@@ -402,8 +403,11 @@ $grants_rule"
 	old=0123456789abcdef0123456789abcdef-single-secret
 	kc patch secret "$rel-preview" -n "$ns" --type=json \
 		-p "[{\"op\":\"replace\",\"path\":\"/data\",\"value\":{\"secret\":\"$(printf %s "$old" | base64 | tr -d '\n')\"}}]" >/dev/null
-	h upgrade "$rel" "$chart" -n "$ns" >/dev/null 2>&1 && pass "helm upgrade over an old Secret" || fail "helm upgrade over an old Secret"
-	[[ $(secret_value) == "$old" ]] && pass "the old secret is the token" || fail "the old secret is the token"
+	h upgrade "$rel" "$chart" -n "$ns" --reset-values >/dev/null 2>&1 && pass "helm upgrade over an old Secret" || fail "helm upgrade over an old Secret"
+	[[ $(secret_value) == "$old" ]] && pass "the old secret is the token" || {
+		fail "the old secret is the token"
+		kc get secret "$rel-preview" -n "$ns" -o yaml --show-managed-fields
+	}
 	migrated=$(secret_value signing-keys)
 	[[ ${#migrated} -ge 32 && $migrated != *"$old"* ]] && pass "a new signing key was generated" ||
 		fail "a new signing key was generated"

@@ -315,7 +315,8 @@ cmd_up() {
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$pki/sa.pub" \
 		--service-account-signing-key-file "$pki/sa.key" \
-		--service-cluster-ip-range 10.96.0.0/16
+		--service-cluster-ip-range 10.96.0.0/16 \
+		--service-node-port-range 1024-65535
 	local admin
 	admin=$(token_of "$dir" admin)
 	wait_for "$dir" kube-apiserver "kube-apiserver /readyz" \

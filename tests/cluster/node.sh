@@ -223,7 +223,7 @@ node_push() {
 	done <"$list"
 }
 
-# Host 127.0.0.1:PORT -> NODE_IP:PORT (a hostPort), for as long as the cluster is up.
+# Host 127.0.0.1:PORT -> NODE_IP:PORT (a hostPort or a NodePort), for as long as the cluster is up.
 node_forward() {
 	local dir=$1 port=$2 n
 	[[ $port =~ ^[0-9]+$ ]] || die "forward: port '$port' is not a number"

@@ -40,10 +40,10 @@ platform_install() {
   helm upgrade --install apiroutes "$repo_root/charts/apiroutes" \
     --namespace apiroutes-system --create-namespace \
     -f "$repo_root/charts/apiroutes/ci/local-values.yaml" \
-    --set gateway.hostPort="$port" \
+    --set gateway.service.nodePort="$port" \
     --set operator.gatewayUrl="http://127.0.0.1:$port" \
     --wait --timeout 5m >&2
-  # The hostPort is on the node's address; the host's 127.0.0.1:PORT is forwarded to it.
+  # The NodePort is on the node's address; the host's 127.0.0.1:PORT is forwarded to it.
   bash "$repo_root/tests/cluster/cluster.sh" forward "$APIROUTES_CLUSTER_DIR" "$port"
   step "wait for the gateway to answer on 127.0.0.1:$port"
   local i

@@ -66,7 +66,7 @@ fn main_deployment_as_data() {
                 "spec": {
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
-                    "terminationGracePeriodSeconds": 40,
+                    "terminationGracePeriodSeconds": 45,
                     "securityContext": {
                         "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
                         "seccompProfile": {"type": "RuntimeDefault"}
@@ -85,6 +85,7 @@ fn main_deployment_as_data() {
                             "periodSeconds": 1, "timeoutSeconds": 1,
                             "successThreshold": 1, "failureThreshold": 3
                         },
+                        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
                         "securityContext": {
                             "allowPrivilegeEscalation": false,
                             "readOnlyRootFilesystem": true,
