@@ -159,7 +159,8 @@ fn tcp_probe_without_readiness_path_and_resources_pass_through() {
         Some(serde_json::from_value(json!({"limits": {"memory": "128Mi"}})).unwrap());
     let d = to_json(&desired_deployment(&r, Variant::Main, &Config::default()));
     let pod = &d["spec"]["template"]["spec"];
-    assert_eq!(pod["terminationGracePeriodSeconds"], 15);
+    // preStop sleep + the route's deadline + the drain margin.
+    assert_eq!(pod["terminationGracePeriodSeconds"], 5 + 5 + 10);
     let c = &pod["containers"][0];
     assert_eq!(c["readinessProbe"]["tcpSocket"], json!({"port": "http"}));
     assert!(c["readinessProbe"].get("httpGet").is_none());
