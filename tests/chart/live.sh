@@ -232,7 +232,8 @@ for p in $(kc get pods -n "$ns" -l "$sel,app.kubernetes.io/component=operator" -
 	# How a leader that lost the Lease during the freeze stepped down (its previous run).
 	if ((restarts > 0)); then
 		kc logs "$p" -n "$ns" --previous 2>/dev/null |
-			grep -E 'renew|stopped leading|lost the leader|labelling' | sed 's/^/info -   /' >&2 || true
+			grep -E 'renew|stopped leading|lost the leader|labelling' |
+			sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/info -   /' >&2 || true
 	fi
 done
 echo "info - the freeze step took $((SECONDS - t_chaos)) s" >&2
