@@ -38,6 +38,39 @@ pub struct Autoscaler {
     metrics: Arc<Metrics>,
     /// The ServiceAccount token proving who pushes (`--autoscaler-token-file`).
     token: std::sync::OnceLock<TokenFile>,
+    /// Finds the autoscaler again from the watched Lease and Service (set by the k8s
+    /// source), after a push found no leader where `url` pointed.
+    resolver: std::sync::OnceLock<Resolver>,
+}
+
+pub type Resolver = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Pushes tried per report or demand: the first address, then re-resolved ones.
+const PUSH_ATTEMPTS: u32 = 3;
+/// Pause before a re-resolved attempt (times the attempt number): the Lease or the
+/// EndpointSlices may be a moment behind a hand-over.
+const FAILOVER_PAUSE: Duration = Duration::from_millis(200);
+
+/// How one push went.
+#[derive(Debug)]
+pub enum Pushed {
+    Accepted,
+    Refused(http::StatusCode),
+    /// No connection could be made.
+    Unreachable,
+    /// Anything else (sent, then failed or timed out): it may have been applied.
+    Failed,
+}
+
+/// The pure failover rule: try another address only when the push certainly did nothing —
+/// the endpoint is not the leader (503) or nothing listens there. A push that may have been
+/// applied is not repeated (a load report counted twice would double the load).
+pub fn fails_over(pushed: &Pushed) -> bool {
+    match pushed {
+        Pushed::Refused(status) => *status == http::StatusCode::SERVICE_UNAVAILABLE,
+        Pushed::Unreachable => true,
+        Pushed::Accepted | Pushed::Failed => false,
+    }
 }
 
 /// A projected ServiceAccount token file: the kubelet rewrites it before it expires, so it
@@ -86,7 +119,13 @@ impl Autoscaler {
             client: Client::builder(TokioExecutor::new()).build(conn),
             metrics,
             token: std::sync::OnceLock::new(),
+            resolver: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Set once, by the source that discovers the autoscaler.
+    pub fn set_resolver(&self, resolver: Resolver) {
+        let _ = self.resolver.set(resolver);
     }
 
     /// Authenticates every push with the token in `path` (a ServiceAccount token bound to
@@ -98,46 +137,52 @@ impl Autoscaler {
         });
     }
 
+    /// Pushes `body`; when the address is not the leader (503) or unreachable, finds the
+    /// autoscaler again and retries, a bounded number of times.
     async fn post(&self, path: &str, body: Vec<u8>, kind: &str) {
-        let Some(base) = self.url.load_full() else {
-            return;
-        };
-        let Ok(uri) = format!("{base}{path}").parse::<Uri>() else {
+        let body = Bytes::from(body);
+        for attempt in 0..PUSH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(FAILOVER_PAUSE * attempt).await;
+                if let Some(resolve) = self.resolver.get() {
+                    self.url.store(resolve().map(Arc::new));
+                }
+            }
+            let Some(base) = self.url.load_full() else {
+                return;
+            };
+            let pushed = self.post_once(&base, path, body.clone()).await;
+            if matches!(pushed, Pushed::Accepted) {
+                return;
+            }
             self.metrics
                 .autoscaler_errors
                 .with_label_values(&[kind])
                 .inc();
-            return;
+            let again = fails_over(&pushed) && attempt + 1 < PUSH_ATTEMPTS;
+            tracing::warn!(url = %base, ?pushed, kind, again, "autoscaler push failed");
+            if !again {
+                return;
+            }
+        }
+    }
+
+    async fn post_once(&self, base: &str, path: &str, body: Bytes) -> Pushed {
+        let Ok(uri) = format!("{base}{path}").parse::<Uri>() else {
+            return Pushed::Failed;
         };
         let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
         if let Some(value) = self.token.get().and_then(TokenFile::header) {
             req = req.header(header::AUTHORIZATION, value);
         }
-        let req = req.body(Full::new(Bytes::from(body)));
-        let Ok(req) = req else { return };
+        let Ok(req) = req.body(Full::new(body)) else {
+            return Pushed::Failed;
+        };
         match tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await {
-            Ok(Ok(resp)) if resp.status().is_success() => {}
-            Ok(Ok(resp)) => {
-                tracing::warn!(status = %resp.status(), kind, "autoscaler refused a push");
-                self.metrics
-                    .autoscaler_errors
-                    .with_label_values(&[kind])
-                    .inc();
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, kind, "autoscaler push failed");
-                self.metrics
-                    .autoscaler_errors
-                    .with_label_values(&[kind])
-                    .inc();
-            }
-            Err(_) => {
-                tracing::warn!(kind, "autoscaler push timed out");
-                self.metrics
-                    .autoscaler_errors
-                    .with_label_values(&[kind])
-                    .inc();
-            }
+            Ok(Ok(resp)) if resp.status().is_success() => Pushed::Accepted,
+            Ok(Ok(resp)) => Pushed::Refused(resp.status()),
+            Ok(Err(e)) if e.is_connect() => Pushed::Unreachable,
+            Ok(Err(_)) | Err(_) => Pushed::Failed,
         }
     }
 
@@ -298,5 +343,88 @@ pub fn wake_ready(table: &RouteTable) {
         if !t.endpoints.is_empty() && t.state.held.load(Acquire) > 0 {
             t.state.ready.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn failover_rule() {
+        assert!(fails_over(&Pushed::Refused(
+            http::StatusCode::SERVICE_UNAVAILABLE
+        )));
+        assert!(fails_over(&Pushed::Unreachable));
+        assert!(!fails_over(&Pushed::Accepted));
+        assert!(!fails_over(&Pushed::Failed), "may have been applied");
+        assert!(!fails_over(&Pushed::Refused(http::StatusCode::FORBIDDEN)));
+    }
+
+    /// A one-status HTTP server counting its requests.
+    async fn server(status: u16) -> (String, Arc<AtomicU32>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicU32::new(0));
+        let c = Arc::clone(&count);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    let mut seen = Vec::new();
+                    // Headers, then the (small) body: enough to answer.
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if seen.ends_with(b"}") {
+                            break;
+                        }
+                    }
+                    c.fetch_add(1, SeqCst);
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn a_push_fails_over_from_a_standby_to_the_re_resolved_leader() {
+        let (standby, at_standby) = server(503).await;
+        let (leader, at_leader) = server(202).await;
+        let metrics = Metrics::new();
+        let a = Autoscaler::new("gw".into(), Some(standby.clone()), metrics);
+        let l = leader.clone();
+        a.set_resolver(Box::new(move || Some(l.clone())));
+        a.post(LOAD_PATH, b"{}".to_vec(), "load").await;
+        assert_eq!(at_standby.load(SeqCst), 1);
+        assert_eq!(
+            at_leader.load(SeqCst),
+            1,
+            "re-resolved and pushed to the leader"
+        );
+        assert_eq!(a.url.load_full().as_deref(), Some(&leader));
+
+        // Nobody leads anywhere: bounded, then given up.
+        let (standby2, at_standby2) = server(503).await;
+        let s = standby2.clone();
+        let b = Autoscaler::new("gw".into(), Some(standby2.clone()), Metrics::new());
+        b.set_resolver(Box::new(move || Some(s.clone())));
+        b.post(LOAD_PATH, b"{}".to_vec(), "load").await;
+        assert_eq!(at_standby2.load(SeqCst), PUSH_ATTEMPTS);
+
+        // Not failed over: a refusal that is not about leadership.
+        let (forbidden, at_forbidden) = server(403).await;
+        let c = Autoscaler::new("gw".into(), Some(forbidden), Metrics::new());
+        c.post(LOAD_PATH, b"{}".to_vec(), "load").await;
+        assert_eq!(at_forbidden.load(SeqCst), 1);
     }
 }

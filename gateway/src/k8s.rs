@@ -33,7 +33,7 @@ use apiroutes_crds::{
 use futures::{StreamExt, stream::BoxStream};
 use http::uri::Authority;
 use k8s_openapi::{
-    api::{core::v1::Service, discovery::v1::EndpointSlice},
+    api::{coordination::v1::Lease, core::v1::Service, discovery::v1::EndpointSlice},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
@@ -303,6 +303,56 @@ pub fn autoscaler_url_from_slices<'a>(
     found.into_iter().next()
 }
 
+/// The autoscaler's base URL when the leader Lease is followed: the endpoint (port
+/// `autoscaler`) of the pod named by the Lease's holderIdentity (the operator's identity is
+/// its pod name), whatever its labels or readiness — the Lease, not a label, says who
+/// leads. `None` when nobody holds the Lease or its pod has no endpoint yet.
+pub fn autoscaler_url_for_holder<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    holder: Option<&str>,
+) -> Option<String> {
+    let holder = holder.filter(|h| !h.is_empty())?;
+    slices.into_iter().find_map(|slice| {
+        let port = slice_port(slice, AUTOSCALER_PORT)?;
+        slice
+            .endpoints
+            .iter()
+            .flatten()
+            .find(|e| e.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some(holder))
+            .and_then(|e| e.addresses.first())
+            .and_then(|ip| authority(ip, port))
+            .map(|a| format!("http://{a}"))
+    })
+}
+
+/// The leader Lease's holderIdentity.
+pub fn lease_holder<'a>(leases: impl IntoIterator<Item = &'a Lease>) -> Option<&'a str> {
+    leases
+        .into_iter()
+        .find_map(|l| l.spec.as_ref()?.holder_identity.as_deref())
+}
+
+/// Where the autoscaler is found: its Service's slices, and the leader Lease if followed.
+#[derive(Clone)]
+struct AutoscalerStores {
+    slices: Store<EndpointSlice>,
+    lease: Option<Store<Lease>>,
+}
+
+impl AutoscalerStores {
+    fn resolve(&self) -> Option<String> {
+        let slices = self.slices.state();
+        let slices = slices.iter().map(|s| &**s);
+        match &self.lease {
+            Some(lease) => {
+                let leases = lease.state();
+                autoscaler_url_for_holder(slices, lease_holder(leases.iter().map(|l| &**l)))
+            }
+            None => autoscaler_url_from_slices(slices),
+        }
+    }
+}
+
 /// Running reflectors feeding the gateway.
 pub struct Source;
 
@@ -361,6 +411,7 @@ impl Source {
         ready: Arc<Readiness>,
         namespaces: Vec<String>,
         autoscaler_service: Option<String>,
+        autoscaler_lease: Option<String>,
     ) -> Result<JoinHandle<()>, kube::Error> {
         let client = Client::try_default().await?;
         let dirty = Arc::new(Notify::new());
@@ -436,9 +487,13 @@ impl Source {
             reflector::store::<RouteGrant>().0
         };
         let needed = streams.len();
+        // The Lease changes at every renew (every 2 s): it only moves the autoscaler URL,
+        // never rebuilds the route table.
+        let leader_changed = Arc::new(Notify::new());
 
-        // The autoscaler's address, when discovered from a Service.
-        let autoscaler_store = match autoscaler_service
+        // The autoscaler's address, when discovered from a Service (and the leader Lease:
+        // only that one Lease is watched, by name, which is all the gateway may read).
+        let autoscaler_stores = match autoscaler_service
             .as_deref()
             .and_then(|s| s.split_once('/'))
         {
@@ -446,14 +501,40 @@ impl Source {
                 let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
                 let config =
                     watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
-                let (store, s) = watch(
+                let (slices, s) = watch(
                     api,
                     config,
                     Arc::clone(&dirty),
                     Arc::new(AtomicUsize::new(0)),
                 );
                 streams.push(s);
-                Some(store)
+                let lease = match autoscaler_lease.as_deref().and_then(|l| l.split_once('/')) {
+                    Some((ns, name)) => {
+                        let api: Api<Lease> = Api::namespaced(client.clone(), ns);
+                        let config =
+                            watcher::Config::default().fields(&format!("metadata.name={name}"));
+                        let (store, s) = watch(
+                            api,
+                            config,
+                            Arc::clone(&leader_changed),
+                            Arc::new(AtomicUsize::new(0)),
+                        );
+                        streams.push(s);
+                        Some(store)
+                    }
+                    None => {
+                        if autoscaler_lease.is_some() {
+                            tracing::warn!("--autoscaler-lease must be NS/NAME; ignoring it");
+                        }
+                        None
+                    }
+                };
+                let stores = AutoscalerStores { slices, lease };
+                let s = stores.clone();
+                gateway
+                    .autoscaler
+                    .set_resolver(Box::new(move || s.resolve()));
+                Some(stores)
             }
             None => {
                 if autoscaler_service.is_some() {
@@ -476,7 +557,15 @@ impl Source {
             let mut logged: HashSet<UntrustedKey> = HashSet::new();
             let mut gauged: HashSet<String> = HashSet::new();
             loop {
-                dirty.notified().await;
+                tokio::select! {
+                    _ = dirty.notified() => {}
+                    _ = leader_changed.notified() => {
+                        if let Some(stores) = &autoscaler_stores {
+                            follow_autoscaler(&gateway, stores);
+                        }
+                        continue;
+                    }
+                }
                 tokio::time::sleep(DEBOUNCE).await;
                 let routes: Vec<ApiRoute> = route_stores
                     .iter()
@@ -520,13 +609,8 @@ impl Source {
                     endpoints.get(k).cloned().unwrap_or_default()
                 });
                 gateway.install(table);
-                if let Some(store) = &autoscaler_store {
-                    let url = autoscaler_url_from_slices(store.state().iter().map(|s| &**s));
-                    let current = gateway.autoscaler.url.load_full();
-                    if current.as_deref() != url.as_ref() {
-                        tracing::info!(url = ?url, "autoscaler endpoint");
-                        gateway.autoscaler.url.store(url.map(Arc::new));
-                    }
+                if let Some(stores) = &autoscaler_stores {
+                    follow_autoscaler(&gateway, stores);
                 }
                 if !ready.is_ready() && synced.load(Acquire) >= needed {
                     tracing::info!(routes = routes.len(), "initial sync done; ready");
@@ -535,6 +619,16 @@ impl Source {
             }
         });
         Ok(task)
+    }
+}
+
+/// Points the autoscaler pushes at the current leader's endpoint.
+fn follow_autoscaler(gateway: &Gateway, stores: &AutoscalerStores) {
+    let url = stores.resolve();
+    let current = gateway.autoscaler.url.load_full();
+    if current.as_deref() != url.as_ref() {
+        tracing::info!(url = ?url, "autoscaler endpoint");
+        gateway.autoscaler.url.store(url.map(Arc::new));
     }
 }
 
@@ -912,5 +1006,51 @@ mod tests {
             &[("10.1.0.9", None, None)],
         );
         assert_eq!(autoscaler_url_from_slices([&wrong]), None);
+    }
+
+    #[test]
+    fn the_lease_holder_is_the_autoscaler_not_the_first_labelled_pod() {
+        // During a hand-over both pods may carry the leader label (the old one could not
+        // remove it): the first sorted endpoint is the stale one, the Lease names the other.
+        let mut s = slice(
+            "apiroutes",
+            "op",
+            "main",
+            ("autoscaler", 8081),
+            &[
+                ("10.1.0.1", Some(true), None),
+                ("10.1.0.2", Some(false), None),
+            ],
+        );
+        for (e, pod) in s.endpoints.iter_mut().flatten().zip(["op-old", "op-new"]) {
+            e.target_ref = Some(k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(pod.into()),
+                ..Default::default()
+            });
+        }
+        assert_eq!(
+            autoscaler_url_from_slices([&s]).as_deref(),
+            Some("http://10.1.0.1:8081"),
+            "without the Lease: the stale pod"
+        );
+        assert_eq!(
+            autoscaler_url_for_holder([&s], Some("op-new")).as_deref(),
+            Some("http://10.1.0.2:8081"),
+            "the holder, even before it is Ready"
+        );
+        assert_eq!(autoscaler_url_for_holder([&s], Some("op-gone")), None);
+        assert_eq!(autoscaler_url_for_holder([&s], Some("")), None);
+        assert_eq!(autoscaler_url_for_holder([&s], None), None);
+        let lease = |holder: Option<&str>| Lease {
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                holder_identity: holder.map(str::to_owned),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(lease_holder([&lease(Some("op-new"))]), Some("op-new"));
+        assert_eq!(lease_holder([&lease(None)]), None);
+        assert_eq!(lease_holder(std::iter::empty()), None);
     }
 }

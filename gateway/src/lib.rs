@@ -90,6 +90,16 @@ pub struct Args {
     )]
     pub autoscaler_service: Option<String>,
 
+    /// Lease NS/NAME of the operators' leader election: with --autoscaler-service, pushes
+    /// go to the endpoint of the pod holding it (its holderIdentity is the pod name).
+    #[arg(
+        long,
+        env = "APIROUTES_GATEWAY_AUTOSCALER_LEASE",
+        value_name = "NS/NAME",
+        requires = "autoscaler_service"
+    )]
+    pub autoscaler_lease: Option<String>,
+
     /// File holding the ServiceAccount token sent with every autoscaler push (a projected
     /// token for the audience `apiroutes-autoscaler`; the chart mounts one).
     #[arg(long, env = "APIROUTES_GATEWAY_AUTOSCALER_TOKEN_FILE")]
@@ -484,6 +494,7 @@ impl Args {
                     Arc::clone(&ready),
                     self.namespaces.clone(),
                     self.autoscaler_service.clone(),
+                    self.autoscaler_lease.clone(),
                 )
                 .await
                 .map_err(|e| StartError::Kube(e.to_string()))?;

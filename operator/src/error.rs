@@ -17,6 +17,10 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("lost the leader lease")]
     LeaseLost,
+    #[error("the leader lease attempt did not finish before the renew deadline")]
+    LeaseTimeout,
+    #[error("write fenced: not the leader, or the lease was not renewed in time")]
+    Fenced,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,6 +37,8 @@ impl Error {
             Error::Io(_) => "io".to_owned(),
             Error::Metrics(_) => "metrics".to_owned(),
             Error::LeaseLost => "lease_lost".to_owned(),
+            Error::LeaseTimeout => "lease_timeout".to_owned(),
+            Error::Fenced => "fenced".to_owned(),
         }
     }
 }

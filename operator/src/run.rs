@@ -34,7 +34,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -43,7 +43,7 @@ use crate::{
     controller::{self, Context},
     error::{Error, Result},
     http::{respond, serve},
-    leader::{Elector, LeaseConfig},
+    leader::{Elector, Fence, LeaseConfig, fenced_client, lease_client_config},
     metrics::Metrics,
     reflect::{ready, reflect, strip_managed_fields},
     resources::{Config, GatewayPeer},
@@ -144,6 +144,10 @@ const STANDBY: u8 = 0;
 const SYNCING: u8 = 1;
 const READY: u8 = 2;
 
+/// How long the leader's tasks get to stop (and each best-effort call after leading), well
+/// under the lease duration: their writes are already fenced.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -184,7 +188,7 @@ impl Args {
         };
     }
 
-    pub async fn client(&self) -> Result<Client> {
+    pub async fn kube_config(&self) -> Result<kube::Config> {
         let config = match &self.kubeconfig {
             Some(path) => {
                 let kc = Kubeconfig::read_from(path).map_err(|e| Error::Config(e.to_string()))?;
@@ -196,7 +200,7 @@ impl Args {
                 .await
                 .map_err(|e| Error::Config(e.to_string()))?,
         };
-        Ok(Client::try_from(config)?)
+        Ok(config)
     }
 
     fn apis<K>(&self, client: &Client) -> Vec<(Option<String>, Api<K>)>
@@ -221,7 +225,13 @@ impl Args {
     pub async fn run(self) -> Result<()> {
         self.init_logs();
         let metrics = Arc::new(Metrics::new()?);
-        let client = self.client().await?;
+        // Three clients: plain (TokenReviews, which standbys make too), the leader's (every
+        // write fenced by the Lease), and the elector's (short read timeout).
+        let kube_config = self.kube_config().await?;
+        let client = Client::try_from(kube_config.clone())?;
+        let fence = Fence::default();
+        let leader_client = fenced_client(kube_config.clone(), fence.clone())?;
+        let lease_client = Client::try_from(lease_client_config(kube_config))?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
 
@@ -271,10 +281,17 @@ impl Args {
             self.lease_namespace(),
             self.identity(),
         );
-        let mut elector = Elector::new(client.clone(), lease);
+        let mut elector = Elector::new(lease_client.clone(), lease, fence.clone());
         info!(identity = elector.identity(), lease = %self.lease_name, "waiting for the leader lease");
+        // A previous process in this pod may have lost the Lease without removing the label
+        // (the API server was unreachable): a standby clears it before anything else.
+        let mut unlabelled = false;
         loop {
-            match elector.try_acquire_or_renew().await {
+            if !unlabelled {
+                unlabelled = self.set_leader_label(&lease_client, false).await;
+            }
+            let until = Instant::now() + elector.config().renew_deadline;
+            match elector.attempt(until).await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "leader election"),
@@ -290,34 +307,58 @@ impl Args {
         info!("became the leader");
         metrics.leader.set(1);
         phase.store(SYNCING, Ordering::Relaxed);
-        self.set_leader_label(&client, true).await;
-
         let leading = CancellationToken::new();
-        let grants_installed = grants_installed(&client).await;
+        // Through the fenced client: a label write cannot outlive the leadership.
+        let label_task = tokio::spawn(self.clone().label_until_done(leader_client.clone()));
+
+        let grants_installed = grants_installed(&leader_client).await;
         if !grants_installed {
             warn!(
                 "the RouteGrant CRD is not installed: isolation between namespaces is off \
                  (apply charts/apiroutes/crds/ and restart to enable it)"
             );
         }
-        let (controller_task, scaler_task) =
-            self.lead(&client, &metrics, &phase, &slot, &leading, grants_installed);
+        let (controller_task, scaler_task) = self.lead(
+            &leader_client,
+            &metrics,
+            &phase,
+            &slot,
+            &leading,
+            grants_installed,
+        );
         let lost = tokio::select! {
             _ = shutdown.cancelled() => false,
             _ = elector.keep() => true,
         };
-        leading.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), controller_task).await;
-        let _ = scaler_task.await;
+        // Writes stop first (keep() closed the fence on loss; on shutdown it is closed
+        // here), then the work is stopped, promptly: the fence makes waiting pointless.
+        fence.close();
         metrics.leader.set(0);
-        self.set_leader_label(&client, false).await;
+        let stopping = Instant::now();
+        leading.cancel();
+        label_task.abort();
+        for task in [controller_task, scaler_task] {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        info!(
+            millis = stopping.elapsed().as_millis(),
+            "stopped leading (controller and autoscaler)"
+        );
+        // Best effort, bounded: after a loss the API server may be the thing that is down;
+        // the next process in this pod clears the label if this fails.
+        let _ = tokio::time::timeout(STOP_GRACE, self.set_leader_label(&lease_client, false)).await;
         if lost {
             error!("lost the leader lease; exiting so a fresh candidate restarts");
             shutdown.cancel();
             return Err(Error::LeaseLost);
         }
-        if let Err(e) = elector.release().await {
-            warn!(error = %e, "releasing the leader lease");
+        match tokio::time::timeout(STOP_GRACE, elector.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "releasing the leader lease"),
+            Err(_) => warn!("releasing the leader lease timed out"),
         }
         let _ = tokio::join!(admin_task, autoscaler_task);
         info!("stopped");
@@ -452,18 +493,32 @@ impl Args {
         (controller_task, scaler_task)
     }
 
-    /// Sets or removes `apiroutes.dev/leader=true` on this pod (best effort).
-    async fn set_leader_label(&self, client: &Client, leader: bool) {
-        let Some(pod) = self.pod_name() else { return };
+    /// Labels this pod as the leader, retrying until it is done (or the task is aborted
+    /// when leadership ends).
+    async fn label_until_done(self, client: Client) {
+        while !self.set_leader_label(&client, true).await {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Sets or removes `apiroutes.dev/leader=true` on this pod (best effort); whether done.
+    async fn set_leader_label(&self, client: &Client, leader: bool) -> bool {
+        let Some(pod) = self.pod_name() else {
+            return true;
+        };
         let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| self.lease_namespace());
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let value = if leader { json!("true") } else { json!(null) };
         let patch = json!({"metadata": {"labels": {LEADER: value}}});
-        if let Err(e) = api
+        match api
             .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            warn!(pod, error = %e, "labelling this pod as leader");
+            Ok(_) => true,
+            Err(e) => {
+                warn!(pod, leader, error = %e, "labelling this pod as leader");
+                false
+            }
         }
     }
 }

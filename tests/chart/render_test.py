@@ -117,6 +117,10 @@ def leader_rules(lease):
 
 
 GRANT_RULES = expand([("apiroutes.dev", "routegrants", "get list watch", "")])
+def gateway_leader_rules(lease):
+    return expand([("coordination.k8s.io", "leases", "get list watch", lease)])
+
+
 DISCOVERY_RULES = expand([("discovery.k8s.io", "endpointslices", "get list watch", "")])
 FORBIDDEN_RESOURCES = {"secrets", "pods/exec", "pods/attach", "pods/portforward", "configmaps",
                        "serviceaccounts/token", "nodes/proxy", "*"}
@@ -292,7 +296,8 @@ def test_defaults():
     check(svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
           "gateway Service: port 80 → http")
     auto = m.one("Service", "apiroutes-autoscaler", NS)
-    check(auto["spec"]["selector"].get("apiroutes.dev/leader") == "true", "autoscaler Service selects the leader")
+    check("apiroutes.dev/leader" not in auto["spec"]["selector"],
+          "autoscaler Service selects every operator pod (gateways follow the Lease, not the label)")
     check(auto["spec"]["selector"].get("app.kubernetes.io/component") == "operator", "autoscaler Service selects operator pods")
     check([p["name"] for p in auto["spec"]["ports"]] == ["autoscaler"], "autoscaler Service port named autoscaler")
     check(auto["spec"].get("publishNotReadyAddresses") is True, "autoscaler Service publishes the leader before its readiness probe passes")
@@ -315,7 +320,12 @@ def test_defaults():
           "operator leader Role: its own Lease by name + pods patch, no Lease create")
     lease = m.one("Lease", "apiroutes-operator", NS)
     check("spec" not in lease, "the chart owns the Lease but leaves its spec to the operator")
-    check(m.names("Role") == [(NS, "apiroutes-operator-leader")], f"only the leader Role ({m.names('Role')})")
+    check(rules_set(m.one("Role", "apiroutes-gateway-leader", NS)) == gateway_leader_rules("apiroutes-operator"),
+          "gateway leader Role: reads only the leader Lease, by name")
+    check(m.names("Role") == [(NS, "apiroutes-gateway-leader"), (NS, "apiroutes-operator-leader")],
+          f"only the leader Roles ({m.names('Role')})")
+    check("--autoscaler-lease=apiroutes-system/apiroutes-operator" in gc["args"],
+          "gateway follows the operators' Lease")
     for name, sa in (("apiroutes-operator", "apiroutes-operator"), ("apiroutes-gateway", "apiroutes-gateway")):
         b = m.one("ClusterRoleBinding", name)
         check(b.get("roleRef", {}).get("name") == name and b.get("subjects") ==
@@ -459,6 +469,10 @@ def test_nondefault():
     check(rules_set(m.one("Role", "ar-gateway-discovery", NS)) == DISCOVERY_RULES,
           "gateway may read EndpointSlices of the release namespace (autoscaler discovery)")
     check(rules_set(m.one("Role", "ar-operator-leader", NS)) == leader_rules("my-lease"), "leader Role names my-lease")
+    check(rules_set(m.one("Role", "ar-gateway-leader", NS)) == gateway_leader_rules("my-lease"),
+          "gateway leader Role names my-lease")
+    check(f"--autoscaler-lease={NS}/my-lease" in container(m.one("Deployment", "ar-gateway", NS))["args"],
+          "gateway follows my-lease")
     check(m.one("Lease", "my-lease", NS) != {}, "the chart's Lease is named operator.leaseName")
     check(sorted({d["metadata"]["namespace"] for d in m.of("Role")}) == [NS, "team-a", "team-b"],
           "Roles only in watched namespaces and the release namespace")

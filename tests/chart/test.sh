@@ -254,7 +254,9 @@ routegrants.apiroutes.dev [] [] [get list watch]
 endpointslices.discovery.k8s.io [] [] [get list watch]
 services [] [] [list watch]'
 	same_rules "$gw_sa" default "$gw_everywhere"
-	same_rules "$gw_sa" "$ns" "$gw_everywhere"
+	gw_lease='leases.coordination.k8s.io [] [apiroutes-operator] [get list watch]'
+	same_rules "$gw_sa" "$ns" "$gw_everywhere
+$gw_lease"
 
 	step "RBAC: operator (all namespaces)"
 	can "$op_sa" list apiroutes.apiroutes.dev -A
@@ -316,6 +318,11 @@ services [] [] [list watch]'
 	cannot "$gw_sa" create endpointslices.discovery.k8s.io -n default
 	cannot "$gw_sa" create deployments.apps -n default
 	cannot "$gw_sa" get leases.coordination.k8s.io -n "$ns"
+	can "$gw_sa" get leases.coordination.k8s.io/apiroutes-operator -n "$ns"
+	can "$gw_sa" watch leases.coordination.k8s.io/apiroutes-operator -n "$ns"
+	cannot "$gw_sa" update leases.coordination.k8s.io/apiroutes-operator -n "$ns"
+	cannot "$gw_sa" get leases.coordination.k8s.io/other-lease -n "$ns"
+	cannot "$gw_sa" get leases.coordination.k8s.io/apiroutes-operator -n default
 	cannot "$gw_sa" create tokenreviews.authentication.k8s.io
 	cannot "$gw_sa" create pods --subresource=exec -n "$ns"
 	cannot "$gw_sa" '*' '*'
@@ -371,6 +378,7 @@ $grants_rule
 $tr_rule"
 	same_rules "$gw_sa" "$team_b" "$gw_everywhere"
 	same_rules "$gw_sa" "$ns" "endpointslices.discovery.k8s.io [] [] [get list watch]
+$gw_lease
 $grants_rule"
 	same_rules "$gw_sa" default "$grants_rule"
 	can "$gw_sa" list endpointslices.discovery.k8s.io -n "$team_a"
