@@ -176,75 +176,9 @@ async fn htpasswd_push_takes_credentials_from_the_docker_config() -> TestResult 
     let again = push(&layout, addr, &with_config(&url_key)).await?;
     assert_eq!((again.uploaded, again.skipped), (0, 3));
 
-    // DOCKER_CONFIG from the environment (the default): in a child process, as the
-    // environment of this one is not changed by tests.
-    from_env_in_child(&layout, addr, good.parent(), "ok")?;
-    let empty = dir.path().join("empty");
-    std::fs::create_dir_all(&empty)?;
-    from_env_in_child(
-        &layout,
-        addr,
-        Some(&empty),
-        &format!("{} does not exist", empty.join("config.json").display()),
-    )?;
-    Ok(())
-}
-
-/// Runs [`push_with_docker_config_from_the_environment`] in a child test process with
-/// `DOCKER_CONFIG=docker_config`; `expect` is `ok` or a part of the error.
-fn from_env_in_child(
-    layout: &Path,
-    addr: &str,
-    docker_config: Option<&Path>,
-    expect: &str,
-) -> TestResult {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "push_with_docker_config_from_the_environment",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("DOCKER_CONFIG", docker_config.ok_or("no directory")?)
-        .env("APIROUTES_TEST_PUSH", format!("{addr} {expect}"))
-        .env("APIROUTES_TEST_PUSH_LAYOUT", layout)
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "child: {text}"
-    );
-    Ok(())
-}
-
-/// Only as the child of the htpasswd test (which sets `APIROUTES_TEST_PUSH`).
-#[tokio::test]
-#[ignore = "run by htpasswd_push_takes_credentials_from_the_docker_config"]
-async fn push_with_docker_config_from_the_environment() -> TestResult {
-    let (Ok(what), Some(layout)) = (
-        std::env::var("APIROUTES_TEST_PUSH"),
-        std::env::var_os("APIROUTES_TEST_PUSH_LAYOUT"),
-    ) else {
-        eprintln!("skipped: only run by htpasswd_push_takes_credentials_from_the_docker_config");
-        return Ok(());
-    };
-    let (addr, expect) = what
-        .split_once(' ')
-        .ok_or("APIROUTES_TEST_PUSH: ADDR EXPECT")?;
-    let result = push(Path::new(&layout), addr, &PushOptions::default()).await;
-    match expect {
-        "ok" => {
-            result?;
-        }
-        part => {
-            let err = failure(result);
-            assert!(err.contains(part), "{err}");
-        }
-    }
+    // Where the file is looked for without `docker_config` ($DOCKER_CONFIG, else ~/.docker)
+    // is the pure `docker_config::default_path`, unit-tested; this process's environment
+    // is not changed by tests.
     Ok(())
 }
 
