@@ -14,6 +14,7 @@ pub mod grant;
 pub mod labels;
 pub mod pattern;
 pub mod quantity;
+pub mod served;
 pub mod testing;
 pub mod types;
 

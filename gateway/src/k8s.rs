@@ -356,18 +356,6 @@ impl AutoscalerStores {
 /// Running reflectors feeding the gateway.
 pub struct Source;
 
-/// Whether the API server serves `api`'s resource (a missing CRD answers 404); other
-/// errors count as installed, and the watch retries them.
-async fn resource_installed<K>(api: &Api<K>) -> bool
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    !matches!(
-        api.list_metadata(&kube::api::ListParams::default().limit(1)).await,
-        Err(kube::Error::Api(s)) if s.code == 404
-    )
-}
-
 type Events = BoxStream<'static, Result<(), watcher::Error>>;
 
 fn watch<K>(
@@ -470,7 +458,7 @@ impl Source {
         // built before the grants are known could route what isolation denies). Without
         // the RouteGrant CRD no grant can exist: isolation is off, said once.
         let grants_api = Api::<RouteGrant>::all(client.clone());
-        let grant_store = if resource_installed(&grants_api).await {
+        let grant_store = if apiroutes_crds::served::resource_served(&grants_api).await {
             let (store, s) = watch(
                 grants_api,
                 watcher::Config::default(),

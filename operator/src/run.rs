@@ -311,7 +311,9 @@ impl Args {
         // Through the fenced client: a label write cannot outlive the leadership.
         let label_task = tokio::spawn(self.clone().label_until_done(leader_client.clone()));
 
-        let grants_installed = grants_installed(&leader_client).await;
+        let grants_installed =
+            apiroutes_crds::served::resource_served(&Api::<RouteGrant>::all(leader_client.clone()))
+                .await;
         if !grants_installed {
             warn!(
                 "the RouteGrant CRD is not installed: isolation between namespaces is off \
@@ -538,16 +540,6 @@ async fn signals(shutdown: CancellationToken) {
     }
     info!("shutting down");
     shutdown.cancel();
-}
-
-/// Whether the API server serves RouteGrants (a missing CRD answers 404); other errors
-/// count as installed, and the watch retries them.
-async fn grants_installed(client: &Client) -> bool {
-    let api: Api<RouteGrant> = Api::all(client.clone());
-    !matches!(
-        api.list_metadata(&kube::api::ListParams::default().limit(1)).await,
-        Err(kube::Error::Api(s)) if s.code == 404
-    )
 }
 
 #[cfg(test)]
