@@ -179,6 +179,26 @@ impl Cluster {
         Some((spec, ready))
     }
 
+    /// A condition of an ApiRoute as `(status, reason, message)`; empty strings when the
+    /// route or the condition is missing.
+    pub fn condition(&self, ns: &str, name: &str, type_: &str) -> (String, String, String) {
+        let field = |f: &str| format!(r#"{{.status.conditions[?(@.type=="{type_}")].{f}}}"#);
+        let jsonpath = format!(
+            "jsonpath={}|{}|{}",
+            field("status"),
+            field("reason"),
+            field("message")
+        );
+        let out = self.kubectl(&["get", "apiroute", name, "-n", ns, "-o", &jsonpath], None);
+        let out = String::from_utf8_lossy(&out.stdout);
+        let mut parts = out.splitn(3, '|').map(str::to_owned);
+        (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        )
+    }
+
     /// Number of pods of a route (any phase) in a namespace.
     pub async fn route_pods(&self, ns: &str, route: &str) -> usize {
         use k8s_openapi::api::core::v1::Pod;

@@ -24,21 +24,10 @@ impl Drop for Grants<'_> {
     }
 }
 
-/// `status|reason` of a route's Accepted condition.
+/// The route's `Accepted` condition as `status|reason`.
 fn accepted(cluster: &Cluster, ns: &str, name: &str) -> String {
-    let out = cluster.kubectl(
-        &[
-            "get",
-            "apiroute",
-            name,
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Accepted")].status}|{.status.conditions[?(@.type=="Accepted")].reason}"#,
-        ],
-        None,
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (status, reason, _) = cluster.condition(ns, name, "Accepted");
+    format!("{status}|{reason}")
 }
 
 #[tokio::test]

@@ -22,24 +22,7 @@ fn fixture_route(name: &str, ns: &str, path: &str, handler: &str, extra: &str) -
 
 /// The ApiRoute's `Ready` condition as `(status, reason, message)`.
 fn ready(cluster: &Cluster, ns: &str, name: &str) -> (String, String, String) {
-    let out = cluster.kubectl_ok(
-        &[
-            "get",
-            "apiroute",
-            name,
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}|{.status.conditions[?(@.type=="Ready")].reason}|{.status.conditions[?(@.type=="Ready")].message}"#,
-        ],
-        None,
-    );
-    let mut parts = out.splitn(3, '|').map(str::to_owned);
-    (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    )
+    cluster.condition(ns, name, "Ready")
 }
 
 #[tokio::test]
