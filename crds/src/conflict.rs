@@ -81,16 +81,17 @@ pub fn age_key(route: &ApiRoute) -> (bool, Option<&Time>, &str, &str) {
 
 /// Decides, for every route, whether it is routed, with no RouteGrants (single-tenant).
 pub fn admit<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<Admission> {
-    admit_granted(routes, &[])
+    admit_granted::<RouteGrant>(routes, &[])
 }
 
 /// Decides, for every route, whether it is routed under `grants` (empty: isolation off).
 /// The result is in input order.
-pub fn admit_granted<'a>(
+pub fn admit_granted<'a, G: std::borrow::Borrow<RouteGrant>>(
     routes: impl IntoIterator<Item = &'a ApiRoute>,
-    grants: &[RouteGrant],
+    grants: &[G],
 ) -> Vec<Admission> {
     let routes: Vec<&ApiRoute> = routes.into_iter().collect();
+    let grants = grant::GrantIndex::new(grants);
     let mut out = vec![Admission::Accepted; routes.len()];
     let mut order: Vec<usize> = (0..routes.len()).collect();
     order.sort_by(|&a, &b| age_key(routes[a]).cmp(&age_key(routes[b])));
@@ -107,7 +108,7 @@ pub fn admit_granted<'a>(
         }
         let canonical = match Pattern::parse(&route.spec.path) {
             Ok(p) => {
-                if let Some(d) = grant::denial(route, &p, grants) {
+                if let Some(d) = grant::denial(route, &p, &grants) {
                     out[i] = Admission::NotGranted(d);
                     continue;
                 }

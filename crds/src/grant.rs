@@ -15,6 +15,8 @@
 //!
 //! A route that is not granted is not routed and blocks nobody (as a conflict's loser).
 
+use std::{borrow::Borrow, collections::HashMap};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -120,17 +122,45 @@ fn host_allowed(entry: &str, host: Option<&str>) -> bool {
     }
 }
 
+/// The grants by the namespaces they list, built once for a pass over many routes (so
+/// each route looks at its own namespace's grants only).
+pub struct GrantIndex<'a> {
+    any: bool,
+    by_namespace: HashMap<&'a str, Vec<&'a RouteGrant>>,
+}
+
+impl<'a> GrantIndex<'a> {
+    pub fn new<G: Borrow<RouteGrant>>(grants: &'a [G]) -> Self {
+        let mut by_namespace: HashMap<&str, Vec<&RouteGrant>> = HashMap::new();
+        for g in grants {
+            let g = g.borrow();
+            for n in &g.spec.namespaces {
+                let list = by_namespace.entry(n.as_str()).or_default();
+                // A grant listing a namespace twice counts once.
+                if !list.iter().any(|x| std::ptr::eq(*x, g)) {
+                    list.push(g);
+                }
+            }
+        }
+        GrantIndex {
+            any: !grants.is_empty(),
+            by_namespace,
+        }
+    }
+
+    fn covering(&self, namespace: &str) -> &[&'a RouteGrant] {
+        self.by_namespace.get(namespace).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The grant rule for one route whose pattern parsed; `None`: the route may be routed.
-pub fn denial(route: &ApiRoute, pattern: &Pattern, grants: &[RouteGrant]) -> Option<Denial> {
-    if grants.is_empty() {
+pub fn denial(route: &ApiRoute, pattern: &Pattern, grants: &GrantIndex<'_>) -> Option<Denial> {
+    if !grants.any {
         return None;
     }
     let namespace = route.metadata.namespace.as_deref().unwrap_or_default();
     let host = route.spec.host.as_deref();
-    let covering: Vec<&RouteGrant> = grants
-        .iter()
-        .filter(|g| g.spec.namespaces.iter().any(|n| n == namespace))
-        .collect();
+    let covering = grants.covering(namespace);
     let for_host: Vec<&RouteGrant> = covering
         .iter()
         .copied()
@@ -148,7 +178,7 @@ pub fn denial(route: &ApiRoute, pattern: &Pattern, grants: &[RouteGrant]) -> Opt
         } else {
             format!(
                 "the RouteGrants of namespace {namespace} ({}) do not allow {what_host}",
-                names(&covering)
+                names(covering)
             )
         };
         return Some(Denial {
@@ -208,7 +238,7 @@ mod tests {
         if let Some(h) = host {
             r = r.host(h);
         }
-        denial(&r, &Pattern::parse(path).unwrap(), grants).map(|d| d.reason)
+        denial(&r, &Pattern::parse(path).unwrap(), &GrantIndex::new(grants)).map(|d| d.reason)
     }
 
     #[test]

@@ -106,8 +106,7 @@ pub fn admission_for(
             .map(|r| r.as_ref())
             .filter(|r| ObjectRef::from_obj(*r) != me),
     );
-    let grants: Vec<RouteGrant> = grants.iter().map(|g| g.as_ref().clone()).collect();
-    admit_granted(routes, &grants).swap_remove(0)
+    admit_granted(routes, grants).swap_remove(0)
 }
 
 /// The routes to reconcile when `touched` changed: itself, and, for live changes, every
