@@ -512,10 +512,11 @@ impl Args {
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let value = if leader { json!("true") } else { json!(null) };
         let patch = json!({"metadata": {"labels": {LEADER: value}}});
-        match api
-            .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        let pp = PatchParams {
+            field_manager: Some(apiroutes_crds::labels::FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        match api.patch(&pod, &pp, &Patch::Merge(&patch)).await {
             Ok(_) => true,
             Err(e) => {
                 warn!(pod, leader, error = %e, "labelling this pod as leader");
