@@ -61,6 +61,9 @@ python3 tests/dockerfiles/check.py
 step "routing conformance: the gateway against real Next.js 16.4.6 (tests/conformance)"
 bash tests/conformance/run.sh
 
+step "HTTP/2 conformance: h2spec against the gateway's h2c listener (tests/h2spec)"
+bash tests/h2spec/run.sh
+
 step "Node runtime: unit tests and type check (runtime/node)"
 (cd runtime/node && npm ci --no-audit --no-fund >&2 && npm test)
 
