@@ -27,7 +27,7 @@ pub mod variant;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use clap::{ArgAction, Parser, ValueEnum, builder::BoolishValueParser};
+use clap::{ArgAction, Parser, builder::BoolishValueParser};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,11 +40,7 @@ use crate::{
     trace_context::Sampler,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
+pub use apiroutes_kit::LogFormat;
 
 /// The apiroutes gateway.
 #[derive(Debug, Parser)]
@@ -377,13 +373,7 @@ impl Args {
     }
 
     fn init_logging(&self) {
-        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter);
-        let _ = match self.log_format {
-            LogFormat::Json => builder.json().flatten_event(true).try_init(),
-            LogFormat::Text => builder.try_init(),
-        };
+        apiroutes_kit::init_logging(self.log_format, &self.log_level);
     }
 
     fn preview(&self) -> Result<Option<PreviewConfig>, StartError> {
@@ -537,7 +527,7 @@ impl Args {
             server_config.admin(self.admin_max_connections),
             shutdown.clone(),
         ));
-        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+        let signals = tokio::spawn(apiroutes_kit::cancel_on_signal(shutdown.clone()));
         server::serve_proxy(proxy, gateway, server_config, shutdown.clone()).await;
         shutdown.cancel();
         signals.abort();
@@ -552,21 +542,6 @@ impl Args {
         tracing::info!("gateway stopped");
         Ok(())
     }
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
-    }
-    shutdown.cancel();
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use apiroutes_crds::{
     ApiRoute, RouteGrant,
     labels::{LEADER, owned_selector},
 };
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use futures::{StreamExt, stream};
 use http::{Method, StatusCode};
 use k8s_openapi::api::{
@@ -50,11 +50,7 @@ use crate::{
     scaler::{self, Scaler},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
+pub use apiroutes_kit::LogFormat;
 
 /// Reconciles ApiRoutes into Deployments and Services and scales them (down to zero).
 #[derive(Clone, Debug, Parser)]
@@ -177,15 +173,7 @@ impl Args {
     }
 
     fn init_logs(&self) {
-        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr);
-        let _ = match self.log_format {
-            LogFormat::Json => builder.json().try_init(),
-            LogFormat::Text => builder.try_init(),
-        };
+        apiroutes_kit::init_logging(self.log_format, &self.log_level);
     }
 
     pub async fn kube_config(&self) -> Result<kube::Config> {
@@ -233,7 +221,7 @@ impl Args {
         let leader_client = fenced_client(kube_config.clone(), fence.clone())?;
         let lease_client = Client::try_from(lease_client_config(kube_config))?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone()));
+        tokio::spawn(apiroutes_kit::cancel_on_signal(shutdown.clone()));
 
         let phase = Arc::new(AtomicU8::new(STANDBY));
         let admin = TcpListener::bind(self.admin_listen).await?;
@@ -524,23 +512,6 @@ impl Args {
             }
         }
     }
-}
-
-async fn signals(shutdown: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    info!("shutting down");
-    shutdown.cancel();
 }
 
 #[cfg(test)]

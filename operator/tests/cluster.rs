@@ -104,7 +104,7 @@ impl Operator {
             .args(["--gateway-pod-label", "app.kubernetes.io/component=gateway"])
             .args(["--log-level", "info,apiroutes_operator=debug"])
             .env_remove("POD_NAME")
-            .stdout(Stdio::null())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();

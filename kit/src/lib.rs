@@ -1,0 +1,48 @@
+//! Process plumbing shared by the gateway and the operator, so both start, log and stop
+//! the same way: one log format (JSON lines on stdout, the event's fields at the top level
+//! beside `timestamp`, `level`, `target` and `message`), and shutdown on SIGTERM or SIGINT.
+
+use clap::ValueEnum;
+use tokio_util::sync::CancellationToken;
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Installs the process's logger: `level` is an `EnvFilter` directive (`info`,
+/// `info,apiroutes_operator=debug`); a directive that does not parse means `info`. Logs go
+/// to stdout, where container runtimes collect them. A second call does nothing.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT (logging which). Without signal
+/// handlers (they could not be installed) it waits for ever.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("signal handlers could not be installed; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}
