@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { BuildError, build } from './build.js';
 import { loadEnvConfig } from './dotenv.js';
+import { runtimeLog } from './log.js';
 import { loadHandler } from './load.js';
 import { loadNextConfig } from './next-config.js';
 import { declaresEdgeRuntime, defineNextGlobals } from './next-globals.js';
@@ -22,7 +23,8 @@ const USAGE = `usage:
 environment: HOST (0.0.0.0), PORT (3000), APIROUTES_READINESS_PATH (/healthz),
   APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30),
   APIROUTES_BASE_PATH (next.config basePath, stripped from the URL handlers see),
-  APIROUTES_APP_DIR (load its .env, .env.production, .env.local, .env.production.local as next start does)`;
+  APIROUTES_APP_DIR (load its .env, .env.production, .env.local, .env.production.local as next start does),
+  APIROUTES_LOG_FORMAT (json: the runtime's own lines as JSON on stdout, the default off a terminal; text)`;
 
 /**
  * @param {string | undefined} value
@@ -96,8 +98,8 @@ export async function serve(file, env) {
   process.env.NODE_ENV ??= 'production';
   // Before the handler file loads (its imports may read them at the top level).
   if (env.APIROUTES_APP_DIR) {
-    const { loaded } = loadEnvConfig(env.APIROUTES_APP_DIR, { env: process.env, log: (line) => console.error(`[apiroutes-node] ${line}`) });
-    if (loaded.length) console.error(`[apiroutes-node] environments: ${loaded.join(', ')} (${env.APIROUTES_APP_DIR})`);
+    const { loaded } = loadEnvConfig(env.APIROUTES_APP_DIR, { env: process.env, log: (line) => runtimeLog('info', line) });
+    if (loaded.length) runtimeLog('info', `environments: ${loaded.join(', ')} (${env.APIROUTES_APP_DIR})`, { files: loaded });
   }
   const edge = declaresEdgeRuntime(await readFile(file, 'utf8').catch(() => ''));
   defineNextGlobals({ host, port, edge, env: process.env });
@@ -116,9 +118,9 @@ export async function serve(file, env) {
   const stop = (/** @type {string} */ signal) => {
     if (stopping) return;
     stopping = true;
-    console.error(`[apiroutes-node] ${signal}: draining`);
+    runtimeLog('info', `${signal}: draining`, { signal });
     drain(drainSeconds * 1000).then(() => {
-      console.error('[apiroutes-node] drained; exiting');
+      runtimeLog('info', 'drained; exiting');
       process.exit(0);
     });
   };
@@ -130,5 +132,6 @@ export async function serve(file, env) {
   });
   const address = server.address();
   const where = typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address);
-  console.error(`[apiroutes-node] serving ${loaded.kind === 'pages' ? 'pages/api handler' : loaded.kind === 'edge' ? 'edge API route' : `app route (${loaded.exported.join(', ')})`} ${file} on ${where}`);
+  const what = loaded.kind === 'pages' ? 'pages/api handler' : loaded.kind === 'edge' ? 'edge API route' : `app route (${loaded.exported.join(', ')})`;
+  runtimeLog('info', `serving ${what} ${file} on ${where}`, { file, address: where });
 }

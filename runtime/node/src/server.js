@@ -4,6 +4,7 @@
 import http from 'node:http';
 import { runAppRoute, runEdgeApi } from './app.js';
 import { runPagesHandler } from './pages.js';
+import { runtimeLog } from './log.js';
 
 /**
  * @typedef {{
@@ -38,7 +39,7 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 export function createRuntimeServer(loaded, options = {}) {
   const readinessPath = options.readinessPath ?? '/healthz';
   const timeoutMs = options.timeoutMs ?? (loaded.maxDuration ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
-  const log = options.log ?? ((line) => console.error(`[apiroutes-node] ${line}`));
+  const log = options.log ?? ((line) => runtimeLog('warn', line));
   let draining = false;
   let inFlight = 0;
   /** @type {(() => void) | null} */

@@ -119,11 +119,12 @@ test('TypeScript is refused at serve time with a pointer to build', async () => 
 test('bin: SIGTERM drains (in-flight request finishes, new connections refused, exit 0)', async () => {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(process.execPath, [bin, path.join(fixtures, 'slow.mjs')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), APIROUTES_LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.resume();
   try {
     for (let i = 0; i < 100; i++) {
       if ((await request(port, { path: '/healthz' }).catch(() => null))?.status === 200) break;
@@ -139,7 +140,15 @@ test('bin: SIGTERM drains (in-flight request finishes, new connections refused, 
     assert.equal(r.status, 200);
     assert.equal(r.body, 'slow done');
     assert.equal(await exited, 0);
-    assert.match(stderr, /SIGTERM: draining/);
+    // The runtime's own lines are JSON with the platform's keys.
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const draining = lines.find((l) => l.message === 'SIGTERM: draining');
+    assert.ok(draining, stdout);
+    assert.equal(draining.level, 'INFO');
+    assert.equal(draining.target, 'apiroutes_node');
+    assert.equal(draining.signal, 'SIGTERM');
+    assert.ok(!Number.isNaN(Date.parse(draining.timestamp)));
+    assert.ok(lines.some((l) => l.message === 'drained; exiting'), stdout);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
