@@ -98,12 +98,7 @@ fn endpoints_of(v: &serde_json::Value, name: &str) -> Option<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_apiroutes_and_endpointslices() {
-    if std::env::var_os("APIROUTES_CLUSTER_BIN").is_none() {
-        assert!(
-            std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
-            "APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_CLUSTER_BIN is not set"
-        );
-        eprintln!("skipped: APIROUTES_CLUSTER_BIN is not set (tests/run.sh sets it)");
+    if apiroutes_testkit::from_env("APIROUTES_CLUSTER_BIN", "gateway k8s watches").is_none() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("apiroutes-gw-k8s-{}", std::process::id()));

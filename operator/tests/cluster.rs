@@ -10,13 +10,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    future::Future,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use apiroutes_crds::{ApiRoute, labels::FIELD_MANAGER};
+use apiroutes_testkit::eventually;
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
@@ -37,18 +37,7 @@ use serde_json::json;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn kubeconfig() -> Option<String> {
-    match std::env::var("APIROUTES_KUBECONFIG") {
-        Ok(k) if !k.is_empty() => Some(k),
-        _ => {
-            // tests/run.sh starts one and sets APIROUTES_REQUIRE_CLUSTER=1: never skip there.
-            assert!(
-                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
-                "APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_KUBECONFIG is not set"
-            );
-            eprintln!("skipped: APIROUTES_KUBECONFIG is not set (no local control plane)");
-            None
-        }
-    }
+    apiroutes_testkit::from_env("APIROUTES_KUBECONFIG", "operator cluster tests")
 }
 
 async fn client(path: &str) -> Client {
@@ -60,10 +49,7 @@ async fn client(path: &str) -> Client {
 }
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], apiroutes_testkit::free_port()))
 }
 
 /// The operator binary, watching one namespace.
@@ -212,21 +198,6 @@ async fn http_get(url: &str) -> Option<u16> {
 async fn http_body(url: &str) -> Option<String> {
     let (addr, path) = split_url(url);
     http_request(&addr, "GET", &path, "").await.map(|(_, b)| b)
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A namespace, the CRD and an operator for one test.

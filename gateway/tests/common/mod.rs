@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::{
-    net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream},
+    net::{SocketAddr, TcpStream as StdStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, OnceLock},
@@ -28,13 +28,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use apiroutes_testkit::free_port;
 
 fn target_dir() -> PathBuf {
     // …/target/debug/deps/<test> → …/target/debug

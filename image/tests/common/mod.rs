@@ -7,7 +7,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -41,17 +41,13 @@ pub struct Setup {
 
 /// A free port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> TestResult<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(apiroutes_testkit::free_port())
 }
 
 /// Starts a registry in `dir` (its storage, config and log go there); `None` when the
 /// binary is not given and not required.
 pub fn registry(dir: &Path, setup: &Setup) -> TestResult<Option<Registry>> {
-    let Some(bin) = std::env::var_os("APIROUTES_REGISTRY_BIN") else {
-        if std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() == Ok("1") {
-            return Err("APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_REGISTRY_BIN is unset".into());
-        }
-        eprintln!("skipped: APIROUTES_REGISTRY_BIN is unset (tests/run.sh sets it)");
+    let Some(bin) = apiroutes_testkit::from_env("APIROUTES_REGISTRY_BIN", "registry tests") else {
         return Ok(None);
     };
     let addr = format!("127.0.0.1:{}", free_port()?);

@@ -34,14 +34,7 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster named by `APIROUTES_CLUSTER_DIR`, or `None` (the test should skip).
     pub async fn from_env(test: &str) -> Option<Cluster> {
-        let Some(dir) = std::env::var_os("APIROUTES_CLUSTER_DIR").map(PathBuf::from) else {
-            assert!(
-                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
-                "{test}: APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_CLUSTER_DIR is not set"
-            );
-            eprintln!("SKIP {test}: APIROUTES_CLUSTER_DIR is not set (run tests/run.sh)");
-            return None;
-        };
+        let dir = PathBuf::from(apiroutes_testkit::from_env("APIROUTES_CLUSTER_DIR", test)?);
         let bin = std::env::var_os("APIROUTES_CLUSTER_BIN")
             .map(PathBuf::from)
             .expect("APIROUTES_CLUSTER_BIN set with APIROUTES_CLUSTER_DIR");
@@ -63,16 +56,7 @@ impl Cluster {
     /// The cluster with the platform installed (gateway reachable), or `None` (skip).
     pub async fn platform_from_env(test: &str) -> Option<Cluster> {
         let cluster = Self::from_env(test).await?;
-        if cluster.gateway.is_none() {
-            assert!(
-                std::env::var("APIROUTES_REQUIRE_CLUSTER").as_deref() != Ok("1"),
-                "{test}: APIROUTES_REQUIRE_CLUSTER=1 but APIROUTES_GATEWAY_URL is not set"
-            );
-            eprintln!(
-                "SKIP {test}: APIROUTES_GATEWAY_URL is not set (the platform is not installed)"
-            );
-            return None;
-        }
+        apiroutes_testkit::from_env("APIROUTES_GATEWAY_URL", test)?;
         Some(cluster)
     }
 
@@ -290,25 +274,8 @@ pub async fn load(
     total
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` saying
-/// what was awaited.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// Polls until an event happens (the test kit's, shared by every crate's tests).
+pub use apiroutes_testkit::eventually;
 
 /// A small HTTP/1.1 client for talking to the gateway.
 #[derive(Clone)]
