@@ -12,10 +12,26 @@ const FIXTURES: &str = "ghcr.io/apiroutes/e2e-fixtures:0.1.0";
 
 /// An always-on (minReplicas 1) route of the fixtures image serving `handler`.
 fn fixture_route(name: &str, ns: &str, path: &str, handler: &str, extra: &str) -> String {
+    fixture_route_env(name, ns, path, handler, &[], extra)
+}
+
+/// The same, with more environment variables for the handler.
+fn fixture_route_env(
+    name: &str,
+    ns: &str,
+    path: &str,
+    handler: &str,
+    env: &[(&str, &str)],
+    extra: &str,
+) -> String {
+    let env: String = env
+        .iter()
+        .map(|(k, v)| format!(", {{name: {k}, value: \"{v}\"}}"))
+        .collect();
     format!(
         "apiVersion: apiroutes.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: {name}, namespace: {ns}}}\n\
          spec:\n  path: \"{path}\"\n  image: {FIXTURES}\n  readinessPath: /healthz\n  \
-         env: [{{name: APIROUTES_HANDLER, value: \"{handler}\"}}]\n  \
+         env: [{{name: APIROUTES_HANDLER, value: \"{handler}\"}}{env}]\n  \
          scaling: {{minReplicas: 1, maxReplicas: 1}}\n{extra}\n"
     )
 }
@@ -198,4 +214,84 @@ async fn a_function_over_its_memory_limit_is_oom_killed_and_restarted() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_team_pod_cannot_push_load_to_the_autoscaler() {
+    let Some(cluster) = Cluster::platform_from_env("autoscaler_auth").await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-intruder");
+    let n = &ns.name;
+    // The operator's autoscaler Service, as any pod reaches it (by its cluster IP).
+    let svc = cluster.kubectl_ok(
+        &[
+            "get",
+            "service",
+            "-n",
+            "apiroutes-system",
+            "apiroutes-autoscaler",
+            "-o",
+            "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+        ],
+        None,
+    );
+    let target = format!("http://{}/v1/load", svc.trim());
+    cluster.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&fixture_route_env(
+            "push",
+            n,
+            &format!("/api/{n}/push"),
+            "pages/api/push.mjs",
+            &[("TARGET", &target)],
+            "",
+        )),
+    );
+    let url = format!("{}/api/{n}/push", cluster.gateway_url());
+    let http = Http::default();
+    let push = |token: Option<String>| {
+        let (http, url) = (&http, &url);
+        async move {
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| vec![("x-token", t)])
+                .unwrap_or_default();
+            let a = http.request("GET", url, &headers, "").await.ok()?;
+            (a.status == 200).then(|| a.json())
+        }
+    };
+    let without = eventually("the function answers", Duration::from_secs(120), || {
+        push(None)
+    })
+    .await;
+    assert_eq!(without["status"], 401, "no token: {without}");
+    // A real token of this namespace's ServiceAccount, for the autoscaler's audience: the
+    // identity is not the gateways'.
+    let token = cluster.kubectl_ok(
+        &[
+            "create",
+            "token",
+            "default",
+            "-n",
+            n,
+            "--audience",
+            "apiroutes-autoscaler",
+        ],
+        None,
+    );
+    let other = push(Some(token.trim().to_owned()))
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        other["status"], 403,
+        "another ServiceAccount's token: {other}"
+    );
+    assert!(
+        other["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("may not push"),
+        "{other}"
+    );
 }
