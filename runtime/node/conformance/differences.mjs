@@ -145,8 +145,8 @@ export const DIFFERENCES = [
         /^body:\n\s+next {4}Body exceeded \S+ limit\n\s+runtime \{"error":"payload_too_large",/.test(line)),
   },
   {
-    what: "An app route's request headers: the gateway drops the client's hop-by-hop `connection` header and adds `x-request-id`.",
-    why: 'DESIGN.md, "Gateway → function contract": headers are forwarded minus hop-by-hop ones, and the gateway adds `x-request-id` (kept if present). Only those two names may differ.',
+    what: "An app route's request headers: the gateway drops the client's hop-by-hop `connection` header and adds `x-request-id` and `traceparent`.",
+    why: 'DESIGN.md, "Gateway → function contract": headers are forwarded minus hop-by-hop ones, and the gateway adds `x-request-id` (kept if present) and a W3C `traceparent` naming its own span as the parent (docs/gateway.md, "Trace context"). Only those names may differ.',
     applies: (name, line) => {
       if (name !== 'request headers an app route sees') return false;
       if (/^header (etag|content-length):/.test(line)) return true;
@@ -154,7 +154,9 @@ export const DIFFERENCES = [
       if (!m) return false;
       try {
         const next = JSON.parse(m[1]).names.filter((/** @type {string} */ n) => n !== 'connection');
-        const runtime = JSON.parse(m[2]).names.filter((/** @type {string} */ n) => n !== 'x-request-id');
+        const runtime = JSON.parse(m[2]).names.filter(
+          (/** @type {string} */ n) => n !== 'x-request-id' && n !== 'traceparent',
+        );
         return JSON.stringify(next) === JSON.stringify(runtime);
       } catch {
         return false;
