@@ -319,6 +319,8 @@ pub fn autoscaler_url_from_slices<'a>(
 /// status, ...) is dropped before the reflector stores it.
 pub fn strip_route(route: &mut ApiRoute) {
     let m = &mut route.metadata;
+    // The watcher has read the resource version before this step; the store needs none.
+    m.resource_version = None;
     m.managed_fields = None;
     m.annotations = None;
     m.labels = None;
@@ -1234,6 +1236,76 @@ mod tests {
         let (_, logged) = newly_untrusted(&logged, untrusted_keys(&both[1..]));
         let (new, _) = newly_untrusted(&logged, untrusted_keys(&both));
         assert_eq!(new.len(), 1);
+    }
+
+    #[test]
+    fn claims_name_the_variants_an_object_leaves_and_joins() {
+        let mut claims = Claims::default();
+        let a = key("shop", "user", Variant::Main);
+        let b = key("shop", "user", Variant::Preview);
+        let mut s = user_slice();
+        s.metadata.name = Some("user-abcde".into());
+        let k = obj_key(&s);
+        assert_eq!(claims.slice(k.clone(), Some(&s)), std::slice::from_ref(&a));
+        assert_eq!(claims.slices_of(&a).collect::<Vec<_>>(), ["user-abcde"]);
+        // Relabelled to the preview variant: both must be checked again.
+        s.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(labels::VARIANT.into(), "preview".into());
+        assert_eq!(claims.slice(k.clone(), Some(&s)), [a.clone(), b.clone()]);
+        assert_eq!(claims.slices_of(&a).count(), 0);
+        assert_eq!(claims.slices_of(&b).count(), 1);
+        // Deleted: the variant it claimed.
+        assert_eq!(claims.slice(k, None), std::slice::from_ref(&b));
+        assert_eq!(claims.slices_of(&b).count(), 0);
+        // Services likewise.
+        let route = user_route();
+        let svc = service_of(&route, Variant::Main);
+        assert_eq!(
+            claims.service(obj_key(&svc), Some(&svc)),
+            std::slice::from_ref(&a)
+        );
+        assert_eq!(claims.services_of(&a).collect::<Vec<_>>(), ["user"]);
+        let from_all = Claims::from_objects([&user_slice()], [&svc]);
+        assert_eq!(from_all.services_of(&a).count(), 1);
+    }
+
+    #[test]
+    fn stripping_keeps_what_routing_reads() {
+        let mut r = user_route().with_preview();
+        r.metadata.managed_fields = Some(vec![Default::default()]);
+        r.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        r.spec.env = vec![Default::default()];
+        let before = r.clone();
+        strip_route(&mut r);
+        assert!(r.metadata.managed_fields.is_none() && r.metadata.annotations.is_none());
+        assert!(r.spec.env.is_empty() && r.spec.preview.as_ref().unwrap().env.is_empty());
+        // Everything routing, the conflict and grant rules and the owner chain read.
+        assert_eq!(r.key(), before.key());
+        assert_eq!(r.metadata.uid, before.metadata.uid);
+        assert_eq!(
+            r.metadata.creation_timestamp,
+            before.metadata.creation_timestamp
+        );
+        assert_eq!(
+            (&r.spec.path, &r.spec.methods, &r.spec.host),
+            (&before.spec.path, &before.spec.methods, &before.spec.host)
+        );
+        assert_eq!(
+            (r.spec.timeout_seconds, r.spec.body_limit_bytes()),
+            (before.spec.timeout_seconds, before.spec.body_limit_bytes())
+        );
+        assert!(r.spec.preview.is_some());
+        let route = user_route();
+        let mut svc = service_of(&route, Variant::Main);
+        let mut slice = owned_by(user_slice(), &svc);
+        strip_service(&mut svc);
+        strip_slice(&mut slice);
+        let split = trusted_slices([&slice], [&svc], [&route]);
+        assert!(split.untrusted.is_empty());
+        assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
     }
 
     #[test]

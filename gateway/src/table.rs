@@ -114,7 +114,9 @@ impl Target {
 pub struct RouteEntry {
     /// `namespace/name`.
     pub key: Arc<str>,
-    pub pattern: Pattern,
+    /// The pattern's parameters (its text is `pattern_header`): a route entry per route
+    /// is much of the table's memory, the whole parsed pattern is not needed.
+    params: Box<[Param]>,
     /// `None`: every method.
     pub methods: Option<Box<[Method]>>,
     pub name_header: HeaderValue,
@@ -126,7 +128,34 @@ pub struct RouteEntry {
     pub metrics: Arc<RouteMetrics>,
     /// `spec.host`, lower case.
     pub host: Option<Box<str>>,
-    has_params: bool,
+}
+
+/// A parameter of a route's pattern: the segment index it starts at, its name, and
+/// whether it takes the rest of the path (`[...x]`, `[[...x]]`).
+struct Param {
+    index: usize,
+    name: Box<str>,
+    many: bool,
+}
+
+fn params_of(pattern: &Pattern) -> Box<[Param]> {
+    pattern
+        .segments()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, seg)| {
+            let (name, many) = match seg {
+                Segment::Static(_) => return None,
+                Segment::Dynamic(n) => (n, false),
+                Segment::CatchAll(n) | Segment::OptionalCatchAll(n) => (n, true),
+            };
+            Some(Param {
+                index,
+                name: name.as_str().into(),
+                many,
+            })
+        })
+        .collect()
 }
 
 impl RouteEntry {
@@ -149,12 +178,12 @@ impl RouteEntry {
         let mut out = String::with_capacity(2 + segs.iter().map(|s| s.len() + 8).sum::<usize>());
         out.push('{');
         let mut first = true;
-        for (i, seg) in self.pattern.segments().iter().enumerate() {
-            let (name, many) = match seg {
-                Segment::Static(_) => continue,
-                Segment::Dynamic(n) => (n, false),
-                Segment::CatchAll(n) | Segment::OptionalCatchAll(n) => (n, true),
-            };
+        for &Param {
+            index: i,
+            ref name,
+            many,
+        } in &self.params
+        {
             if many && i >= segs.len() {
                 break; // optional catch-all with zero segments: absent
             }
@@ -183,7 +212,7 @@ impl RouteEntry {
 
     /// `x-apiroute-params` as a header value.
     pub fn params_header(&self, segs: &[&str]) -> Option<HeaderValue> {
-        if !self.has_params {
+        if self.params.is_empty() {
             return Some(HeaderValue::from_static("{}"));
         }
         // The JSON's buffer becomes the header value without a copy.
@@ -221,7 +250,8 @@ fn push_json_str(out: &mut String, s: &str) {
 
 /// The routes sharing one canonical pattern (and host): several only with disjoint methods.
 pub struct Leaf {
-    pub routes: Box<[Arc<RouteEntry>]>,
+    /// Most leaves have one route: kept inline.
+    pub routes: SmallVec<[Arc<RouteEntry>; 1]>,
     /// `Allow` for a 405: the union of the routes' methods.
     pub allow: HeaderValue,
 }
@@ -238,7 +268,7 @@ impl Leaf {
         let allow = HeaderValue::try_from(allow.join(", "))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         Leaf {
-            routes: routes.into_boxed_slice(),
+            routes: routes.into(),
             allow,
         }
     }
@@ -399,7 +429,7 @@ impl RouteTable {
             .map(|r| {
                 serde_json::json!({
                     "name": &*r.key,
-                    "pattern": r.pattern.to_string(),
+                    "pattern": r.pattern_header.to_str().unwrap_or_default(),
                     "host": r.host.as_deref(),
                     "methods": r.methods.as_ref().map(|ms| ms.iter().map(Method::as_str).collect::<Vec<_>>()),
                     "timeoutSeconds": r.timeout.as_secs(),
@@ -436,8 +466,8 @@ type GroupKey = Arc<str>;
 struct Group {
     /// Lower case.
     host: Option<Arc<str>>,
-    /// Route keys, sorted.
-    members: Vec<Arc<str>>,
+    /// Route keys, sorted (most groups have one).
+    members: SmallVec<[Arc<str>; 1]>,
     /// The pattern of the last member to leave, until the group's leaf is removed (the
     /// members' patterns give the leaf's place otherwise; not kept, to save memory).
     vacated: Option<Pattern>,
@@ -494,7 +524,7 @@ fn group_of(route: &ApiRoute) -> Option<(GroupKey, Group)> {
     key.push_str(&canonical);
     let group = Group {
         host,
-        members: Vec::new(),
+        members: SmallVec::new(),
         vacated: None,
     };
     Some((key.into(), group))
@@ -947,7 +977,7 @@ impl Index {
                 .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
                 .collect::<Box<[Method]>>()
         });
-        let has_params = pattern.params().next().is_some();
+        let params = params_of(&pattern);
         let entry = Arc::new(RouteEntry {
             key: Arc::clone(&key),
             methods,
@@ -965,8 +995,7 @@ impl Index {
                 .host
                 .as_ref()
                 .map(|h| h.to_ascii_lowercase().into()),
-            has_params,
-            pattern,
+            params,
         });
         self.table.entries.insert(key, Arc::clone(&entry));
         self.table.routes = self.table.entries.len();
