@@ -635,7 +635,10 @@ impl Registry {
         for route in routes {
             let key = route.key();
             match index.known.get_mut(key.as_str()) {
-                Some(k) if same_route(&k.route, &route) => k.seen = now,
+                Some(k) if same_route(&k.route, &route) => {
+                    k.seen = now;
+                    k.route = route; // the store's copy, not two
+                }
                 _ => index.apply_keyed(key.into(), route),
             }
         }
@@ -739,7 +742,16 @@ impl Edit<'_> {
 
 impl Index {
     fn apply(&mut self, route: Arc<ApiRoute>) {
-        self.apply_keyed(route.key().into(), route);
+        let key = route.key();
+        // A status update, or one of what the store strips: nothing to decide (keep the
+        // store's copy, not two).
+        if let Some(known) = self.known.get_mut(key.as_str())
+            && same_route(&known.route, &route)
+        {
+            known.route = route;
+            return;
+        }
+        self.apply_keyed(key.into(), route);
     }
 
     fn apply_keyed(&mut self, key: Arc<str>, route: Arc<ApiRoute>) {
