@@ -9,16 +9,25 @@
 //! normalize + split + lookup + the `x-apiroute-params` header, over 1,024 paths spread
 //! across all tenants (so caches do not flatter a single hot path); `mixed-lookup-only` is
 //! the lookup part of it. `rebuild/10000-admit-only` is the conflict rule's share of a rebuild.
+//! `rebuild/10000-cold` is a full build of the index from the store's 10,000 routes in a fresh
+//! registry; `rebuild/10000` (warm, from a slice of routes) and `rebuild/10000-relist-unchanged`
+//! apply only what differs from the index. `update/10000/<event>` is one watch event applied to the route index of 10,000 routes
+//! and the new snapshot published (issue 17, item 4): an endpoint change of one variant
+//! (the cold-start wake path), a changed ApiRoute, an ApiRoute added or deleted.
 
 use std::hint::black_box;
 
-use apiroutes_crds::{ApiRoute, conflict::admit, testing::route};
+use std::{collections::HashMap, sync::Arc};
+
+use apiroutes_crds::{
+    ApiRoute, autoscale::RouteRef, conflict::admit, labels::Variant, testing::route,
+};
 use apiroutes_gateway::{
     metrics::Metrics,
     path::{PathOutcome, normalize},
     table::{Lookup, Registry, RouteTable, split},
 };
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Method, uri::Authority};
 
 /// The ten routes of tenant `t`.
@@ -154,9 +163,107 @@ fn rebuilding(c: &mut Criterion) {
     group.bench_function("10000", |b| {
         b.iter(|| table(&registry, black_box(&all)).routes)
     });
+    // What the gateway does when a watch lists (again): the routes are the store's
+    // `Arc`s, the endpoints a map from the EndpointSlices.
+    let stored: Vec<Arc<ApiRoute>> = all.iter().cloned().map(Arc::new).collect();
+    let backend = Authority::from_static("127.0.0.1:9001");
+    let ready: HashMap<RouteRef, Vec<Authority>> = all
+        .iter()
+        .map(|r| {
+            let key = RouteRef {
+                namespace: r.metadata.namespace.clone().unwrap_or_default(),
+                name: r.metadata.name.clone().unwrap_or_default(),
+                variant: Variant::Main,
+            };
+            (key, vec![backend.clone()])
+        })
+        .collect();
+    // A full build: a fresh registry (a starting gateway), metric handles included.
+    group.bench_function("10000-cold", |b| {
+        b.iter_batched(
+            || (Registry::new(Metrics::new()), ready.clone()),
+            |(registry, ready)| {
+                let update = registry.rebuild(stored.iter().cloned(), Vec::new(), ready);
+                (registry, update)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // A relist that changed nothing, on a warm registry (new `Arc`s, as a relist gives).
+    let _ = registry.rebuild(stored.iter().cloned(), Vec::new(), ready.clone());
+    group.bench_function("10000-relist-unchanged", |b| {
+        b.iter_batched(
+            || {
+                let fresh: Vec<Arc<ApiRoute>> =
+                    stored.iter().map(|r| Arc::new((**r).clone())).collect();
+                (fresh, ready.clone())
+            },
+            |(fresh, ready)| registry.rebuild(fresh, Vec::new(), ready),
+            BatchSize::PerIteration,
+        )
+    });
     // The share of the conflict rule (apiroutes-crds) in a rebuild.
     group.bench_function("10000-admit-only", |b| {
         b.iter(|| admit(black_box(&all)).len())
+    });
+    group.finish();
+}
+
+fn updating(c: &mut Criterion) {
+    let mut group = c.benchmark_group("update");
+    let all = routes(10_000);
+    let registry = Registry::new(Metrics::new());
+    let _ = table(&registry, &all);
+    // A variant in the middle gains and loses an endpoint, in turn.
+    let variant = RouteRef {
+        namespace: "default".into(),
+        name: "r5004".into(),
+        variant: Variant::Main,
+    };
+    let one = vec![Authority::from_static("127.0.0.1:9001")];
+    let two = vec![one[0].clone(), Authority::from_static("10.0.0.7:8080")];
+    let mut flip = false;
+    group.bench_function("10000/endpoints", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let mut edit = registry.edit();
+            edit.set_endpoints(
+                variant.clone(),
+                if flip { two.clone() } else { one.clone() },
+            );
+            edit.commit().table.routes
+        })
+    });
+    // A route changes (its timeout, in turn).
+    let changed = [all[5004].clone(), {
+        let mut r = all[5004].clone();
+        r.spec.timeout_seconds += 1;
+        r
+    }]
+    .map(Arc::new);
+    let mut flip = false;
+    group.bench_function("10000/apply-changed-route", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let mut edit = registry.edit();
+            edit.apply(Arc::clone(&changed[usize::from(flip)]));
+            edit.commit().table.routes
+        })
+    });
+    // A new route is added, then deleted, in turn.
+    let extra = Arc::new(route("extra", "/api/t500/users/[id]/extra").created(20_000));
+    let mut flip = false;
+    group.bench_function("10000/add-or-delete-route", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let mut edit = registry.edit();
+            if flip {
+                edit.apply(Arc::clone(&extra));
+            } else {
+                edit.delete("default/extra");
+            }
+            edit.commit().table.routes
+        })
     });
     group.finish();
 }
@@ -166,6 +273,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = matching, rebuilding
+    targets = matching, rebuilding, updating
 }
 criterion_main!(benches);

@@ -196,7 +196,7 @@ impl Autoscaler {
         tokio::spawn(async move {
             let demand = Demand {
                 gateway: this.gateway.clone(),
-                route: state.key.clone(),
+                route: (*state.key).clone(),
                 held: state.held.load(Acquire),
             };
             if let Ok(body) = serde_json::to_vec(&demand) {
@@ -337,9 +337,9 @@ fn refused_before(refused: &[Arc<Endpoint>], e: &Endpoint) -> bool {
     refused.iter().any(|r| r.authority == e.authority)
 }
 
-/// Wakes the held requests of every variant that has ready endpoints in `table`.
-pub fn wake_ready(table: &RouteTable) {
-    for t in table.targets.values() {
+/// Wakes the held requests of every variant among `targets` that has ready endpoints.
+pub fn wake_ready<'t>(targets: impl IntoIterator<Item = &'t Arc<Target>>) {
+    for t in targets {
         if !t.endpoints.is_empty() && t.state.held.load(Acquire) > 0 {
             t.state.ready.notify_waiters();
         }

@@ -1,9 +1,12 @@
 //! The Kubernetes route source: reflectors over ApiRoutes (all namespaces or the
 //! `--namespace` list), over operator-owned Services and over their EndpointSlices (label
-//! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices). Every
-//! event marks the table dirty; a debounced task rebuilds it from the stores and swaps it
-//! in. `/readyz` turns ready once every watch had its initial sync and the first table is
-//! installed.
+//! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices). The
+//! stores keep only what routing reads ([`strip_route`], [`strip_service`],
+//! [`strip_slice`]). Every event notes the object it touched; a debounced task applies
+//! those to the route index (an ApiRoute, and the endpoints of the route variants the
+//! touched objects claim: see [`Claims`]) and swaps the new snapshot in. A (re)list
+//! rebuilds everything from the stores. `/readyz` turns ready once every watch had its
+//! initial sync and the first table is installed.
 //!
 //! Labels alone are not trusted: anyone who may create an EndpointSlice can copy them and
 //! point a route at any `ip:port`. A slice is used only when its owner chain is the
@@ -17,9 +20,9 @@
 //! [`endpoints_from_slices`]).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{
-        Arc,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering::*},
     },
     time::Duration,
@@ -40,13 +43,17 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
         WatchStreamExt,
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
 use tokio::{sync::Notify, task::JoinHandle};
 
-use crate::{proxy::Gateway, server::Readiness};
+use crate::{
+    proxy::Gateway,
+    server::Readiness,
+    table::{Registry, Update},
+};
 
 /// Label the EndpointSlice controller puts on a Service's slices.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -264,27 +271,31 @@ pub fn trusted_slices<'a>(
 /// Identity of one untrusted slice for logging: namespace, name, reason.
 pub type UntrustedKey = (String, String, Untrusted);
 
+/// The identities of `untrusted` slices.
+pub fn untrusted_keys(untrusted: &[(&EndpointSlice, Untrusted)]) -> HashSet<UntrustedKey> {
+    untrusted
+        .iter()
+        .map(|(s, why)| (s.namespace().unwrap_or_default(), s.name_any(), *why))
+        .collect()
+}
+
 /// The untrusted slices not yet in `logged` (to warn about now), and the new `logged`
 /// set: those currently untrusted, so a slice that is fixed and forged again is logged
 /// again, while one that stays untrusted is logged once rather than on every rebuild.
 pub fn newly_untrusted(
     logged: &HashSet<UntrustedKey>,
-    untrusted: &[(&EndpointSlice, Untrusted)],
+    current: HashSet<UntrustedKey>,
 ) -> (Vec<UntrustedKey>, HashSet<UntrustedKey>) {
-    let current: HashSet<UntrustedKey> = untrusted
-        .iter()
-        .map(|(s, why)| (s.namespace().unwrap_or_default(), s.name_any(), *why))
-        .collect();
     let mut new: Vec<UntrustedKey> = current.difference(logged).cloned().collect();
     new.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     (new, current)
 }
 
 /// Untrusted slices per namespace (the metric's values).
-pub fn untrusted_per_namespace(untrusted: &[(&EndpointSlice, Untrusted)]) -> HashMap<String, i64> {
+pub fn untrusted_per_namespace(current: &HashSet<UntrustedKey>) -> HashMap<String, i64> {
     let mut counts = HashMap::new();
-    for (s, _) in untrusted {
-        *counts.entry(s.namespace().unwrap_or_default()).or_insert(0) += 1;
+    for (ns, _, _) in current {
+        *counts.entry(ns.clone()).or_insert(0) += 1;
     }
     counts
 }
@@ -353,17 +364,202 @@ impl AutoscalerStores {
     }
 }
 
+/// What the gateway keeps of an ApiRoute: what routing, the conflict and grant rules and
+/// the owner-chain check read. The rest (managed fields, annotations, env, resources,
+/// status, ...) is dropped before the reflector stores it.
+pub fn strip_route(route: &mut ApiRoute) {
+    let m = &mut route.metadata;
+    // The watcher has read the resource version before this step; the store needs none.
+    m.resource_version = None;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.labels = None;
+    m.finalizers = None;
+    m.owner_references = None;
+    let s = &mut route.spec;
+    s.image = String::new();
+    s.env = Vec::new();
+    s.env_from = Vec::new();
+    s.resources = None;
+    s.readiness_path = None;
+    if let Some(p) = &mut s.preview {
+        p.image = String::new();
+        p.env = Vec::new();
+    }
+    route.status = None;
+}
+
+/// What the owner-chain check reads of a Service: its metadata without managed fields
+/// and annotations.
+pub fn strip_service(service: &mut Service) {
+    service.metadata.managed_fields = None;
+    service.metadata.annotations = None;
+    service.spec = None;
+    service.status = None;
+}
+
+/// What the endpoint mapping and the owner-chain check read of an EndpointSlice.
+pub fn strip_slice(slice: &mut EndpointSlice) {
+    slice.metadata.managed_fields = None;
+    slice.metadata.annotations = None;
+    for e in slice.endpoints.iter_mut().flatten() {
+        e.target_ref = None;
+        e.hints = None;
+        e.node_name = None;
+        e.zone = None;
+        e.deprecated_topology = None;
+        e.hostname = None;
+    }
+}
+
+/// `namespace`, `name` of an object.
+pub type ObjKey = (String, String);
+
+fn obj_key<K: Resource>(obj: &K) -> ObjKey {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Which route variant each operator-labelled Service and EndpointSlice claims by its
+/// labels. Kept from events, so that a change to one object re-checks only the variants
+/// it claimed before and claims now.
+#[derive(Debug, Default)]
+pub struct Claims {
+    slices: HashMap<ObjKey, RouteRef>,
+    slices_of: HashMap<RouteRef, BTreeSet<String>>,
+    services: HashMap<ObjKey, RouteRef>,
+    services_of: HashMap<RouteRef, BTreeSet<String>>,
+}
+
+/// Records that `key` now claims `claim` (`None`: nothing, or deleted); returns the
+/// variants it claimed before and claims now.
+fn reclaim(
+    by_key: &mut HashMap<ObjKey, RouteRef>,
+    by_variant: &mut HashMap<RouteRef, BTreeSet<String>>,
+    key: ObjKey,
+    claim: Option<RouteRef>,
+) -> Vec<RouteRef> {
+    let mut touched = Vec::new();
+    if let Some(old) = by_key.remove(&key) {
+        if let Some(names) = by_variant.get_mut(&old) {
+            names.remove(&key.1);
+            if names.is_empty() {
+                by_variant.remove(&old);
+            }
+        }
+        touched.push(old);
+    }
+    if let Some(new) = claim {
+        by_variant
+            .entry(new.clone())
+            .or_default()
+            .insert(key.1.clone());
+        by_key.insert(key, new.clone());
+        if !touched.contains(&new) {
+            touched.push(new);
+        }
+    }
+    touched
+}
+
+impl Claims {
+    /// The claims of every object in the stores.
+    pub fn from_objects<'a>(
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+        services: impl IntoIterator<Item = &'a Service>,
+    ) -> Self {
+        let mut out = Claims::default();
+        for s in slices {
+            out.slice(obj_key(s), Some(s));
+        }
+        for s in services {
+            out.service(obj_key(s), Some(s));
+        }
+        out
+    }
+
+    /// The slice `key` is now `slice` (`None`: deleted); the variants to check again.
+    pub fn slice(&mut self, key: ObjKey, slice: Option<&EndpointSlice>) -> Vec<RouteRef> {
+        let claim = slice.and_then(|s| claimed_route(&s.metadata));
+        reclaim(&mut self.slices, &mut self.slices_of, key, claim)
+    }
+
+    /// The Service `key` is now `service` (`None`: deleted); the variants to check again.
+    pub fn service(&mut self, key: ObjKey, service: Option<&Service>) -> Vec<RouteRef> {
+        let claim = service.and_then(|s| claimed_route(&s.metadata));
+        reclaim(&mut self.services, &mut self.services_of, key, claim)
+    }
+
+    /// Names of the slices claiming `variant` (in its namespace).
+    pub fn slices_of(&self, variant: &RouteRef) -> impl Iterator<Item = &String> {
+        self.slices_of.get(variant).into_iter().flatten()
+    }
+
+    /// Names of the Services claiming `variant` (in its namespace).
+    pub fn services_of(&self, variant: &RouteRef) -> impl Iterator<Item = &String> {
+        self.services_of.get(variant).into_iter().flatten()
+    }
+}
+
 /// Running reflectors feeding the gateway.
 pub struct Source;
 
 type Events = BoxStream<'static, Result<(), watcher::Error>>;
 
-fn watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
+/// The kind of a watch, for [`Pending::note`].
+#[derive(Clone, Copy)]
+enum Kind {
+    Route,
+    Slice,
+    Service,
+    Grant,
+    /// The autoscaler's slices: read whole at every update (a handful of objects).
+    Autoscaler,
+}
+
+/// What the watches saw since the last update.
+#[derive(Default)]
+struct Pending {
+    /// A watch listed (again): rebuild everything from the stores.
+    resync: bool,
+    routes: HashSet<ObjKey>,
+    slices: HashSet<ObjKey>,
+    services: HashSet<ObjKey>,
+    grants: bool,
+}
+
+impl Pending {
+    fn note(&mut self, kind: Kind, key: ObjKey) {
+        match kind {
+            Kind::Route => {
+                self.routes.insert(key);
+            }
+            Kind::Slice => {
+                self.slices.insert(key);
+            }
+            Kind::Service => {
+                self.services.insert(key);
+            }
+            Kind::Grant => self.grants = true,
+            Kind::Autoscaler => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+struct Watch {
+    kind: Kind,
     dirty: Arc<Notify>,
+    pending: Arc<Mutex<Pending>>,
     synced: Arc<AtomicUsize>,
-) -> (Store<K>, Events)
+}
+
+fn watch<K>(api: Api<K>, config: watcher::Config, strip: fn(&mut K), w: Watch) -> (Store<K>, Events)
 where
     K: kube::Resource
         + Clone
@@ -378,22 +574,166 @@ where
     let mut seen_init = false;
     let stream = watcher(api, config)
         .default_backoff()
+        .modify(strip)
         .reflect(writer)
         .map(move |ev| {
             let ev = ev?;
-            if matches!(ev, watcher::Event::InitDone) && !seen_init {
-                seen_init = true;
-                synced.fetch_add(1, AcqRel);
+            match &ev {
+                watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
+                    lock(&w.pending).note(w.kind, obj_key(obj));
+                }
+                watcher::Event::InitDone => {
+                    if !matches!(w.kind, Kind::Autoscaler) {
+                        lock(&w.pending).resync = true;
+                    }
+                    if !seen_init {
+                        seen_init = true;
+                        w.synced.fetch_add(1, AcqRel);
+                    }
+                }
+                watcher::Event::Init | watcher::Event::InitApply(_) => {}
             }
-            dirty.notify_one();
+            w.dirty.notify_one();
             Ok(())
         })
         .boxed();
     (reader, stream)
 }
 
+fn find<K>(stores: &[Store<K>], namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    let key = ObjectRef::<K>::new(name).within(namespace);
+    stores.iter().find_map(|s| s.get(&key))
+}
+
+/// The stores and what is derived from them between updates.
+struct Sources {
+    routes: Vec<Store<ApiRoute>>,
+    slices: Vec<Store<EndpointSlice>>,
+    services: Vec<Store<Service>>,
+    grants: Store<RouteGrant>,
+    claims: Claims,
+    /// Slices not used, with why.
+    untrusted: HashMap<ObjKey, Untrusted>,
+}
+
+impl Sources {
+    fn grants(&self) -> Vec<RouteGrant> {
+        self.grants.state().iter().map(|g| (**g).clone()).collect()
+    }
+
+    fn route_count(&self) -> usize {
+        self.routes.iter().map(|s| s.state().len()).sum()
+    }
+
+    /// Everything from the stores (a watch listed).
+    fn resync(&mut self, registry: &Registry) -> Update {
+        let routes: Vec<Arc<ApiRoute>> = self.routes.iter().flat_map(|s| s.state()).collect();
+        let slices: Vec<Arc<EndpointSlice>> = self.slices.iter().flat_map(|s| s.state()).collect();
+        let services: Vec<Arc<Service>> = self.services.iter().flat_map(|s| s.state()).collect();
+        let split = trusted_slices(
+            slices.iter().map(|s| &**s),
+            services.iter().map(|s| &**s),
+            routes.iter().map(|r| &**r),
+        );
+        self.untrusted = split
+            .untrusted
+            .iter()
+            .map(|(s, why)| (obj_key(*s), *why))
+            .collect();
+        self.claims =
+            Claims::from_objects(slices.iter().map(|s| &**s), services.iter().map(|s| &**s));
+        let ready = endpoints_from_slices(split.trusted.iter().copied());
+        registry.rebuild(routes, self.grants(), ready)
+    }
+
+    /// Only what `pending` names.
+    fn apply(&mut self, registry: &Registry, pending: Pending) -> Update {
+        let mut touched: HashSet<RouteRef> = HashSet::new();
+        for key in pending.slices {
+            let slice = find(&self.slices, &key.0, &key.1);
+            self.untrusted.remove(&key);
+            if let Some(s) = &slice
+                && claimed_route(&s.metadata).is_none()
+            {
+                self.untrusted.insert(key.clone(), Untrusted::BadLabels);
+            }
+            touched.extend(self.claims.slice(key, slice.as_deref()));
+        }
+        for key in pending.services {
+            let service = find(&self.services, &key.0, &key.1);
+            touched.extend(self.claims.service(key, service.as_deref()));
+        }
+        let mut edit = registry.edit();
+        if pending.grants {
+            edit.set_grants(self.grants());
+        }
+        for (namespace, name) in pending.routes {
+            match find(&self.routes, &namespace, &name) {
+                Some(route) => edit.apply(route),
+                None => edit.delete(&format!("{namespace}/{name}")),
+            }
+            // The owner chain of its slices ends at the route's uid.
+            for variant in [Variant::Main, Variant::Preview] {
+                touched.insert(RouteRef {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    variant,
+                });
+            }
+        }
+        for variant in touched {
+            let ready = self.check_variant(&variant);
+            edit.set_endpoints(variant, ready);
+        }
+        edit.commit()
+    }
+
+    /// The ready endpoints of one variant, with the same rules as [`Sources::resync`]
+    /// applied to the objects that claim it (the owner-chain check of a slice claiming
+    /// it only looks at Services claiming it and at its ApiRoute).
+    fn check_variant(&mut self, variant: &RouteRef) -> Vec<Authority> {
+        let ns = variant.namespace.as_str();
+        let slices: Vec<Arc<EndpointSlice>> = self
+            .claims
+            .slices_of(variant)
+            .filter_map(|name| find(&self.slices, ns, name))
+            .collect();
+        let services: Vec<Arc<Service>> = self
+            .claims
+            .services_of(variant)
+            .filter_map(|name| find(&self.services, ns, name))
+            .collect();
+        let route = find(&self.routes, ns, &variant.name);
+        let split = trusted_slices(
+            slices.iter().map(|s| &**s),
+            services.iter().map(|s| &**s),
+            route.as_deref(),
+        );
+        for s in &split.trusted {
+            self.untrusted.remove(&obj_key(*s));
+        }
+        for (s, why) in &split.untrusted {
+            self.untrusted.insert(obj_key(*s), *why);
+        }
+        endpoints_from_slices(split.trusted.iter().copied())
+            .remove(variant)
+            .unwrap_or_default()
+    }
+
+    fn untrusted_now(&self) -> HashSet<UntrustedKey> {
+        self.untrusted
+            .iter()
+            .map(|((ns, name), why)| (ns.clone(), name.clone(), *why))
+            .collect()
+    }
+}
+
 impl Source {
-    /// Starts the watches and the rebuild loop; returns the task running them.
+    /// Starts the watches and the update loop; returns the task running them.
     pub async fn start(
         gateway: Arc<Gateway>,
         ready: Arc<Readiness>,
@@ -403,7 +743,14 @@ impl Source {
     ) -> Result<JoinHandle<()>, kube::Error> {
         let client = Client::try_default().await?;
         let dirty = Arc::new(Notify::new());
+        let pending = Arc::new(Mutex::new(Pending::default()));
         let synced = Arc::new(AtomicUsize::new(0));
+        let w = |kind| Watch {
+            kind,
+            dirty: Arc::clone(&dirty),
+            pending: Arc::clone(&pending),
+            synced: Arc::clone(&synced),
+        };
         let mut streams: Vec<Events> = Vec::new();
         let mut route_stores: Vec<Store<ApiRoute>> = Vec::new();
         let mut slice_stores: Vec<Store<EndpointSlice>> = Vec::new();
@@ -432,24 +779,19 @@ impl Source {
             let (store, s) = watch(
                 routes,
                 watcher::Config::default(),
-                Arc::clone(&dirty),
-                Arc::clone(&synced),
+                strip_route,
+                w(Kind::Route),
             );
             route_stores.push(store);
             streams.push(s);
-            let (store, s) = watch(
-                slices,
-                owned_config.clone(),
-                Arc::clone(&dirty),
-                Arc::clone(&synced),
-            );
+            let (store, s) = watch(slices, owned_config.clone(), strip_slice, w(Kind::Slice));
             slice_stores.push(store);
             streams.push(s);
             let (store, s) = watch(
                 services,
                 owned_config.clone(),
-                Arc::clone(&dirty),
-                Arc::clone(&synced),
+                strip_service,
+                w(Kind::Service),
             );
             service_stores.push(store);
             streams.push(s);
@@ -462,8 +804,8 @@ impl Source {
             let (store, s) = watch(
                 grants_api,
                 watcher::Config::default(),
-                Arc::clone(&dirty),
-                Arc::clone(&synced),
+                |g| g.metadata.managed_fields = None,
+                w(Kind::Grant),
             );
             streams.push(s);
             store
@@ -489,11 +831,16 @@ impl Source {
                 let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
                 let config =
                     watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
+                // Not strip_slice: the Lease holder's endpoint is found by its pod name
+                // (targetRef).
                 let (slices, s) = watch(
                     api,
                     config,
-                    Arc::clone(&dirty),
-                    Arc::new(AtomicUsize::new(0)),
+                    |s: &mut EndpointSlice| s.metadata.managed_fields = None,
+                    Watch {
+                        synced: Arc::new(AtomicUsize::new(0)),
+                        ..w(Kind::Autoscaler)
+                    },
                 );
                 streams.push(s);
                 let lease = match autoscaler_lease.as_deref().and_then(|l| l.split_once('/')) {
@@ -504,8 +851,13 @@ impl Source {
                         let (store, s) = watch(
                             api,
                             config,
-                            Arc::clone(&leader_changed),
-                            Arc::new(AtomicUsize::new(0)),
+                            |l: &mut Lease| l.metadata.managed_fields = None,
+                            Watch {
+                                kind: Kind::Autoscaler,
+                                dirty: Arc::clone(&leader_changed),
+                                synced: Arc::new(AtomicUsize::new(0)),
+                                ..w(Kind::Autoscaler)
+                            },
                         );
                         streams.push(s);
                         Some(store)
@@ -540,6 +892,14 @@ impl Source {
                 }
             }
         });
+        let mut sources = Sources {
+            routes: route_stores,
+            slices: slice_stores,
+            services: service_stores,
+            grants: grant_store,
+            claims: Claims::default(),
+            untrusted: HashMap::new(),
+        };
         let task = tokio::spawn(async move {
             let _pump = AbortOnDrop(pump);
             let mut logged: HashSet<UntrustedKey> = HashSet::new();
@@ -555,25 +915,25 @@ impl Source {
                     }
                 }
                 tokio::time::sleep(DEBOUNCE).await;
-                let routes: Vec<ApiRoute> = route_stores
-                    .iter()
-                    .flat_map(|s| s.state())
-                    .map(|r| (*r).clone())
-                    .collect();
-                let slices: Vec<Arc<EndpointSlice>> =
-                    slice_stores.iter().flat_map(|s| s.state()).collect();
-                let services: Vec<Arc<Service>> =
-                    service_stores.iter().flat_map(|s| s.state()).collect();
-                let split = trusted_slices(
-                    slices.iter().map(|s| &**s),
-                    services.iter().map(|s| &**s),
-                    &routes,
-                );
-                let endpoints = endpoints_from_slices(split.trusted.iter().copied());
+                let batch = std::mem::take(&mut *lock(&pending));
+                if batch.resync {
+                    // A (re)list: everything from the stores, and every ready variant
+                    // wakes its held requests.
+                    let update = sources.resync(&gateway.registry);
+                    gateway.install(update.table);
+                } else if !(batch.routes.is_empty()
+                    && batch.slices.is_empty()
+                    && batch.services.is_empty()
+                    && !batch.grants)
+                {
+                    let update = sources.apply(&gateway.registry, batch);
+                    gateway.install_update(update);
+                }
                 // Set the current counts, then drop namespaces that have none left (not
                 // reset-then-set, so a scrape never sees the series missing).
+                let current = sources.untrusted_now();
                 let gauge = &gateway.metrics.untrusted_slices;
-                let counts = untrusted_per_namespace(&split.untrusted);
+                let counts = untrusted_per_namespace(&current);
                 for (ns, n) in &counts {
                     gauge.with_label_values(&[ns]).set(*n);
                 }
@@ -584,24 +944,18 @@ impl Source {
                 // Before the initial sync a real slice may be seen before its Service or
                 // ApiRoute: warn only once every store is complete.
                 if synced.load(Acquire) >= needed {
-                    let (new, now) = newly_untrusted(&logged, &split.untrusted);
+                    let (new, now) = newly_untrusted(&logged, current);
                     for (namespace, name, why) in new {
                         tracing::warn!(%namespace, %name, why = why.as_str(),
                             "ignoring EndpointSlice with the operator's labels but not its owner chain");
                     }
                     logged = now;
                 }
-                let grants: Vec<RouteGrant> =
-                    grant_store.state().iter().map(|g| (**g).clone()).collect();
-                let table = gateway.registry.build_granted(&routes, &grants, |k| {
-                    endpoints.get(k).cloned().unwrap_or_default()
-                });
-                gateway.install(table);
                 if let Some(stores) = &autoscaler_stores {
                     follow_autoscaler(&gateway, stores);
                 }
                 if !ready.is_ready() && synced.load(Acquire) >= needed {
-                    tracing::info!(routes = routes.len(), "initial sync done; ready");
+                    tracing::info!(routes = sources.route_count(), "initial sync done; ready");
                     ready.set_ready();
                 }
             }
@@ -940,7 +1294,10 @@ mod tests {
         let forged = [user_slice(), uid_mismatch];
         let split = trusted_slices(&forged, &services, &routes);
         assert!(endpoints_from_slices(split.trusted).is_empty());
-        assert_eq!(untrusted_per_namespace(&split.untrusted)["shop"], 2);
+        assert_eq!(
+            untrusted_per_namespace(&untrusted_keys(&split.untrusted))["shop"],
+            2
+        );
     }
 
     #[test]
@@ -950,24 +1307,94 @@ mod tests {
         b.metadata.name = Some("b".into());
         let (new, logged) = newly_untrusted(
             &HashSet::new(),
-            &[(&a, Untrusted::NotOwnedByVariantService)],
+            untrusted_keys(&[(&a, Untrusted::NotOwnedByVariantService)]),
         );
         assert_eq!(new.len(), 1);
         let both = [
             (&a, Untrusted::NotOwnedByVariantService),
             (&b, Untrusted::UnknownService),
         ];
-        let (new, logged) = newly_untrusted(&logged, &both);
+        let (new, logged) = newly_untrusted(&logged, untrusted_keys(&both));
         assert_eq!(
             new,
             [("shop".into(), "b".into(), Untrusted::UnknownService)]
         );
-        let (new, logged) = newly_untrusted(&logged, &both);
+        let (new, logged) = newly_untrusted(&logged, untrusted_keys(&both));
         assert!(new.is_empty());
         // Gone, then back: logged again.
-        let (_, logged) = newly_untrusted(&logged, &both[1..]);
-        let (new, _) = newly_untrusted(&logged, &both);
+        let (_, logged) = newly_untrusted(&logged, untrusted_keys(&both[1..]));
+        let (new, _) = newly_untrusted(&logged, untrusted_keys(&both));
         assert_eq!(new.len(), 1);
+    }
+
+    #[test]
+    fn claims_name_the_variants_an_object_leaves_and_joins() {
+        let mut claims = Claims::default();
+        let a = key("shop", "user", Variant::Main);
+        let b = key("shop", "user", Variant::Preview);
+        let mut s = user_slice();
+        s.metadata.name = Some("user-abcde".into());
+        let k = obj_key(&s);
+        assert_eq!(claims.slice(k.clone(), Some(&s)), std::slice::from_ref(&a));
+        assert_eq!(claims.slices_of(&a).collect::<Vec<_>>(), ["user-abcde"]);
+        // Relabelled to the preview variant: both must be checked again.
+        s.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(labels::VARIANT.into(), "preview".into());
+        assert_eq!(claims.slice(k.clone(), Some(&s)), [a.clone(), b.clone()]);
+        assert_eq!(claims.slices_of(&a).count(), 0);
+        assert_eq!(claims.slices_of(&b).count(), 1);
+        // Deleted: the variant it claimed.
+        assert_eq!(claims.slice(k, None), std::slice::from_ref(&b));
+        assert_eq!(claims.slices_of(&b).count(), 0);
+        // Services likewise.
+        let route = user_route();
+        let svc = service_of(&route, Variant::Main);
+        assert_eq!(
+            claims.service(obj_key(&svc), Some(&svc)),
+            std::slice::from_ref(&a)
+        );
+        assert_eq!(claims.services_of(&a).collect::<Vec<_>>(), ["user"]);
+        let from_all = Claims::from_objects([&user_slice()], [&svc]);
+        assert_eq!(from_all.services_of(&a).count(), 1);
+    }
+
+    #[test]
+    fn stripping_keeps_what_routing_reads() {
+        let mut r = user_route().with_preview();
+        r.metadata.managed_fields = Some(vec![Default::default()]);
+        r.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        r.spec.env = vec![Default::default()];
+        let before = r.clone();
+        strip_route(&mut r);
+        assert!(r.metadata.managed_fields.is_none() && r.metadata.annotations.is_none());
+        assert!(r.spec.env.is_empty() && r.spec.preview.as_ref().unwrap().env.is_empty());
+        // Everything routing, the conflict and grant rules and the owner chain read.
+        assert_eq!(r.key(), before.key());
+        assert_eq!(r.metadata.uid, before.metadata.uid);
+        assert_eq!(
+            r.metadata.creation_timestamp,
+            before.metadata.creation_timestamp
+        );
+        assert_eq!(
+            (&r.spec.path, &r.spec.methods, &r.spec.host),
+            (&before.spec.path, &before.spec.methods, &before.spec.host)
+        );
+        assert_eq!(
+            (r.spec.timeout_seconds, r.spec.body_limit_bytes()),
+            (before.spec.timeout_seconds, before.spec.body_limit_bytes())
+        );
+        assert!(r.spec.preview.is_some());
+        let route = user_route();
+        let mut svc = service_of(&route, Variant::Main);
+        let mut slice = owned_by(user_slice(), &svc);
+        strip_service(&mut svc);
+        strip_slice(&mut slice);
+        let split = trusted_slices([&slice], [&svc], [&route]);
+        assert!(split.untrusted.is_empty());
+        assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
     }
 
     #[test]

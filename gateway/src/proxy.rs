@@ -155,7 +155,13 @@ impl Gateway {
     pub fn install(&self, table: RouteTable) {
         let table = Arc::new(table);
         self.table.store(Arc::clone(&table));
-        activator::wake_ready(&table);
+        activator::wake_ready(table.targets.values());
+    }
+
+    /// Installs an incremental update: only the targets it changed can wake anyone.
+    pub fn install_update(&self, update: table::Update) {
+        self.table.store(Arc::new(update.table));
+        activator::wake_ready(&update.ready);
     }
 
     /// The current table.

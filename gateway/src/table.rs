@@ -1,5 +1,8 @@
 //! The route table: an immutable snapshot built from the admitted ApiRoutes and their ready
-//! endpoints, swapped whole on every change (request handlers never lock).
+//! endpoints, swapped whole on every change (request handlers never lock). The [`Registry`]
+//! keeps the index behind it and changes it per event: a new snapshot shares everything
+//! the event did not touch with the previous one (trie nodes, entries and targets sit
+//! behind `Arc`s), so an event costs the depth of one trie path, not the route count.
 //!
 //! Matching is a segment trie per host (plus one for hostless routes). A depth-first walk
 //! with backtracking tries, at every node, the route ending there, then the static child
@@ -13,8 +16,8 @@
 //! routes serves is a 405 with `Allow`, never a fall-through to a lower-precedence pattern.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -111,7 +114,9 @@ impl Target {
 pub struct RouteEntry {
     /// `namespace/name`.
     pub key: Arc<str>,
-    pub pattern: Pattern,
+    /// The pattern's parameters (its text is `pattern_header`): a route entry per route
+    /// is much of the table's memory, the whole parsed pattern is not needed.
+    params: Box<[Param]>,
     /// `None`: every method.
     pub methods: Option<Box<[Method]>>,
     pub name_header: HeaderValue,
@@ -123,7 +128,34 @@ pub struct RouteEntry {
     pub metrics: Arc<RouteMetrics>,
     /// `spec.host`, lower case.
     pub host: Option<Box<str>>,
-    has_params: bool,
+}
+
+/// A parameter of a route's pattern: the segment index it starts at, its name, and
+/// whether it takes the rest of the path (`[...x]`, `[[...x]]`).
+struct Param {
+    index: usize,
+    name: Box<str>,
+    many: bool,
+}
+
+fn params_of(pattern: &Pattern) -> Box<[Param]> {
+    pattern
+        .segments()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, seg)| {
+            let (name, many) = match seg {
+                Segment::Static(_) => return None,
+                Segment::Dynamic(n) => (n, false),
+                Segment::CatchAll(n) | Segment::OptionalCatchAll(n) => (n, true),
+            };
+            Some(Param {
+                index,
+                name: name.as_str().into(),
+                many,
+            })
+        })
+        .collect()
 }
 
 impl RouteEntry {
@@ -146,12 +178,12 @@ impl RouteEntry {
         let mut out = String::with_capacity(2 + segs.iter().map(|s| s.len() + 8).sum::<usize>());
         out.push('{');
         let mut first = true;
-        for (i, seg) in self.pattern.segments().iter().enumerate() {
-            let (name, many) = match seg {
-                Segment::Static(_) => continue,
-                Segment::Dynamic(n) => (n, false),
-                Segment::CatchAll(n) | Segment::OptionalCatchAll(n) => (n, true),
-            };
+        for &Param {
+            index: i,
+            ref name,
+            many,
+        } in &self.params
+        {
             if many && i >= segs.len() {
                 break; // optional catch-all with zero segments: absent
             }
@@ -180,7 +212,7 @@ impl RouteEntry {
 
     /// `x-apiroute-params` as a header value.
     pub fn params_header(&self, segs: &[&str]) -> Option<HeaderValue> {
-        if !self.has_params {
+        if self.params.is_empty() {
             return Some(HeaderValue::from_static("{}"));
         }
         // The JSON's buffer becomes the header value without a copy.
@@ -218,49 +250,57 @@ fn push_json_str(out: &mut String, s: &str) {
 
 /// The routes sharing one canonical pattern (and host): several only with disjoint methods.
 pub struct Leaf {
-    pub routes: Box<[Arc<RouteEntry>]>,
+    /// Most leaves have one route: kept inline.
+    pub routes: SmallVec<[Arc<RouteEntry>; 1]>,
     /// `Allow` for a 405: the union of the routes' methods.
     pub allow: HeaderValue,
 }
 
 impl Leaf {
+    fn new(routes: Vec<Arc<RouteEntry>>) -> Self {
+        let mut allow: Vec<&str> = routes
+            .iter()
+            .filter_map(|r| r.methods.as_ref())
+            .flat_map(|ms| ms.iter().map(Method::as_str))
+            .collect();
+        allow.sort_unstable();
+        allow.dedup();
+        let allow = HeaderValue::try_from(allow.join(", "))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        Leaf {
+            routes: routes.into(),
+            allow,
+        }
+    }
+
     pub fn select(&self, method: &Method) -> Option<&Arc<RouteEntry>> {
         self.routes.iter().find(|r| r.allows(method))
     }
 }
 
-#[derive(Default)]
+/// A trie node. Children and leaves sit behind `Arc`s so that a change copies only the
+/// nodes on its path; the rest is shared with the snapshots requests still hold.
+#[derive(Clone, Default)]
 struct Node {
-    here: Option<u32>,
-    statics: HashMap<Box<str>, Node, RandomState>,
-    dynamic: Option<Box<Node>>,
-    catch_all: Option<u32>,
-    optional_catch_all: Option<u32>,
+    here: Option<Arc<Leaf>>,
+    statics: HashMap<Arc<str>, Arc<Node>, RandomState>,
+    dynamic: Option<Arc<Node>>,
+    catch_all: Option<Arc<Leaf>>,
+    optional_catch_all: Option<Arc<Leaf>>,
 }
 
 impl Node {
-    fn insert(&mut self, segments: &[Segment], leaf: u32) {
-        let mut node = self;
-        for s in segments {
-            match s {
-                Segment::Static(t) => node = node.statics.entry(t.as_str().into()).or_default(),
-                Segment::Dynamic(_) => node = node.dynamic.get_or_insert_with(Box::default),
-                Segment::CatchAll(_) => {
-                    node.catch_all = Some(leaf);
-                    return;
-                }
-                Segment::OptionalCatchAll(_) => {
-                    node.optional_catch_all = Some(leaf);
-                    return;
-                }
-            }
-        }
-        node.here = Some(leaf);
+    fn is_empty(&self) -> bool {
+        self.here.is_none()
+            && self.statics.is_empty()
+            && self.dynamic.is_none()
+            && self.catch_all.is_none()
+            && self.optional_catch_all.is_none()
     }
 
-    fn find(&self, segs: &[&str]) -> Option<u32> {
+    fn find(&self, segs: &[&str]) -> Option<&Leaf> {
         let Some((first, rest)) = segs.split_first() else {
-            return self.here.or(self.optional_catch_all);
+            return self.here.as_deref().or(self.optional_catch_all.as_deref());
         };
         if let Some(child) = self.statics.get(*first)
             && let Some(found) = child.find(rest)
@@ -272,14 +312,45 @@ impl Node {
         {
             return Some(found);
         }
-        self.catch_all.or(self.optional_catch_all)
+        self.catch_all
+            .as_deref()
+            .or(self.optional_catch_all.as_deref())
     }
 }
 
-#[derive(Default)]
-struct Trie {
-    root: Node,
-    leaves: Vec<Leaf>,
+/// Sets (with `None`: removes) the leaf at `segments` below `node`, copying the nodes on
+/// the way when they are shared and dropping those left empty.
+fn set_leaf(node: &mut Arc<Node>, segments: &[Segment], leaf: Option<Arc<Leaf>>) {
+    let n = Arc::make_mut(node);
+    let Some((first, rest)) = segments.split_first() else {
+        n.here = leaf;
+        return;
+    };
+    match first {
+        Segment::CatchAll(_) => n.catch_all = leaf,
+        Segment::OptionalCatchAll(_) => n.optional_catch_all = leaf,
+        Segment::Dynamic(_) => {
+            if leaf.is_none() && n.dynamic.is_none() {
+                return;
+            }
+            let child = n.dynamic.get_or_insert_with(Arc::default);
+            set_leaf(child, rest, leaf);
+            if child.is_empty() {
+                n.dynamic = None;
+            }
+        }
+        Segment::Static(text) => {
+            let child = match n.statics.get_mut(text.as_str()) {
+                Some(child) => child,
+                None if leaf.is_none() => return,
+                None => n.statics.entry(text.as_str().into()).or_default(),
+            };
+            set_leaf(child, rest, leaf);
+            if child.is_empty() {
+                n.statics.remove(text.as_str());
+            }
+        }
+    }
 }
 
 /// The result of a lookup.
@@ -290,17 +361,18 @@ pub enum Lookup<'t> {
     NotFound,
 }
 
-/// An immutable routing snapshot.
-#[derive(Default)]
+/// An immutable routing snapshot. Cloning it is cheap (everything inside is shared), which
+/// is how the [`Registry`] publishes a new one after each change.
+#[derive(Clone, Default)]
 pub struct RouteTable {
-    hosts: HashMap<Box<str>, Trie, RandomState>,
-    any: Trie,
+    hosts: ShardedMap<Arc<str>, Arc<Node>>,
+    any: Arc<Node>,
     /// Every variant in the table, for the activator.
-    pub targets: HashMap<RouteRef, Arc<Target>>,
+    pub targets: ShardedMap<Arc<RouteRef>, Arc<Target>>,
     /// Admitted routes.
     pub routes: usize,
-    /// Every admitted route, in input order (for the admin `/routes` view).
-    pub entries: Vec<Arc<RouteEntry>>,
+    /// Every admitted route by `namespace/name`.
+    entries: ShardedMap<Arc<str>, Arc<RouteEntry>>,
 }
 
 impl RouteTable {
@@ -323,15 +395,27 @@ impl RouteTable {
         Self::in_trie(&self.any, segs, method).unwrap_or(Lookup::NotFound)
     }
 
-    fn in_trie<'t>(trie: &'t Trie, segs: &[&str], method: &Method) -> Option<Lookup<'t>> {
-        let leaf = trie.leaves.get(trie.root.find(segs)? as usize)?;
+    fn in_trie<'t>(root: &'t Node, segs: &[&str], method: &Method) -> Option<Lookup<'t>> {
+        let leaf = root.find(segs)?;
         Some(match leaf.select(method) {
             Some(route) => Lookup::Route(route),
             None => Lookup::MethodNotAllowed(&leaf.allow),
         })
     }
 
-    /// A JSON view of the table for operators (admin `/routes`).
+    /// Every admitted route, by `namespace/name`.
+    pub fn entries(&self) -> Vec<&Arc<RouteEntry>> {
+        let mut all: Vec<&Arc<RouteEntry>> = self.entries.values().collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    /// The admitted route `namespace/name`.
+    pub fn entry(&self, key: &str) -> Option<&Arc<RouteEntry>> {
+        self.entries.get(key)
+    }
+
+    /// A JSON view of the table for operators (admin `/routes`), by route name.
     pub fn to_json(&self) -> serde_json::Value {
         let eps = |t: &Target| -> Vec<String> {
             t.endpoints
@@ -340,12 +424,12 @@ impl RouteTable {
                 .collect()
         };
         let routes: Vec<serde_json::Value> = self
-            .entries
-            .iter()
+            .entries()
+            .into_iter()
             .map(|r| {
                 serde_json::json!({
                     "name": &*r.key,
-                    "pattern": r.pattern.to_string(),
+                    "pattern": r.pattern_header.to_str().unwrap_or_default(),
                     "host": r.host.as_deref(),
                     "methods": r.methods.as_ref().map(|ms| ms.iter().map(Method::as_str).collect::<Vec<_>>()),
                     "timeoutSeconds": r.timeout.as_secs(),
@@ -364,18 +448,98 @@ impl RouteTable {
     }
 }
 
-/// State that outlives rebuilds: per-variant activator/load state, endpoint in-flight
-/// counters and per-route metric handles. Only the (rare) rebuild locks it.
+/// The route index: every known ApiRoute, the ready endpoints of every variant and the
+/// RouteGrants, with the table they give. Events change it with [`Edit`]; only the
+/// conflict groups (same host and canonical pattern) an event touches are decided again
+/// (with [`admit_granted`], as a full build does: conflicts never cross groups), and only
+/// their trie paths are copied. Per-variant state (activator, load, in-flight counters)
+/// and per-route metric handles live in the table's entries and outlive changes.
 pub struct Registry {
     pub metrics: Arc<Metrics>,
-    inner: Mutex<RegistryInner>,
+    inner: Mutex<Index>,
+}
+
+/// Routes that can conflict: lower-case host (or none) and canonical pattern, as
+/// `host pattern` (a space is in neither).
+type GroupKey = Arc<str>;
+
+struct Group {
+    /// Lower case.
+    host: Option<Arc<str>>,
+    /// Route keys, sorted (most groups have one).
+    members: SmallVec<[Arc<str>; 1]>,
+    /// The pattern of the last member to leave, until the group's leaf is removed (the
+    /// members' patterns give the leaf's place otherwise; not kept, to save memory).
+    vacated: Option<Pattern>,
+}
+
+struct Known {
+    route: Arc<ApiRoute>,
+    /// The last [`Index::generation`] that listed it.
+    seen: u64,
+    /// `None` when `spec.path` does not parse (never routed).
+    group: Option<GroupKey>,
 }
 
 #[derive(Default)]
-struct RegistryInner {
-    variants: HashMap<RouteRef, Arc<VariantState>>,
-    endpoints: HashMap<(RouteRef, Authority), Arc<Endpoint>>,
-    routes: HashMap<Arc<str>, Arc<RouteMetrics>>,
+struct Index {
+    known: HashMap<Arc<str>, Known, RandomState>,
+    groups: HashMap<GroupKey, Group, RandomState>,
+    /// Ready endpoints per variant (non-empty lists only), whether routed or not.
+    ready: HashMap<Arc<RouteRef>, Box<[Authority]>, RandomState>,
+    grants: Vec<RouteGrant>,
+    table: RouteTable,
+    /// Groups to decide again at the next commit.
+    dirty: HashSet<GroupKey, RandomState>,
+    /// State of routes and variants that left the table during this edit, reused if they
+    /// come back before the commit (a route moving between groups keeps its counters).
+    dropped_metrics: HashMap<Arc<str>, Arc<RouteMetrics>, RandomState>,
+    dropped_targets: HashMap<Arc<RouteRef>, Arc<Target>, RandomState>,
+    /// Bumped by each [`Registry::rebuild`], which marks the routes it lists with it.
+    generation: u64,
+    /// Targets made during this edit (held requests of the ready ones are woken).
+    made: Vec<Arc<Target>>,
+}
+
+/// What a commit publishes.
+pub struct Update {
+    pub table: RouteTable,
+    /// Targets that changed and have ready endpoints: their held requests may go.
+    pub ready: Vec<Arc<Target>>,
+}
+
+/// The group of a route (its key, a new group for it), or `None` when its path does not
+/// parse.
+fn group_of(route: &ApiRoute) -> Option<(GroupKey, Group)> {
+    let pattern = Pattern::parse(&route.spec.path).ok()?;
+    let host: Option<Arc<str>> = route
+        .spec
+        .host
+        .as_deref()
+        .map(|h| h.to_ascii_lowercase().into());
+    let canonical = pattern.canonical();
+    let mut key = String::with_capacity(host.as_deref().map_or(0, str::len) + 1 + canonical.len());
+    key.push_str(host.as_deref().unwrap_or(""));
+    key.push(' ');
+    key.push_str(&canonical);
+    let group = Group {
+        host,
+        members: SmallVec::new(),
+        vacated: None,
+    };
+    Some((key.into(), group))
+}
+
+/// Whether two ApiRoutes are the same object content (the CRD's root type has no `==`).
+fn same_route(a: &Arc<ApiRoute>, b: &Arc<ApiRoute>) -> bool {
+    Arc::ptr_eq(a, b) || (a.metadata == b.metadata && a.spec == b.spec && a.status == b.status)
+}
+
+fn same_grants(a: &[RouteGrant], b: &[RouteGrant]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.metadata == y.metadata && x.spec == y.spec)
 }
 
 impl Registry {
@@ -386,12 +550,21 @@ impl Registry {
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     /// Every variant state (for load reports).
     pub fn variants(&self) -> Vec<Arc<VariantState>> {
-        self.inner
-            .lock()
-            .map(|g| g.variants.values().cloned().collect())
-            .unwrap_or_default()
+        self.lock()
+            .table
+            .targets
+            .values()
+            .map(|t| Arc::clone(&t.state))
+            .collect()
     }
 
     /// Builds a table from every known ApiRoute (conflicts are resolved here, with
@@ -413,88 +586,378 @@ impl Registry {
         grants: &[RouteGrant],
         endpoints: impl Fn(&RouteRef) -> Vec<Authority>,
     ) -> RouteTable {
-        let timer = self.metrics.table_rebuild_seconds.start_timer();
-        let mut guard = match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let old = std::mem::take(&mut *guard);
-        let mut builder = Builder {
-            reg: self,
-            old,
-            new: RegistryInner::default(),
-            table: RouteTable::default(),
-            leaf_ids: HashMap::new(),
-            leaves: HashMap::new(),
-        };
-        let admissions = admit_granted(routes, grants);
-        for (route, admission) in routes.iter().zip(admissions) {
-            if admission == Admission::Accepted {
-                builder.add(route, &endpoints);
+        let mut ready = HashMap::new();
+        for route in routes {
+            let namespace = route.metadata.namespace.clone().unwrap_or_default();
+            let name = route.metadata.name.clone().unwrap_or_default();
+            for variant in [Variant::Main, Variant::Preview] {
+                let key = RouteRef {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    variant,
+                };
+                let addrs = endpoints(&key);
+                if !addrs.is_empty() {
+                    ready.insert(key, addrs);
+                }
             }
         }
-        let table = builder.finish(&mut guard);
-        self.metrics
-            .table_routes
-            .set(i64::try_from(table.routes).unwrap_or(i64::MAX));
-        self.metrics.table_rebuilds.inc();
-        timer.observe_duration();
-        table
+        let routes = routes.iter().map(|r| Arc::new(r.clone()));
+        self.rebuild(routes, grants.to_vec(), ready).table
+    }
+
+    /// Makes the index hold exactly `routes`, `grants` and `ready` (every variant's ready
+    /// endpoints): what a full build from them gives. Used when a watch lists (again):
+    /// only what differs from the index is applied, so a relist that changed little costs
+    /// little, and per-route and per-variant state of routes still routed is kept.
+    pub fn rebuild(
+        &self,
+        routes: impl IntoIterator<Item = Arc<ApiRoute>>,
+        grants: Vec<RouteGrant>,
+        ready: HashMap<RouteRef, Vec<Authority>>,
+    ) -> Update {
+        let routes: Vec<Arc<ApiRoute>> = routes.into_iter().collect();
+        let mut edit = self.edit();
+        let index = &mut *edit.index;
+        if index.known.is_empty() {
+            // Sized up front: growing maps of this size is a good part of a first build.
+            index.known.reserve(routes.len());
+            index.groups.reserve(routes.len());
+            index.dirty.reserve(routes.len());
+            index.ready.reserve(ready.len());
+        }
+        if !same_grants(&index.grants, &grants) {
+            index.grants = grants;
+            index.dirty.extend(index.groups.keys().cloned());
+        }
+        index.generation += 1;
+        let now = index.generation;
+        for route in routes {
+            let key = route.key();
+            match index.known.get_mut(key.as_str()) {
+                Some(k) if same_route(&k.route, &route) => {
+                    k.seen = now;
+                    k.route = route; // the store's copy, not two
+                }
+                _ => index.apply_keyed(key.into(), route),
+            }
+        }
+        let gone: Vec<Arc<str>> = index
+            .known
+            .iter()
+            .filter(|(_, k)| k.seen != now)
+            .map(|(key, _)| Arc::clone(key))
+            .collect();
+        for key in gone {
+            index.forget(&key);
+        }
+        let stale: Vec<RouteRef> = index
+            .ready
+            .keys()
+            .filter(|k| !ready.contains_key(&***k))
+            .map(|k| (**k).clone())
+            .collect();
+        for key in stale {
+            index.set_ready(key, Vec::new());
+        }
+        for (key, addrs) in ready {
+            index.set_ready(key, addrs);
+        }
+        edit.commit()
+    }
+
+    /// Starts a change; [`Edit::commit`] publishes it.
+    pub fn edit(&self) -> Edit<'_> {
+        Edit {
+            timer: self.metrics.table_rebuild_seconds.start_timer(),
+            reg: self,
+            index: self.lock(),
+        }
     }
 }
 
-struct Builder<'r> {
+/// A change to the index under way (holds its lock).
+pub struct Edit<'r> {
     reg: &'r Registry,
-    old: RegistryInner,
-    new: RegistryInner,
-    table: RouteTable,
-    /// (host, canonical pattern) → leaf index within that host's trie.
-    leaf_ids: HashMap<(Option<String>, String), u32>,
-    /// Routes collected per leaf before the leaves are frozen.
-    leaves: HashMap<(Option<String>, u32), Vec<Arc<RouteEntry>>>,
+    index: MutexGuard<'r, Index>,
+    timer: prometheus::HistogramTimer,
 }
 
-impl Builder<'_> {
-    fn target(&mut self, key: RouteRef, addrs: Vec<Authority>) -> Arc<Target> {
-        let state = self
-            .old
-            .variants
-            .remove(&key)
-            .or_else(|| self.new.variants.get(&key).cloned())
-            .unwrap_or_else(|| Arc::new(VariantState::new(key.clone())));
-        self.new.variants.insert(key.clone(), Arc::clone(&state));
-        let mut endpoints = Vec::with_capacity(addrs.len());
-        for authority in addrs {
-            let ek = (key.clone(), authority);
-            let e = self
-                .old
-                .endpoints
-                .remove(&ek)
-                .or_else(|| self.new.endpoints.get(&ek).cloned())
-                .unwrap_or_else(|| Arc::new(Endpoint::new(ek.1.clone())));
-            if !endpoints.iter().any(|x: &Arc<Endpoint>| Arc::ptr_eq(x, &e)) {
-                endpoints.push(Arc::clone(&e));
-            }
-            self.new.endpoints.insert(ek, e);
+impl Edit<'_> {
+    /// An ApiRoute was added or changed.
+    pub fn apply(&mut self, route: Arc<ApiRoute>) {
+        self.index.apply(route);
+    }
+
+    /// The ApiRoute `namespace/name` is gone.
+    pub fn delete(&mut self, key: &str) {
+        self.index.forget(key);
+    }
+
+    /// A variant's ready endpoints are now `addrs`.
+    pub fn set_endpoints(&mut self, variant: RouteRef, addrs: Vec<Authority>) {
+        self.index.set_ready(variant, addrs);
+    }
+
+    /// The RouteGrants are now `grants` (every group is decided again).
+    pub fn set_grants(&mut self, grants: Vec<RouteGrant>) {
+        let index = &mut *self.index;
+        index.grants = grants;
+        index.dirty.extend(index.groups.keys().cloned());
+    }
+
+    /// Applies the change and returns the new snapshot.
+    pub fn commit(mut self) -> Update {
+        let index = &mut *self.index;
+        for group in std::mem::take(&mut index.dirty) {
+            index.decide(&group, &self.reg.metrics);
         }
-        let target = Arc::new(Target {
-            state,
-            endpoints: endpoints.into_boxed_slice(),
+        // Routes that are gone: drop all their series (counters included), so deleted
+        // routes do not pile up in /metrics.
+        for (_, metrics) in index.dropped_metrics.drain() {
+            metrics.remove_series();
+        }
+        index.dropped_targets.clear();
+        let table = &index.table;
+        let ready = std::mem::take(&mut index.made)
+            .into_iter()
+            .filter(|t| {
+                !t.endpoints.is_empty()
+                    && table
+                        .targets
+                        .get(&t.state.key)
+                        .is_some_and(|now| Arc::ptr_eq(now, t))
+            })
+            .collect();
+        let table = table.clone();
+        let metrics = &self.reg.metrics;
+        metrics
+            .table_routes
+            .set(i64::try_from(table.routes).unwrap_or(i64::MAX));
+        metrics.table_rebuilds.inc();
+        self.timer.observe_duration();
+        Update { table, ready }
+    }
+}
+
+impl Index {
+    fn apply(&mut self, route: Arc<ApiRoute>) {
+        let key = route.key();
+        // A status update, or one of what the store strips: nothing to decide (keep the
+        // store's copy, not two).
+        if let Some(known) = self.known.get_mut(key.as_str())
+            && same_route(&known.route, &route)
+        {
+            known.route = route;
+            return;
+        }
+        self.apply_keyed(key.into(), route);
+    }
+
+    fn apply_keyed(&mut self, key: Arc<str>, route: Arc<ApiRoute>) {
+        self.forget(&key);
+        let group = group_of(&route).map(|(id, new)| {
+            let members = &mut self.groups.entry(Arc::clone(&id)).or_insert(new).members;
+            if let Err(at) = members.binary_search(&key) {
+                members.insert(at, Arc::clone(&key));
+            }
+            self.dirty.insert(Arc::clone(&id));
+            id
         });
+        let seen = self.generation;
+        self.known.insert(key, Known { route, seen, group });
+    }
+
+    /// Removes a route from the index and the table (its group is decided again).
+    fn forget(&mut self, key: &str) {
+        if let Some(Known {
+            route,
+            group: Some(group),
+            ..
+        }) = self.known.remove(key)
+        {
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.members.retain(|k| &**k != key);
+                if g.members.is_empty() {
+                    g.vacated = Pattern::parse(&route.spec.path).ok();
+                }
+            }
+            self.dirty.insert(group);
+        }
+        self.unroute(key);
+    }
+
+    fn set_ready(&mut self, variant: RouteRef, addrs: Vec<Authority>) {
+        // Unique, first occurrence kept: the order is the caller's (sorted from slices,
+        // as written in a static file). Lists are a route's replicas: quadratic is fine.
+        let mut unique: Vec<Authority> = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            if !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        let addrs = unique;
+        let same = match self.ready.get(&variant) {
+            Some(old) => old[..] == addrs[..],
+            None => addrs.is_empty(),
+        };
+        if same {
+            return;
+        }
+        let key = format!("{}/{}", variant.namespace, variant.name);
+        if addrs.is_empty() {
+            self.ready.remove(&variant);
+        } else {
+            // One copy of the names per variant: the state's when there is one.
+            let shared = match self.table.targets.get(&variant) {
+                Some(t) => Arc::clone(&t.state.key),
+                None => Arc::new(variant),
+            };
+            self.ready.insert(shared, addrs.into_boxed_slice());
+        }
+        if let Some(Known {
+            group: Some(group), ..
+        }) = self.known.get(key.as_str())
+        {
+            self.dirty.insert(Arc::clone(group));
+        }
+    }
+
+    /// Takes a route out of the table, keeping its state for a return within this edit.
+    fn unroute(&mut self, key: &str) {
+        let Some(entry) = self.table.entries.remove(key) else {
+            return;
+        };
+        self.table.routes = self.table.entries.len();
+        self.dropped_metrics
+            .insert(Arc::clone(&entry.key), Arc::clone(&entry.metrics));
+        for target in std::iter::once(&entry.main).chain(&entry.preview) {
+            let variant = &target.state.key;
+            if let Some(t) = self.table.targets.remove(variant) {
+                self.dropped_targets.insert(Arc::clone(variant), t);
+            }
+        }
+    }
+
+    /// Decides a group again (as a full build would) and updates its entries and leaf.
+    fn decide(&mut self, id: &GroupKey, metrics: &Arc<Metrics>) {
+        // Out of the map while its members are routed (put back unless empty).
+        let Some(mut group) = self.groups.remove(id) else {
+            return;
+        };
+        let members: Vec<(Arc<str>, Arc<ApiRoute>)> = group
+            .members
+            .iter()
+            .filter_map(|k| Some((Arc::clone(k), Arc::clone(&self.known.get(k)?.route))))
+            .collect();
+        let admissions = admit_granted(members.iter().map(|(_, r)| &**r), &self.grants);
+        let mut routed = Vec::new();
+        for ((key, route), admission) in members.iter().zip(admissions) {
+            let entry = (admission == Admission::Accepted)
+                .then(|| self.route(key, route, metrics))
+                .flatten();
+            match entry {
+                Some(entry) => routed.push(entry),
+                None => self.unroute(key),
+            }
+        }
+        let leaf = (!routed.is_empty()).then(|| Arc::new(Leaf::new(routed)));
+        // Members share the shape (the canonical pattern).
+        let shape = match members.first() {
+            Some((_, route)) => Pattern::parse(&route.spec.path).ok(),
+            None => group.vacated.take(),
+        };
+        let Some(shape) = shape else {
+            return; // cannot happen: members' paths parse, and the last one's is kept
+        };
+        let segments = shape.segments();
+        match &group.host {
+            None => set_leaf(&mut self.table.any, segments, leaf),
+            Some(host) => {
+                if let Some(root) = self.table.hosts.get_mut(&**host) {
+                    set_leaf(root, segments, leaf);
+                    if root.is_empty() {
+                        self.table.hosts.remove(&**host);
+                    }
+                } else if leaf.is_some() {
+                    let mut root = Arc::default();
+                    set_leaf(&mut root, segments, leaf);
+                    self.table.hosts.insert(Arc::clone(host), root);
+                }
+            }
+        }
+        if !members.is_empty() {
+            self.groups.insert(Arc::clone(id), group);
+        }
+    }
+
+    /// The target of a variant: the current one when its endpoints are unchanged, else a
+    /// new one that keeps the variant's state and the endpoints that stay.
+    fn target(&mut self, key: RouteRef) -> Arc<Target> {
+        let previous = self
+            .table
+            .targets
+            .get(&key)
+            .cloned()
+            .or_else(|| self.dropped_targets.remove(&key));
+        let (ready_key, addrs): (Option<&Arc<RouteRef>>, &[Authority]) =
+            match self.ready.get_key_value(&key) {
+                Some((k, a)) => (Some(k), a),
+                None => (None, &[]),
+            };
+        // One copy of the names per variant: the state's, else the ready map's.
+        let key = match (&previous, ready_key) {
+            (Some(p), _) => Arc::clone(&p.state.key),
+            (None, Some(k)) => Arc::clone(k),
+            (None, None) => Arc::new(key),
+        };
+        if let Some(prev) = &previous
+            && prev.endpoints.len() == addrs.len()
+            && prev
+                .endpoints
+                .iter()
+                .zip(addrs)
+                .all(|(e, a)| e.authority == *a)
+        {
+            self.table.targets.insert(key, Arc::clone(prev));
+            return Arc::clone(prev);
+        }
+        let endpoints = addrs
+            .iter()
+            .map(|a| {
+                previous
+                    .iter()
+                    .flat_map(|p| p.endpoints.iter())
+                    .find(|e| e.authority == *a)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(a.clone())))
+            })
+            .collect();
+        let state = previous
+            .map(|p| Arc::clone(&p.state))
+            .unwrap_or_else(|| Arc::new(VariantState::new(Arc::clone(&key))));
+        let target = Arc::new(Target { state, endpoints });
         self.table.targets.insert(key, Arc::clone(&target));
+        self.made.push(Arc::clone(&target));
         target
     }
 
-    fn add(&mut self, route: &ApiRoute, endpoints: &impl Fn(&RouteRef) -> Vec<Authority>) {
-        let Ok(pattern) = Pattern::parse(&route.spec.path) else {
-            return;
-        };
-        let key: Arc<str> = route.key().into();
+    /// Puts an admitted route in the table's entries (not yet in its leaf); `None` when
+    /// it cannot be served (its name or pattern is no header value).
+    fn route(
+        &mut self,
+        key: &Arc<str>,
+        route: &ApiRoute,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Arc<RouteEntry>> {
+        let pattern = Pattern::parse(&route.spec.path).ok()?;
+        let key = Arc::clone(key);
         let (Ok(name_header), Ok(pattern_header)) = (
             HeaderValue::try_from(&*key),
             HeaderValue::try_from(pattern.to_string()),
         ) else {
-            return;
+            self.unroute(&key);
+            return None;
         };
         let namespace = route.metadata.namespace.clone().unwrap_or_default();
         let name = route.metadata.name.clone().unwrap_or_default();
@@ -503,32 +966,32 @@ impl Builder<'_> {
             name: name.clone(),
             variant,
         };
-        let main_key = rref(Variant::Main);
-        let main_addrs = endpoints(&main_key);
-        let main = self.target(main_key, main_addrs);
-        let preview = route.spec.preview.as_ref().map(|_| {
-            let k = rref(Variant::Preview);
-            let addrs = endpoints(&k);
-            self.target(k, addrs)
-        });
+        let main = self.target(rref(Variant::Main));
+        let preview = match route.spec.preview {
+            Some(_) => Some(self.target(rref(Variant::Preview))),
+            None => {
+                let gone = rref(Variant::Preview);
+                if let Some(t) = self.table.targets.remove(&gone) {
+                    self.dropped_targets.insert(Arc::clone(&t.state.key), t);
+                }
+                None
+            }
+        };
         let metrics = self
-            .old
-            .routes
-            .remove(&key)
-            .or_else(|| self.new.routes.get(&key).cloned())
-            .unwrap_or_else(|| self.reg.metrics.route(&key));
-        self.new
-            .routes
-            .insert(Arc::clone(&key), Arc::clone(&metrics));
+            .table
+            .entries
+            .get(&*key)
+            .map(|e| Arc::clone(&e.metrics))
+            .or_else(|| self.dropped_metrics.remove(&*key))
+            .unwrap_or_else(|| metrics.route(&key));
         let methods = effective_methods(route.spec.methods.as_deref()).map(|set| {
             set.iter()
                 .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
                 .collect::<Box<[Method]>>()
         });
-        let has_params = pattern.params().next().is_some();
-        let host = route.spec.host.as_ref().map(|h| h.to_ascii_lowercase());
+        let params = params_of(&pattern);
         let entry = Arc::new(RouteEntry {
-            key,
+            key: Arc::clone(&key),
             methods,
             name_header,
             pattern_header,
@@ -539,63 +1002,21 @@ impl Builder<'_> {
             main,
             preview,
             metrics,
-            host: host.as_deref().map(Into::into),
-            has_params,
-            pattern,
+            host: route
+                .spec
+                .host
+                .as_ref()
+                .map(|h| h.to_ascii_lowercase().into()),
+            params,
         });
-        let canonical = entry.pattern.canonical();
-        let trie = match &host {
-            Some(h) => self.table.hosts.entry(h.as_str().into()).or_default(),
-            None => &mut self.table.any,
-        };
-        let next_id = u32::try_from(trie.leaves.len()).unwrap_or(u32::MAX);
-        let id = *self
-            .leaf_ids
-            .entry((host.clone(), canonical))
-            .or_insert_with(|| {
-                trie.root.insert(entry.pattern.segments(), next_id);
-                trie.leaves.push(Leaf {
-                    routes: Box::new([]),
-                    allow: HeaderValue::from_static(""),
-                });
-                next_id
-            });
-        self.table.entries.push(Arc::clone(&entry));
-        self.leaves.entry((host, id)).or_default().push(entry);
-        self.table.routes += 1;
-    }
-
-    fn finish(mut self, registry: &mut RegistryInner) -> RouteTable {
-        for ((host, id), routes) in self.leaves {
-            let trie = match &host {
-                Some(h) => self.table.hosts.get_mut(h.as_str()),
-                None => Some(&mut self.table.any),
-            };
-            let Some(leaf) = trie.and_then(|t| t.leaves.get_mut(id as usize)) else {
-                continue;
-            };
-            let mut allow: Vec<&str> = routes
-                .iter()
-                .filter_map(|r| r.methods.as_ref())
-                .flat_map(|ms| ms.iter().map(Method::as_str))
-                .collect();
-            allow.sort_unstable();
-            allow.dedup();
-            leaf.allow = HeaderValue::try_from(allow.join(", "))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
-            leaf.routes = routes.into_boxed_slice();
-        }
-        // Routes that are gone: drop all their series (counters included), so deleted
-        // routes do not pile up in /metrics.
-        for (key, metrics) in &self.old.routes {
-            if !self.new.routes.contains_key(key) {
-                metrics.remove_series();
-            }
-        }
-        *registry = self.new;
-        self.table
+        self.table.entries.insert(key, Arc::clone(&entry));
+        self.table.routes = self.table.entries.len();
+        Some(entry)
     }
 }
+
+mod sharded;
+pub use sharded::ShardedMap;
 
 #[cfg(test)]
 mod tests;

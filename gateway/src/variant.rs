@@ -4,7 +4,7 @@
 
 use std::{
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*},
     },
     time::Instant,
@@ -26,7 +26,8 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 /// A route variant's persistent state.
 pub struct VariantState {
-    pub key: RouteRef,
+    /// Shared with the route table's maps (one copy of the names per variant).
+    pub key: Arc<RouteRef>,
     /// Round-robin start for ties in least-in-flight balancing.
     pub rr: AtomicUsize,
     /// Requests held right now waiting for a ready endpoint.
@@ -45,9 +46,9 @@ pub struct VariantState {
 }
 
 impl VariantState {
-    pub fn new(key: RouteRef) -> Self {
+    pub fn new(key: impl Into<Arc<RouteRef>>) -> Self {
         VariantState {
-            key,
+            key: key.into(),
             rr: AtomicUsize::new(0),
             held: AtomicU32::new(0),
             ready: Notify::new(),
@@ -125,7 +126,7 @@ impl VariantState {
         #[allow(clippy::cast_precision_loss)]
         let average = area as f64 / interval_us.max(1) as f64;
         Some(RouteLoad {
-            route: self.key.clone(),
+            route: (*self.key).clone(),
             average_concurrency: average,
             max_concurrency: max,
             requests,
