@@ -1,0 +1,36 @@
+//! Path normalization of request paths (origin form, starting with `/`): never panics;
+//! redirects end within a few steps, as Next.js's do (repeated slashes, then a trailing
+//! slash: two 308s at most), never in a loop; a routed path normalizes to itself.
+#![no_main]
+use apiroutes_gateway::path::{PathOutcome, normalize, slash_redirect};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: (&str, Option<&str>)| {
+    let (path, query) = data;
+    if !path.starts_with('/') {
+        return;
+    }
+    let _ = slash_redirect(path, query);
+    let mut current = path.to_owned();
+    let mut q = query.map(str::to_owned);
+    for _ in 0..3 {
+        match normalize(&current, q.as_deref()) {
+            PathOutcome::Redirect(location) => {
+                let (p, rest) = location
+                    .split_once('?')
+                    .map_or((location.as_str(), None), |(p, r)| (p, Some(r)));
+                current = p.to_owned();
+                q = rest.map(str::to_owned);
+            }
+            PathOutcome::BadRequest => return,
+            PathOutcome::Route(normal) => {
+                assert!(
+                    matches!(normalize(&normal, q.as_deref()), PathOutcome::Route(ref again) if *again == normal),
+                    "{path:?} normalizes to {normal:?}, which does not normalize to itself"
+                );
+                return;
+            }
+        }
+    }
+    panic!("{path:?}: still redirecting after 3 steps (at {current:?})");
+});
