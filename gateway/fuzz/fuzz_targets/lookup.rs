@@ -17,7 +17,11 @@ static TABLE: LazyLock<RouteTable> = LazyLock::new(|| {
         ("b", "/api/users/me", ""),
         ("c", "/api/docs/[...slug]", ""),
         ("d", "/api/[[...all]]", ""),
-        ("e", "/api/shop/[id]/items/[item]", ", host: shop.example.com"),
+        (
+            "e",
+            "/api/shop/[id]/items/[item]",
+            ", host: shop.example.com",
+        ),
         ("f", "/api/get", ", methods: [GET]"),
     ];
     let mut yaml = String::from("routes:\n");

@@ -25,5 +25,8 @@ fuzz_target!(|data: (&str, &str, &[u8])| {
         headers.insert(http::header::COOKIE, v);
     }
     let state = from_request(&keys, &headers, now);
-    assert!(!state.is_active(), "arbitrary cookies made a preview request");
+    assert!(
+        !state.is_active(),
+        "arbitrary cookies made a preview request"
+    );
 });
