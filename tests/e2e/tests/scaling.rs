@@ -38,6 +38,37 @@ async fn finish(stop: Arc<AtomicBool>, task: tokio::task::JoinHandle<LoadResult>
     task.await.unwrap_or_default()
 }
 
+/// `kubectl get pods -n NS -l SELECTOR -o jsonpath=...` (empty when that fails).
+fn pods_jsonpath(cluster: &Cluster, ns: &str, selector: &str, jsonpath: &str) -> String {
+    let jsonpath = format!("jsonpath={jsonpath}");
+    let out = cluster.kubectl(
+        &["get", "pods", "-n", ns, "-l", selector, "-o", &jsonpath],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Waits until no pod matching `selector` is terminating (the old ones have drained).
+async fn until_none_terminating(
+    cluster: &Cluster,
+    ns: &str,
+    selector: &str,
+    what: &str,
+    timeout: Duration,
+) {
+    eventually(what, timeout, || async {
+        pods_jsonpath(
+            cluster,
+            ns,
+            selector,
+            "{.items[*].metadata.deletionTimestamp}",
+        )
+        .is_empty()
+        .then_some(())
+    })
+    .await;
+}
+
 /// Waits until the route's Deployment has `n` ready replicas and the gateway serves it.
 async fn ready_replicas(cluster: &Cluster, ns: &str, name: &str, url: &str, n: i32) {
     let http = Http::default();
@@ -86,25 +117,13 @@ async fn a_route_taken_to_zero_and_back_under_trickle_traffic_fails_no_request()
         ],
         None,
     );
-    eventually("the old pods gone", READY, || async {
-        let out = cluster.kubectl(
-            &[
-                "get",
-                "pods",
-                "-n",
-                &ns.name,
-                "-l",
-                "apiroutes.dev/route=trickle",
-                "-o",
-                "jsonpath={.items[*].metadata.deletionTimestamp}",
-            ],
-            None,
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .is_empty()
-            .then_some(())
-    })
+    until_none_terminating(
+        &cluster,
+        &ns.name,
+        "apiroutes.dev/route=trickle",
+        "the old pods gone",
+        READY,
+    )
     .await;
     ready_replicas(&cluster, &ns.name, "trickle", &url, 3).await;
     // And a scale-down through the spec (3→1): the two pods that go drain.
@@ -162,18 +181,11 @@ async fn a_function_killed_without_warning_fails_only_requests_it_had() {
     let clients = 4;
     let (stop, task) = start_load(&url, clients, Duration::from_millis(5));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let id = cluster.kubectl_ok(
-        &[
-            "get",
-            "pods",
-            "-n",
-            &ns.name,
-            "-l",
-            "apiroutes.dev/route=victim",
-            "-o",
-            "jsonpath={.items[0].status.containerStatuses[0].containerID}",
-        ],
-        None,
+    let id = pods_jsonpath(
+        &cluster,
+        &ns.name,
+        "apiroutes.dev/route=victim",
+        "{.items[0].status.containerStatuses[0].containerID}",
     );
     let id = id.trim().trim_start_matches("containerd://").to_owned();
     assert!(!id.is_empty(), "no container id");
@@ -239,28 +251,12 @@ async fn a_gateway_rollout_under_keep_alive_load_fails_no_request() {
         None,
     );
     // The old pods are gone only after their drain; keep the load on until then.
-    eventually(
+    until_none_terminating(
+        &cluster,
+        "apiroutes-system",
+        "app.kubernetes.io/component=gateway",
         "old gateway pods gone",
         Duration::from_secs(120),
-        || async {
-            let out = cluster.kubectl(
-                &[
-                    "get",
-                    "pods",
-                    "-n",
-                    "apiroutes-system",
-                    "-l",
-                    "app.kubernetes.io/component=gateway",
-                    "-o",
-                    "jsonpath={.items[*].metadata.deletionTimestamp}",
-                ],
-                None,
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .is_empty()
-                .then_some(())
-        },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
