@@ -209,6 +209,8 @@ pub struct LoadResult {
     pub failed: u64,
     pub failures: Vec<String>,
     pub servers: std::collections::BTreeMap<String, u64>,
+    /// GETs sent again because their connection closed under them (`load_retrying`).
+    pub retried: u64,
 }
 
 /// Sends GETs to `url` from `clients` concurrent loops until `stop` is set or `max`
@@ -219,6 +221,30 @@ pub async fn load(
     pause: Duration,
     max: Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LoadResult {
+    load_with(url, clients, pause, max, stop, false).await
+}
+
+/// [`load`] by clients that, as browsers do (RFC 9112 §9.3.1), send a GET once more when
+/// the kept-alive connection it went out on was closed under it before any answer; such
+/// retries are counted in [`LoadResult::retried`].
+pub async fn load_retrying(
+    url: String,
+    clients: usize,
+    pause: Duration,
+    max: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LoadResult {
+    load_with(url, clients, pause, max, stop, true).await
+}
+
+async fn load_with(
+    url: String,
+    clients: usize,
+    pause: Duration,
+    max: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    retry_closed: bool,
 ) -> LoadResult {
     use std::sync::atomic::Ordering;
     let http = Http::default();
@@ -232,7 +258,13 @@ pub async fn load(
                 if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                     break;
                 }
-                match http.get(&url).await {
+                let mut answer = http.get(&url).await;
+                // hyper's "SendRequest": the connection closed before an answer came.
+                if retry_closed && matches!(&answer, Err(e) if e.contains("SendRequest")) {
+                    r.retried += 1;
+                    answer = http.get(&url).await;
+                }
+                match answer {
                     Ok(a) if a.status == 200 => {
                         r.ok += 1;
                         let server = a.json()["server"].as_str().unwrap_or("?").to_owned();
@@ -265,6 +297,7 @@ pub async fn load(
         if let Ok(r) = t.await {
             total.ok += r.ok;
             total.failed += r.failed;
+            total.retried += r.retried;
             total.failures.extend(r.failures);
             for (k, v) in r.servers {
                 *total.servers.entry(k).or_default() += v;
