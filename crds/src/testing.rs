@@ -27,6 +27,7 @@ pub fn route(name: &str, path: &str) -> ApiRoute {
             env_from: vec![],
             resources: None,
             readiness_path: None,
+            read_only_root_filesystem: false,
             timeout_seconds: 30,
             body_limit: "1Mi".to_owned(),
             scaling: Scaling::default(),

@@ -98,6 +98,14 @@ pub struct ApiRouteSpec {
     #[schemars(length(min = 1, max = 1024))]
     pub readiness_path: Option<String>,
 
+    /// Run the function on a read-only root filesystem, with an emptyDir on `/tmp` for
+    /// scratch files. Off by default: functions already run as uid 65532 with no
+    /// capabilities, so they can write only where the image lets everyone (its `/tmp`);
+    /// the volume costs every pod start about 300 ms of the kubelet's volume manager,
+    /// which polls mounts (docs/performance.md, cold-start timeline).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root_filesystem: bool,
+
     /// Request deadline at the gateway, in seconds; the client gets 504 after it.
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = 1, max = 3600))]

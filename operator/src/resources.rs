@@ -45,6 +45,8 @@ pub const CONTAINER_NAME: &str = "function";
 pub const PORT_NAME: &str = "http";
 /// The unprivileged user functions run as (the `nonroot` user of distroless images).
 pub const RUN_AS_USER: i64 = 65532;
+/// The emptyDir on `/tmp` of a route with `readOnlyRootFilesystem`.
+const TMP_VOLUME: &str = "tmp";
 /// Extra seconds, beyond the request deadline, that a pod gets to drain on SIGTERM.
 pub const DRAIN_MARGIN_SECONDS: i64 = 10;
 /// How long a function pod that is being stopped keeps serving before its SIGTERM. Its
@@ -158,6 +160,7 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
         (Variant::Preview, Some(p)) => p.image.clone(),
         _ => route.spec.image.clone(),
     };
+    let read_only = route.spec.read_only_root_filesystem;
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(image),
@@ -183,7 +186,7 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
         }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
+            read_only_root_filesystem: Some(read_only),
             run_as_non_root: Some(true),
             run_as_user: Some(RUN_AS_USER),
             run_as_group: Some(RUN_AS_USER),
@@ -195,11 +198,13 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
             ..SecurityContext::default()
         }),
         // A read-only root filesystem still leaves the function a scratch directory.
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: read_only.then(|| {
+            vec![VolumeMount {
+                name: TMP_VOLUME.to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            }]
+        }),
         ..Container::default()
     };
     stamped(Deployment {
@@ -241,11 +246,13 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
                         seccomp_profile: Some(runtime_default()),
                         ..PodSecurityContext::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".to_owned(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Volume::default()
-                    }]),
+                    volumes: read_only.then(|| {
+                        vec![Volume {
+                            name: TMP_VOLUME.to_owned(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Volume::default()
+                        }]
+                    }),
                     ..PodSpec::default()
                 }),
             },

@@ -567,11 +567,18 @@ async fn removed_spec_fields_are_removed_from_the_children() {
         "spec": {"path": "/api/c", "image": "echo:1", "port": 3000,
                  "resources": {"limits": {"memory": "128Mi"}},
                  "env": [{"name": "GREETING", "value": "hi"}],
-                 "readinessPath": "/healthz"}
+                 "readinessPath": "/healthz", "readOnlyRootFilesystem": true}
     }))
     .await;
     let d = env.deployment("c").await;
+    let pod = serde_json::to_value(d.spec.as_ref().unwrap().template.spec.as_ref()).unwrap();
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "tmp", "emptyDir": {}}]),
+        "{pod}"
+    );
     let c = container_of(&d);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{c}");
     assert_eq!(c["resources"]["limits"]["memory"], "128Mi", "{c}");
     assert_eq!(
         c["env"][1],
@@ -585,7 +592,7 @@ async fn removed_spec_fields_are_removed_from_the_children() {
         "metadata": {"name": "c"},
         "spec": {"path": "/api/c", "image": "echo:1", "port": 3000,
                  "env": [{"name": "GREETING", "value": "hi"}],
-                 "readinessPath": "/healthz"}
+                 "readinessPath": "/healthz", "readOnlyRootFilesystem": true}
     }))
     .await;
     eventually("limits removed", TIMEOUT, || async {
@@ -607,6 +614,12 @@ async fn removed_spec_fields_are_removed_from_the_children() {
         .then_some(c)
     })
     .await;
+    // Without readOnlyRootFilesystem: the /tmp volume and its mount go too.
+    let d = env.deployment("c").await;
+    let pod = serde_json::to_value(d.spec.as_ref().unwrap().template.spec.as_ref()).unwrap();
+    assert!(pod.get("volumes").is_none(), "{pod}");
+    assert!(c.get("volumeMounts").is_none(), "{c}");
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], false, "{c}");
     assert_eq!(
         c["readinessProbe"]["tcpSocket"],
         json!({"port": "http"}),

@@ -346,6 +346,7 @@ fn manifest(
             env_from: vec![],
             resources: None,
             readiness_path: Some(READINESS_PATH.to_owned()),
+            read_only_root_filesystem: false,
             timeout_seconds,
             body_limit,
             scaling: Scaling::default(),

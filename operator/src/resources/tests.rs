@@ -38,6 +38,7 @@ fn main_deployment_as_data() {
     let mut r = route("hello", "/api/hello").created(5);
     r.spec.env = vec![env("GREETING", "hi"), env("PORT", "1")];
     r.spec.readiness_path = Some("/healthz".into());
+    r.spec.read_only_root_filesystem = true;
     let got = unstamp(to_json(&desired_deployment(
         &r,
         Variant::Main,
@@ -100,6 +101,25 @@ fn main_deployment_as_data() {
         }
     });
     assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
+}
+
+#[test]
+fn the_root_filesystem_is_writable_by_default_and_has_no_volume() {
+    // A volume makes the kubelet's volume manager poll for its mount (≈300 ms of every cold
+    // start); the image's own /tmp serves unless the route asks for a read-only root.
+    let r = route("a", "/api/a");
+    let d = to_json(&desired_deployment(&r, Variant::Main, &Config::default()));
+    let pod = &d["spec"]["template"]["spec"];
+    assert!(pod.get("volumes").is_none(), "{pod}");
+    let c = &pod["containers"][0];
+    assert!(c.get("volumeMounts").is_none(), "{c}");
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], false, "{c}");
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true, "{c}");
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"]),
+        "{c}"
+    );
 }
 
 #[test]

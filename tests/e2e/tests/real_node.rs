@@ -1,6 +1,6 @@
 //! End to end on the real node (kubelet, containerd, runc): what only real containers show.
-//! A function Deployment made by the operator runs as 65532 on a read-only root with a
-//! writable `/tmp`; `kubectl logs` shows what it printed; a container over its memory
+//! A function Deployment made by the operator runs as 65532, unable to write its image's
+//! files, with a writable `/tmp` (the image's, or an emptyDir under a read-only root); `kubectl logs` shows what it printed; a container over its memory
 //! limit is `OOMKilled`; a missing image and a crashing process reach the ApiRoute's
 //! `Ready` condition as `ImagePullFailing` and `CrashLooping`.
 
@@ -56,6 +56,13 @@ async fn functions_run_as_nonroot_on_a_read_only_root_and_log_to_kubectl() {
             "pages/api/whoami.mjs",
             "",
         ),
+        fixture_route(
+            "whoami-ro",
+            n,
+            &format!("/api/{n}/whoami-ro"),
+            "pages/api/whoami.mjs",
+            "  readOnlyRootFilesystem: true",
+        ),
         fixture_route("log", n, &format!("/api/{n}/log"), "pages/api/log.mjs", ""),
     ]
     .join("---\n");
@@ -63,22 +70,22 @@ async fn functions_run_as_nonroot_on_a_read_only_root_and_log_to_kubectl() {
     let gw = cluster.gateway_url().to_owned();
     let http = Http::default();
 
-    let who = eventually("GET whoami", Duration::from_secs(120), || async {
-        let a = http.get(&format!("{gw}/api/{n}/whoami")).await.ok()?;
-        (a.status == 200).then(|| a.json())
-    })
-    .await;
-    assert_eq!(who["uid"], 65532, "{who}");
-    assert_eq!(who["gid"], 65532, "{who}");
-    assert_eq!(
-        who["writeRoot"], "EROFS",
-        "the root filesystem is read-only: {who}"
-    );
-    assert_eq!(who["writeTmp"], "ok", "/tmp is a writable emptyDir: {who}");
-    assert!(
-        who["node"].as_str().is_some_and(|v| v.starts_with("v24.")),
-        "{who}"
-    );
+    for (route, root) in [("whoami", "EACCES"), ("whoami-ro", "EROFS")] {
+        let who = eventually("GET whoami", Duration::from_secs(120), || async {
+            let a = http.get(&format!("{gw}/api/{n}/{route}")).await.ok()?;
+            (a.status == 200).then(|| a.json())
+        })
+        .await;
+        assert_eq!(who["uid"], 65532, "{route}: {who}");
+        assert_eq!(who["gid"], 65532, "{route}: {who}");
+        // Writable root or not, uid 65532 cannot write what the image's root owns.
+        assert_eq!(who["writeRoot"], root, "{route}: {who}");
+        assert_eq!(who["writeTmp"], "ok", "{route}: /tmp is writable: {who}");
+        assert!(
+            who["node"].as_str().is_some_and(|v| v.starts_with("v24.")),
+            "{who}"
+        );
+    }
 
     // What the function prints reaches `kubectl logs` (API server → kubelet → containerd).
     let token = format!("token-{n}");
