@@ -42,6 +42,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     error::{Error, Result},
+    groups::{self, PatternGroups},
     metrics::Metrics,
     reasons::*,
     reflect::{Touched, ready},
@@ -73,6 +74,24 @@ pub struct Context {
     /// The NetworkPolicy last applied per route (no cache of them is kept: after a
     /// restart each is applied once more, a no-op for the API server).
     pub policies: Mutex<HashMap<ObjectRef<ApiRoute>, NetworkPolicy>>,
+    /// The routes by canonical pattern (written by [`route_triggers`]).
+    pub groups: Arc<std::sync::Mutex<PatternGroups>>,
+}
+
+impl Context {
+    /// The cached routes that share `route`'s canonical pattern (not `route` itself), and
+    /// the number of routes.
+    fn siblings(&self, route: &ApiRoute) -> (Vec<Arc<ApiRoute>>, usize) {
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let siblings = match groups::canonical(route) {
+            Some(c) => groups.members(&[c], &ObjectRef::from_obj(route), &self.routes),
+            None => vec![],
+        };
+        (siblings, groups.len())
+    }
 }
 
 impl Context {
@@ -92,8 +111,8 @@ impl Context {
     }
 }
 
-/// The admission of `route` among all routes in the cache (the route itself included,
-/// in case the cache does not have it yet).
+/// The admission of `route` among `all` (every cached route that may conflict with it:
+/// its pattern group; the route itself is included in case the cache lacks it).
 pub fn admission_for(
     route: &ApiRoute,
     all: &[Arc<ApiRoute>],
@@ -160,14 +179,29 @@ pub fn grant_triggers(
     })
 }
 
-/// The ApiRoute trigger stream: touched routes fanned out to their pattern siblings.
+/// The ApiRoute trigger stream: touched routes fanned out to their pattern siblings. Keeps
+/// `groups` in step with the watch.
 pub fn route_triggers(
     touched: impl Stream<Item = Result<Touched<ApiRoute>, watcher::Error>> + Send + 'static,
     routes: Store<ApiRoute>,
+    groups: Arc<std::sync::Mutex<PatternGroups>>,
 ) -> impl Stream<Item = Result<ApiRoute, watcher::Error>> + Send + 'static {
     touched.flat_map(move |t| {
         stream::iter(match t {
-            Ok(t) => fan_out(&t, &routes.state()).into_iter().map(Ok).collect(),
+            Ok(t) => {
+                let mut groups = groups
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // The groups of the pattern before and after the change.
+                let canonicals: Vec<String> = [Some(&t.obj), t.previous.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(groups::canonical)
+                    .collect();
+                groups.update(&t);
+                let candidates = groups.members(&canonicals, &ObjectRef::from_obj(&t.obj), &routes);
+                fan_out(&t, &candidates).into_iter().map(Ok).collect()
+            }
             Err(e) => vec![Err(e)],
         })
     })
@@ -368,9 +402,9 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
         // Children go with it through garbage collection.
         return Ok(Action::await_change());
     }
-    let all = ctx.routes.state();
-    ctx.metrics.routes.set(all.len() as f64);
-    let admission = admission_for(&route, &all, &ctx.grants.state());
+    let (siblings, count) = ctx.siblings(&route);
+    ctx.metrics.routes.set(count as f64);
+    let admission = admission_for(&route, &siblings, &ctx.grants.state());
 
     let mut main = None;
     if admission == Admission::Accepted {

@@ -427,6 +427,7 @@ impl Args {
             failures: Default::default(),
             synced: Default::default(),
             policies: Default::default(),
+            groups: Default::default(),
         });
         // RouteGrants are cluster-scoped: one watch whatever namespaces are watched. Without
         // the CRD (not yet applied after an upgrade) no grant can exist: isolation is off,
@@ -445,7 +446,7 @@ impl Args {
             strip_managed_fields,
         );
         let triggers = stream::select(
-            controller::route_triggers(route_stream, routes.clone()).boxed(),
+            controller::route_triggers(route_stream, routes.clone(), ctx.groups.clone()).boxed(),
             controller::grant_triggers(grant_stream, routes.clone()).boxed(),
         );
         let c = ctx.clone();
