@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use crate::{
     error::Error,
     metrics::{Metrics, RouteMetrics},
+    probe,
     table::{Endpoint, Registry, RouteTable, Target},
     variant::{VariantState, now_us},
 };
@@ -318,6 +319,17 @@ pub async fn wait_ready(
         {
             return Ok(Arc::clone(t));
         }
+        // A starting pod that passed the gateway's own check serves before the slice says
+        // it is ready (crate::probe); else check the starting pods, if any.
+        if let Some(e) = probe::usable(state)
+            && !refused_before(refused, &e)
+        {
+            return Ok(Arc::new(Target {
+                state: Arc::clone(state),
+                endpoints: Box::new([e]),
+            }));
+        }
+        probe::spawn(state);
         // Re-tell the autoscaler every second while waiting (it may have missed it).
         let wake = (Instant::now() + Duration::from_secs(1)).min(deadline);
         if tokio::time::timeout_at(wake, notified).await.is_err() {

@@ -50,9 +50,10 @@ use kube::{
 use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::{
+    probe::Starting,
     proxy::Gateway,
     server::Readiness,
-    table::{Registry, Update},
+    table::{Registry, Target, Update},
 };
 
 /// Label the EndpointSlice controller puts on a Service's slices.
@@ -68,18 +69,37 @@ fn endpoint_ready(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
         .is_none_or(|c| c.ready != Some(false) && c.terminating != Some(true))
 }
 
+/// A pod that runs but is not Ready yet (nor being stopped): the gateway may check it
+/// itself while requests wait (crate::probe).
+fn endpoint_starting(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
+    e.conditions
+        .as_ref()
+        .is_some_and(|c| c.ready == Some(false) && c.terminating != Some(true))
+}
+
+type EndpointRule = fn(&k8s_openapi::api::discovery::v1::Endpoint) -> bool;
+
 /// The `ip:port` authorities of a slice's ready endpoints on its port named `port_name`
 /// (none when the slice has no such port).
 fn ready_authorities<'s>(
     slice: &'s EndpointSlice,
     port_name: &str,
 ) -> impl Iterator<Item = Authority> + 's {
+    authorities(slice, port_name, endpoint_ready)
+}
+
+/// The same for the endpoints `rule` keeps.
+fn authorities<'s>(
+    slice: &'s EndpointSlice,
+    port_name: &str,
+    rule: EndpointRule,
+) -> impl Iterator<Item = Authority> + 's {
     let port = slice_port(slice, port_name);
     slice
         .endpoints
         .iter()
         .flatten()
-        .filter(move |e| port.is_some() && endpoint_ready(e))
+        .filter(move |e| port.is_some() && rule(e))
         .flat_map(|e| e.addresses.iter())
         .filter_map(move |ip| authority(ip, port?))
 }
@@ -132,13 +152,28 @@ fn claimed_route(meta: &ObjectMeta) -> Option<RouteRef> {
 pub fn endpoints_from_slices<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> HashMap<RouteRef, Vec<Authority>> {
+    endpoints_by_rule(slices, endpoint_ready)
+}
+
+/// Starting endpoints (running, not ready, not terminating) per route variant, by the
+/// same rules as [`endpoints_from_slices`].
+pub fn starting_from_slices<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> HashMap<RouteRef, Vec<Authority>> {
+    endpoints_by_rule(slices, endpoint_starting)
+}
+
+fn endpoints_by_rule<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    rule: EndpointRule,
+) -> HashMap<RouteRef, Vec<Authority>> {
     let mut sets: HashMap<RouteRef, Vec<Authority>> = HashMap::new();
     for slice in slices {
         let Some(key) = claimed_route(&slice.metadata) else {
             continue;
         };
         let entry = sets.entry(key).or_default();
-        entry.extend(ready_authorities(slice, "http"));
+        entry.extend(authorities(slice, "http", rule));
     }
     // Sorted and unique, so a table rebuilt from the same slices is the same.
     for list in sets.values_mut() {
@@ -630,7 +665,7 @@ impl Sources {
     }
 
     /// Everything from the stores (a watch listed).
-    fn resync(&mut self, registry: &Registry) -> Update {
+    fn resync(&mut self, registry: &Registry) -> (Update, HashMap<RouteRef, Option<Starting>>) {
         let routes: Vec<Arc<ApiRoute>> = self.routes.iter().flat_map(|s| s.state()).collect();
         let slices: Vec<Arc<EndpointSlice>> = self.slices.iter().flat_map(|s| s.state()).collect();
         let services: Vec<Arc<Service>> = self.services.iter().flat_map(|s| s.state()).collect();
@@ -647,11 +682,34 @@ impl Sources {
         self.claims =
             Claims::from_objects(slices.iter().map(|s| &**s), services.iter().map(|s| &**s));
         let ready = endpoints_from_slices(split.trusted.iter().copied());
-        registry.rebuild(routes, self.grants(), ready)
+        let starting = starting_from_slices(split.trusted.iter().copied())
+            .into_iter()
+            .map(|(variant, endpoints)| {
+                let s = self.starting(&variant, endpoints);
+                (variant, s)
+            })
+            .collect();
+        (registry.rebuild(routes, self.grants(), ready), starting)
+    }
+
+    /// What [`crate::probe`] needs of a variant's starting endpoints.
+    fn starting(&self, variant: &RouteRef, endpoints: Vec<Authority>) -> Option<Starting> {
+        if endpoints.is_empty() {
+            return None;
+        }
+        let route = find(&self.routes, &variant.namespace, &variant.name);
+        Some(Starting {
+            endpoints: endpoints.into(),
+            http_path: route.and_then(|r| r.spec.readiness_path.as_deref().map(Into::into)),
+        })
     }
 
     /// Only what `pending` names.
-    fn apply(&mut self, registry: &Registry, pending: Pending) -> Update {
+    fn apply(
+        &mut self,
+        registry: &Registry,
+        pending: Pending,
+    ) -> (Update, HashMap<RouteRef, Option<Starting>>) {
         let mut touched: HashSet<RouteRef> = HashSet::new();
         for key in pending.slices {
             let slice = find(&self.slices, &key.0, &key.1);
@@ -685,17 +743,19 @@ impl Sources {
                 });
             }
         }
+        let mut starting = HashMap::new();
         for variant in touched {
-            let ready = self.check_variant(&variant);
+            let (ready, waking) = self.check_variant(&variant);
+            starting.insert(variant.clone(), self.starting(&variant, waking));
             edit.set_endpoints(variant, ready);
         }
-        edit.commit()
+        (edit.commit(), starting)
     }
 
-    /// The ready endpoints of one variant, with the same rules as [`Sources::resync`]
+    /// The ready and the starting endpoints of one variant, with the same rules as [`Sources::resync`]
     /// applied to the objects that claim it (the owner-chain check of a slice claiming
     /// it only looks at Services claiming it and at its ApiRoute).
-    fn check_variant(&mut self, variant: &RouteRef) -> Vec<Authority> {
+    fn check_variant(&mut self, variant: &RouteRef) -> (Vec<Authority>, Vec<Authority>) {
         let ns = variant.namespace.as_str();
         let slices: Vec<Arc<EndpointSlice>> = self
             .claims
@@ -719,9 +779,13 @@ impl Sources {
         for (s, why) in &split.untrusted {
             self.untrusted.insert(obj_key(*s), *why);
         }
-        endpoints_from_slices(split.trusted.iter().copied())
+        let ready = endpoints_from_slices(split.trusted.iter().copied())
             .remove(variant)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let starting = starting_from_slices(split.trusted.iter().copied())
+            .remove(variant)
+            .unwrap_or_default();
+        (ready, starting)
     }
 
     fn untrusted_now(&self) -> HashSet<UntrustedKey> {
@@ -919,15 +983,26 @@ impl Source {
                 if batch.resync {
                     // A (re)list: everything from the stores, and every ready variant
                     // wakes its held requests.
-                    let update = sources.resync(&gateway.registry);
+                    let (update, starting) = sources.resync(&gateway.registry);
                     gateway.install(update.table);
+                    // Every variant: those not named have no starting pod.
+                    let table = gateway.table();
+                    for target in table.targets.values() {
+                        set_starting(target, starting.get(&*target.state.key).cloned().flatten());
+                    }
                 } else if !(batch.routes.is_empty()
                     && batch.slices.is_empty()
                     && batch.services.is_empty()
                     && !batch.grants)
                 {
-                    let update = sources.apply(&gateway.registry, batch);
+                    let (update, starting) = sources.apply(&gateway.registry, batch);
                     gateway.install_update(update);
+                    let table = gateway.table();
+                    for (variant, s) in starting {
+                        if let Some(target) = table.target(&variant) {
+                            set_starting(target, s);
+                        }
+                    }
                 }
                 // Set the current counts, then drop namespaces that have none left (not
                 // reset-then-set, so a scrape never sees the series missing).
@@ -961,6 +1036,19 @@ impl Source {
             }
         });
         Ok(task)
+    }
+}
+
+/// Records a variant's starting endpoints; held requests look at them at once.
+fn set_starting(target: &Target, starting: Option<Starting>) {
+    let state = &target.state;
+    if state.starting.load().as_deref() == starting.as_ref() {
+        return;
+    }
+    let any = starting.is_some();
+    state.starting.store(starting.map(Arc::new));
+    if any && state.held.load(Acquire) > 0 {
+        state.ready.notify_waiters();
     }
 }
 
@@ -1084,6 +1172,23 @@ mod tests {
             "[fd00::1]:9000"
         );
         assert!(got[&key("shop", "idle", Variant::Main)].is_empty());
+
+        // Starting: not ready and not terminating (a not-ready terminating pod is going).
+        let mut with_going = slices.to_vec();
+        with_going.push(slice(
+            "shop",
+            "user",
+            "main",
+            ("http", 8080),
+            &[("10.0.0.6", Some(false), Some(true))],
+        ));
+        let starting = starting_from_slices(&with_going);
+        let main: Vec<String> = starting[&key("shop", "user", Variant::Main)]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(main, ["10.0.0.3:8080"]);
+        assert!(starting[&key("shop", "user", Variant::Preview)].is_empty());
     }
 
     #[test]

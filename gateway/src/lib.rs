@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod path;
 pub mod pool;
 pub mod preview;
+pub mod probe;
 pub mod proxy;
 pub mod server;
 pub mod static_file;

@@ -11,7 +11,10 @@ use std::{
 };
 
 use apiroutes_crds::autoscale::{RouteLoad, RouteRef};
+use arc_swap::ArcSwapOption;
 use tokio::sync::Notify;
+
+use crate::probe::{Probed, Starting};
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
@@ -36,6 +39,12 @@ pub struct VariantState {
     pub ready: Notify,
     /// A `Demand` push is under way (one at a time per variant).
     pub demand_in_flight: AtomicBool,
+    /// Pods of the variant that run but are not Ready yet (set by the Kubernetes source).
+    pub starting: ArcSwapOption<Starting>,
+    /// One of them that passed the gateway's own readiness check (see [`crate::probe`]).
+    pub probed: ArcSwapOption<Probed>,
+    /// A probe task is running for this variant.
+    pub probing: AtomicBool,
     /// `count` (low 20 bits) and the time of the last change in µs (high 44 bits).
     load: AtomicU64,
     /// Integral of `count` over time since the last report, in request·µs.
@@ -53,6 +62,9 @@ impl VariantState {
             held: AtomicU32::new(0),
             ready: Notify::new(),
             demand_in_flight: AtomicBool::new(false),
+            starting: ArcSwapOption::empty(),
+            probed: ArcSwapOption::empty(),
+            probing: AtomicBool::new(false),
             load: AtomicU64::new(now_us() << COUNT_BITS),
             area: AtomicU64::new(0),
             max: AtomicU32::new(0),
