@@ -82,10 +82,7 @@ impl Context {
     /// The cached routes that share `route`'s canonical pattern (not `route` itself), and
     /// the number of routes.
     fn siblings(&self, route: &ApiRoute) -> (Vec<Arc<ApiRoute>>, usize) {
-        let groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let groups = lock(&self.groups);
         let siblings = match groups::canonical(route) {
             Some(c) => groups.members(&[c], &ObjectRef::from_obj(route), &self.routes),
             None => vec![],
@@ -189,9 +186,7 @@ pub fn route_triggers(
     touched.flat_map(move |t| {
         stream::iter(match t {
             Ok(t) => {
-                let mut groups = groups
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut groups = lock(&groups);
                 // The groups of the pattern before and after the change.
                 let canonicals: Vec<String> = [Some(&t.obj), t.previous.as_ref()]
                     .into_iter()
@@ -226,6 +221,10 @@ pub fn controller(
         .owns_stream(services)
         .watches_stream(pods, |pod| pod_route(&pod))
         .with_config(kube::runtime::controller::Config::default().concurrency(32))
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn is_not_found(e: &kube::Error) -> bool {

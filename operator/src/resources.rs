@@ -270,7 +270,8 @@ fn runtime_default() -> SeccompProfile {
 }
 
 /// The headless Service of one variant of `route`: it exists for its EndpointSlices, which
-/// the gateway watches (only ready endpoints are published). With its [`APPLIED_HASH`].
+/// the gateway watches (pods not ready yet are listed with `ready: false`, which the
+/// gateway checks itself during a wake). With its [`APPLIED_HASH`].
 pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> Service {
     stamped(Service {
         metadata: metadata(route, variant),
@@ -278,7 +279,9 @@ pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> 
             cluster_ip: Some("None".to_owned()),
             type_: Some("ClusterIP".to_owned()),
             selector: Some(labels(route, variant)),
-            publish_not_ready_addresses: Some(false),
+            // `publishNotReadyAddresses` is left at its default (false): the API server
+            // omits a false plain bool, so sending it made `covers` fail on every
+            // reconcile and re-applied the Service each time.
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.to_owned()),
                 port: route.spec.port,

@@ -215,7 +215,6 @@ fn headless_service_as_data() {
             "clusterIP": "None",
             "type": "ClusterIP",
             "selector": labels,
-            "publishNotReadyAddresses": false,
             "ports": [{"name": "http", "port": 3000, "targetPort": 3000, "protocol": "TCP"}]
         }
     });
@@ -229,6 +228,21 @@ fn wanted_variants_follow_spec_preview() {
         wanted_variants(&route("a", "/a").with_preview()),
         vec![Variant::Main, Variant::Preview]
     );
+}
+
+/// The API server drops a plain `bool` field that is false (Go's `omitempty`), so a desired
+/// object sending one could never be covered by what the cache holds: applied again on
+/// every reconcile. Optional bools (`*bool` in Go, e.g. `readOnlyRootFilesystem`) are kept.
+#[test]
+fn desired_objects_send_no_false_plain_bools() {
+    let r = route("a", "/api/a").created(1).with_preview();
+    for v in [Variant::Main, Variant::Preview] {
+        let svc = to_json(&desired_service(&r, v, &Config::default()));
+        assert!(
+            !svc.to_string().contains(":false"),
+            "a Service field the API server would omit: {svc}"
+        );
+    }
 }
 
 #[test]
