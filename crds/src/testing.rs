@@ -29,6 +29,7 @@ pub fn route(name: &str, path: &str) -> ApiRoute {
             readiness_path: None,
             timeout_seconds: 30,
             body_limit: "1Mi".to_owned(),
+            trailing_slash: false,
             scaling: Scaling::default(),
             preview: None,
         },

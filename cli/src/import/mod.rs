@@ -348,6 +348,7 @@ fn manifest(
             readiness_path: Some(READINESS_PATH.to_owned()),
             timeout_seconds,
             body_limit,
+            trailing_slash: false,
             scaling: Scaling::default(),
             preview,
         },
