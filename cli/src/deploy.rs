@@ -452,6 +452,25 @@ pub fn config_problems(config: &NextConfig) -> Vec<String> {
     problems
 }
 
+/// What next.config changes in the app's routes: under a `basePath` they are served below
+/// it (the runtime strips it again, as Next does before a handler sees the URL), and
+/// `trailingSlash: true` becomes each route's `trailingSlash` (the gateway then serves
+/// `/api/x/` and redirects `/api/x` to it, as Next does with that setting).
+pub fn apply_config(routes: &mut [Imported], config: &NextConfig) {
+    for r in routes {
+        let spec = &mut r.route.spec;
+        if !config.base_path.is_empty() {
+            spec.path = format!("{}{}", config.base_path, spec.path);
+            spec.env.push(EnvVar {
+                name: BASE_PATH_ENV.to_owned(),
+                value: Some(config.base_path.clone()),
+                value_from: None,
+            });
+        }
+        spec.trailing_slash = config.trailing_slash;
+    }
+}
+
 /// Options of one build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -476,30 +495,13 @@ pub fn build(
     if !problems.is_empty() {
         return Err(Error::Refused(problems));
     }
-    if config.trailing_slash {
-        return Err(Error::Refused(vec![format!(
-            "{}: trailingSlash: true is not supported yet: the gateway answers /api/x and redirects /api/x/ to it, as Next does by default",
-            config.file.as_deref().unwrap_or("next.config")
-        )]));
-    }
     let mut import_options = options.import.clone();
     if let Some(extensions) = &config.page_extensions {
         import_options.page_extensions = extensions.clone();
     }
     let files = import::discover(&layout)?;
     let mut plan = import::plan(&files, &import_options).map_err(Error::Refused)?;
-    if !config.base_path.is_empty() {
-        // Served under the basePath; the runtime strips it again, as Next does before a
-        // handler sees the URL.
-        for r in &mut plan.routes {
-            r.route.spec.path = format!("{}{}", config.base_path, r.route.spec.path);
-            r.route.spec.env.push(EnvVar {
-                name: BASE_PATH_ENV.to_owned(),
-                value: Some(config.base_path.clone()),
-                value_from: None,
-            });
-        }
-    }
+    apply_config(&mut plan.routes, &config);
     for warning in &plan.warnings {
         eprintln!("apiroutes: warning: {warning}");
     }

@@ -30,6 +30,7 @@ pub fn route(name: &str, path: &str) -> ApiRoute {
             read_only_root_filesystem: false,
             timeout_seconds: 30,
             body_limit: "1Mi".to_owned(),
+            trailing_slash: false,
             scaling: Scaling::default(),
             preview: None,
         },

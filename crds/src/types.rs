@@ -118,6 +118,15 @@ pub struct ApiRouteSpec {
     #[schemars(length(min = 1, max = 32))]
     pub body_limit: String,
 
+    /// Next.js `trailingSlash: true` for this route: the gateway serves the path with a
+    /// trailing slash (`/api/x/`) and answers the path without it with a 308 to it, query
+    /// kept. A path whose last segment is a file name (`data.json`) keeps the default: it
+    /// is served without the slash and redirected to that. Absent or false: Next.js's
+    /// default, `/api/x/` gets a 308 to `/api/x`. `apiroutes deploy` sets it from the app's
+    /// next.config.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trailing_slash: bool,
+
     /// How the function scales.
     #[serde(default)]
     pub scaling: Scaling,
@@ -260,5 +269,13 @@ mod tests {
         assert_eq!(spec.timeout_seconds, 30);
         assert_eq!(spec.body_limit_bytes(), Some(1 << 20));
         assert_eq!(spec.scaling, Scaling::default());
+        assert!(!spec.trailing_slash);
+        // Left out when false, so routes written before the field stay byte-identical.
+        let json = serde_json::to_value(&spec).unwrap();
+        assert!(json.get("trailingSlash").is_none(), "{json}");
+        let spec: ApiRouteSpec =
+            serde_json::from_str(r#"{"path":"/api/x","image":"e","trailingSlash":true}"#).unwrap();
+        assert!(spec.trailing_slash);
+        assert_eq!(serde_json::to_value(&spec).unwrap()["trailingSlash"], true);
     }
 }

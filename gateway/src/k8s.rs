@@ -1469,6 +1469,7 @@ mod tests {
     #[test]
     fn stripping_keeps_what_routing_reads() {
         let mut r = user_route().with_preview();
+        r.spec.trailing_slash = true;
         r.metadata.managed_fields = Some(vec![Default::default()]);
         r.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
         r.spec.env = vec![Default::default()];
@@ -1488,8 +1489,16 @@ mod tests {
             (&before.spec.path, &before.spec.methods, &before.spec.host)
         );
         assert_eq!(
-            (r.spec.timeout_seconds, r.spec.body_limit_bytes()),
-            (before.spec.timeout_seconds, before.spec.body_limit_bytes())
+            (
+                r.spec.timeout_seconds,
+                r.spec.body_limit_bytes(),
+                r.spec.trailing_slash
+            ),
+            (
+                before.spec.timeout_seconds,
+                before.spec.body_limit_bytes(),
+                before.spec.trailing_slash
+            )
         );
         assert!(r.spec.preview.is_some());
         let route = user_route();

@@ -7,8 +7,13 @@
 //! 2. dot segments (`.`, `..`, and their `%2e` spellings) are removed, RFC 3986 / WHATWG
 //!    style (`/api/users/..` is `/api/`); the function sees the normalized path;
 //! 3. a trailing slash gets a 308 to the path without it, the query re-serialized as Next
-//!    does (see [`slash_redirect`]);
+//!    does (see [`slash_redirect`]), unless the route it names has `trailingSlash` (then
+//!    the route serves it; [`PathOutcome::TrailingSlash`]);
 //! 4. a malformed escape (`%zz`) or an escape that does not decode to UTF-8 is a 400.
+//!
+//! A route with `trailingSlash` (Next's `trailingSlash: true`) turns step 3 around for its
+//! paths: `/api/x` gets a 308 to `/api/x/` ([`add_slash_redirect`]), `/api/x/` is served,
+//! and a path whose last segment names a file (`data.json`, [`is_file`]) keeps the default.
 
 use std::borrow::Cow;
 
@@ -17,6 +22,14 @@ use std::borrow::Cow;
 pub enum PathOutcome<'a> {
     /// Route this normalized path (borrowed when the request path was already normal).
     Route(Cow<'a, str>),
+    /// The path ends in a slash (not `/`; after dot segments are removed). A route with
+    /// `trailingSlash` whose last segment is no file ([`is_file`]) serves `trimmed`, the
+    /// path without the slash, for matching; anything else gets the 308 to `location`.
+    /// The escapes of `trimmed` are not checked yet ([`escapes_ok`]).
+    TrailingSlash {
+        trimmed: Cow<'a, str>,
+        location: String,
+    },
     /// Answer 308 with this `Location` (query included).
     Redirect(String),
     /// Answer 400: malformed percent-encoding.
@@ -34,7 +47,11 @@ pub fn normalize<'a>(path: &'a str, query: Option<&str>) -> PathOutcome<'a> {
         Cow::Borrowed(path)
     };
     if let Some(location) = slash_redirect(&path, query) {
-        return PathOutcome::Redirect(location);
+        let trimmed = match path {
+            Cow::Borrowed(p) => Cow::Borrowed(p.trim_end_matches('/')),
+            Cow::Owned(p) => Cow::Owned(p.trim_end_matches('/').to_owned()),
+        };
+        return PathOutcome::TrailingSlash { trimmed, location };
     }
     if !escapes_ok(&path) {
         return PathOutcome::BadRequest;
@@ -64,6 +81,45 @@ pub fn slash_redirect(path: &str, query: Option<&str>) -> Option<String> {
         out.push_str(&q);
     }
     Some(out)
+}
+
+/// The `Location` of Next.js's 308 under `trailingSlash: true` for a path without a
+/// trailing slash: the path as received plus `/`, the query re-serialized as for
+/// [`slash_redirect`] (the same redirect machinery). `None` for `/` and for a path whose
+/// last segment holds a `.` (Next's rule `/:notfile((?:[^/]+/)*[^/.]+)`), which is served
+/// as it is.
+pub fn add_slash_redirect(path: &str, query: Option<&str>) -> Option<String> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if path.len() <= 1 || last.is_empty() || last.contains('.') {
+        return None;
+    }
+    let q = reserialize_query(query.unwrap_or(""));
+    let mut out = String::with_capacity(path.len() + 2 + q.len());
+    out.push_str(path);
+    out.push('/');
+    if !q.is_empty() {
+        out.push('?');
+        out.push_str(&q);
+    }
+    Some(out)
+}
+
+/// Whether Next.js's `trailingSlash: true` treats the path's last segment as a file name
+/// (`[^/]+\.\w+`: something, a dot, then letters, digits or `_` to its end, such as
+/// `data.json`): with a trailing slash such a path still gets the 308 without it.
+pub fn is_file(path: &str) -> bool {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    match last.rfind('.') {
+        Some(dot) if dot > 0 => {
+            let ext = &last[dot + 1..];
+            !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        }
+        _ => false,
+    }
 }
 
 fn collapse_slashes(path: &str, query: Option<&str>) -> String {
@@ -249,7 +305,7 @@ fn remove_dot_segments(path: &str) -> String {
 }
 
 /// Every `%` starts a two-hex-digit escape, and the decoded path is UTF-8.
-fn escapes_ok(path: &str) -> bool {
+pub fn escapes_ok(path: &str) -> bool {
     let b = path.as_bytes();
     if !b.contains(&b'%') {
         return true;
@@ -354,12 +410,105 @@ mod tests {
         assert_eq!(slash_redirect("/", None), None);
     }
 
+    fn slashed<'a>(trimmed: Cow<'a, str>, location: &str) -> PathOutcome<'a> {
+        PathOutcome::TrailingSlash {
+            trimmed,
+            location: location.into(),
+        }
+    }
+
     #[test]
     fn trailing_slash_redirects() {
         assert_eq!(
             normalize("/api/x/", Some("q=%2F")),
-            PathOutcome::Redirect("/api/x?q=%2F".into())
+            slashed(Cow::Borrowed("/api/x"), "/api/x?q=%2F")
         );
+        // The `/api` index, and an encoded last segment, kept as received.
+        assert_eq!(
+            normalize("/api/", Some("b&a=1")),
+            slashed(Cow::Borrowed("/api"), "/api?b=&a=1")
+        );
+        assert_eq!(
+            normalize("/api/caf%C3%A9%2F/", None),
+            slashed(Cow::Borrowed("/api/caf%C3%A9%2F"), "/api/caf%C3%A9%2F")
+        );
+        // Escapes are checked where the path is served, not before the redirect.
+        assert_eq!(
+            normalize("/api/%zz/", None),
+            slashed(Cow::Borrowed("/api/%zz"), "/api/%zz")
+        );
+        assert!(!escapes_ok("/api/%zz"));
+        // Repeated slashes first: the query as received, the trailing slash kept.
+        assert_eq!(
+            normalize("/api//x//", Some("a+b=1")),
+            PathOutcome::Redirect("/api/x/?a+b=1".into())
+        );
+    }
+
+    /// Next.js's `trailingSlash: true` redirect (load-custom-routes.ts: `/:notfile(...)`
+    /// to `/:notfile/`, through the same destination code as the default redirect).
+    #[test]
+    fn trailing_slash_true_adds_the_slash() {
+        let cases = [
+            ("/api/x", "/api/x/"),
+            ("/api", "/api/"),
+            ("/api/x?a=1&b&a=2", "/api/x/?a=1&a=2&b="),
+            ("/api/x?q=%2F+y&t=%27", "/api/x/?q=%2F%20y&t='"),
+            ("/api/x?constructor=1", "/api/x/?constructor=&constructor=1"),
+            ("/api/x?", "/api/x/"),
+            ("/api/caf%C3%A9", "/api/caf%C3%A9/"),
+            ("/api/a%2Fb", "/api/a%2Fb/"),
+            ("/api/users/42", "/api/users/42/"),
+            // A dot in an earlier segment does not matter.
+            ("/api/v1.2/x", "/api/v1.2/x/"),
+        ];
+        for (target, want) in cases {
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (target, None),
+            };
+            assert_eq!(
+                add_slash_redirect(path, query).as_deref(),
+                Some(want),
+                "{target}"
+            );
+        }
+        // The root, a path already ending in `/`, and any last segment with a dot are
+        // served as they are.
+        for path in [
+            "/",
+            "/api/x/",
+            "/api/data.json",
+            "/api/a.b-c",
+            "/api/.env",
+            "/api/x.",
+        ] {
+            assert_eq!(add_slash_redirect(path, Some("a=1")), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn file_names_keep_the_default_redirect_under_trailing_slash_true() {
+        for path in [
+            "/api/data.json",
+            "/api/data.json/",
+            "/api/a.b.c_1",
+            "/api/v1.2/report.CSV/",
+        ] {
+            assert!(is_file(path), "{path}");
+        }
+        for path in [
+            "/api/x",
+            "/api/x/",
+            "/api/.json",
+            "/api/a.b-c",
+            "/api/x.",
+            "/api/v1.2/x",
+            "/api/%2Ejson",
+            "/",
+        ] {
+            assert!(!is_file(path), "{path}");
+        }
     }
 
     #[test]
@@ -368,12 +517,18 @@ mod tests {
             route("/api/users/../hello"),
             PathOutcome::Route(Cow::Owned("/api/hello".into()))
         );
-        assert_eq!(route("/api/users/.."), PathOutcome::Redirect("/api".into()));
+        assert_eq!(
+            route("/api/users/.."),
+            slashed(Cow::Owned("/api".into()), "/api")
+        );
         assert_eq!(
             route("/api/./x/%2E/y/%2e%2E/z"),
             PathOutcome::Route(Cow::Owned("/api/x/z".into()))
         );
-        assert_eq!(route("/api/x/."), PathOutcome::Redirect("/api/x".into()));
+        assert_eq!(
+            route("/api/x/."),
+            slashed(Cow::Owned("/api/x".into()), "/api/x")
+        );
         assert_eq!(route("/../.."), PathOutcome::Route(Cow::Owned("/".into())));
         assert_eq!(route("/a/.."), PathOutcome::Route(Cow::Owned("/".into())));
         assert_eq!(

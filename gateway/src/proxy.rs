@@ -228,8 +228,11 @@ impl Gateway {
         let uri = &info.uri;
         // Before anything else reads it: the one valid authority the request is for.
         let authority = host::request_authority(&parts.headers, uri, parts.version)?;
-        let path = match path::normalize(uri.path(), uri.query()) {
-            PathOutcome::Route(p) => p,
+        // `slashed`: the path ended in `/`; whether that is served or redirected depends
+        // on the route it names (`spec.trailingSlash`), decided after matching.
+        let (path, slashed) = match path::normalize(uri.path(), uri.query()) {
+            PathOutcome::Route(p) => (p, None),
+            PathOutcome::TrailingSlash { trimmed, location } => (trimmed, Some(location)),
             PathOutcome::Redirect(location) => return Ok(redirect(&location)),
             PathOutcome::BadRequest => return Err(Error::BadPath),
         };
@@ -240,9 +243,11 @@ impl Gateway {
         };
         let preview_state = match &self.preview {
             Some(p) => {
-                if let Some(reply) =
-                    p.endpoints
-                        .handle(&p.keys, &parts.method, &path, uri.query(), now)
+                // A slashed endpoint path gets its redirect (below) first, as before.
+                if slashed.is_none()
+                    && let Some(reply) =
+                        p.endpoints
+                            .handle(&p.keys, &parts.method, &path, uri.query(), now)
                 {
                     let mut resp = Response::new(full(reply.body));
                     *resp.status_mut() = reply.status;
@@ -262,11 +267,32 @@ impl Gateway {
                 .and_then(|a| a.to_str().ok())
                 .map(host::host_of);
             let table = self.table.load();
-            match table.lookup(host, &segs, &parts.method) {
+            let lookup = table.lookup(host, &segs, &parts.method);
+            // Next's trailing-slash redirects come before routing: the default one (`/x/`
+            // to `/x`), or under `trailingSlash: true` the other way round (a file name
+            // such as `/x.json/` keeps the default).
+            let trailing = match &lookup {
+                Lookup::Route(r) => r.trailing_slash,
+                Lookup::MethodNotAllowed(leaf) => leaf.trailing_slash,
+                Lookup::NotFound => false,
+            };
+            match &slashed {
+                Some(location) if !trailing || path::is_file(&path) => {
+                    return Ok(redirect(location));
+                }
+                Some(_) if !path::escapes_ok(&path) => return Err(Error::BadPath),
+                None if trailing => {
+                    if let Some(location) = path::add_slash_redirect(&path, uri.query()) {
+                        return Ok(redirect(&location));
+                    }
+                }
+                _ => {}
+            }
+            match lookup {
                 Lookup::Route(r) => (Arc::clone(r), r.params_header(&segs).ok_or(Error::BadPath)?),
-                Lookup::MethodNotAllowed(allow) => {
+                Lookup::MethodNotAllowed(leaf) => {
                     return Err(Error::MethodNotAllowed {
-                        allow: allow.clone(),
+                        allow: leaf.allow.clone(),
                     });
                 }
                 Lookup::NotFound => return Err(Error::NotFound),
@@ -351,7 +377,11 @@ impl Gateway {
         }
 
         // Forward, retrying on another endpoint when the connection could not be made.
-        let pq = upstream_path(uri, &path, matches!(path, Cow::Owned(_)));
+        // A served trailing slash reaches the function, as under `next start`.
+        let pq = match &slashed {
+            None => upstream_path(uri, &path, matches!(path, Cow::Owned(_))),
+            Some(_) => upstream_path(uri, &format!("{path}/"), matches!(path, Cow::Owned(_))),
+        };
         let resp = if grpc {
             self.forward_h2(
                 parts,

@@ -128,6 +128,8 @@ pub struct RouteEntry {
     pub metrics: Arc<RouteMetrics>,
     /// `spec.host`, lower case.
     pub host: Option<Box<str>>,
+    /// `spec.trailingSlash`: served at `path/`, `path` redirected there (crate::path).
+    pub trailing_slash: bool,
 }
 
 /// A parameter of a route's pattern: the segment index it starts at, its name, and
@@ -254,6 +256,8 @@ pub struct Leaf {
     pub routes: SmallVec<[Arc<RouteEntry>; 1]>,
     /// `Allow` for a 405: the union of the routes' methods.
     pub allow: HeaderValue,
+    /// Some route here has `trailingSlash` (for the redirect before a 405).
+    pub trailing_slash: bool,
 }
 
 impl Leaf {
@@ -268,6 +272,7 @@ impl Leaf {
         let allow = HeaderValue::try_from(allow.join(", "))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         Leaf {
+            trailing_slash: routes.iter().any(|r| r.trailing_slash),
             routes: routes.into(),
             allow,
         }
@@ -357,7 +362,7 @@ fn set_leaf(node: &mut Arc<Node>, segments: &[Segment], leaf: Option<Arc<Leaf>>)
 pub enum Lookup<'t> {
     Route(&'t Arc<RouteEntry>),
     /// A pattern matched but none of its routes serves the method.
-    MethodNotAllowed(&'t HeaderValue),
+    MethodNotAllowed(&'t Leaf),
     NotFound,
 }
 
@@ -399,7 +404,7 @@ impl RouteTable {
         let leaf = root.find(segs)?;
         Some(match leaf.select(method) {
             Some(route) => Lookup::Route(route),
-            None => Lookup::MethodNotAllowed(&leaf.allow),
+            None => Lookup::MethodNotAllowed(leaf),
         })
     }
 
@@ -434,6 +439,7 @@ impl RouteTable {
                     "methods": r.methods.as_ref().map(|ms| ms.iter().map(Method::as_str).collect::<Vec<_>>()),
                     "timeoutSeconds": r.timeout.as_secs(),
                     "bodyLimitBytes": r.body_limit,
+                    "trailingSlash": r.trailing_slash,
                     "endpoints": eps(&r.main),
                     "previewEndpoints": r.preview.as_deref().map(eps),
                 })
@@ -1007,6 +1013,7 @@ impl Index {
                 .host
                 .as_ref()
                 .map(|h| h.to_ascii_lowercase().into()),
+            trailing_slash: route.spec.trailing_slash,
             params,
         });
         self.table.entries.insert(key, Arc::clone(&entry));

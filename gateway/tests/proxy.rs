@@ -91,6 +91,120 @@ async fn routes_with_params_and_contract_headers() {
     assert!(body.contains("default/hello"));
 }
 
+/// `spec.trailingSlash` (Next's `trailingSlash: true`): the route is served at `path/`,
+/// `path` gets Next's 308 there (query re-serialized, `Refresh` and body as for the
+/// default redirect), a file-like last segment keeps the default, and routes without the
+/// field keep the default beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailing_slash_routes_are_served_with_the_slash() {
+    let e = echo("e1");
+    let gw = in_process(
+        &routes_file(&[
+            route_yaml("x", "/api/x", ", trailingSlash: true", &[e.addr]),
+            route_yaml("index", "/api", ", trailingSlash: true", &[e.addr]),
+            route_yaml(
+                "users",
+                "/api/users/[id]",
+                ", trailingSlash: true, methods: [GET]",
+                &[e.addr],
+            ),
+            route_yaml("file", "/api/data.json", ", trailingSlash: true", &[e.addr]),
+            route_yaml("plain", "/api/plain", "", &[e.addr]),
+        ]),
+        ProxyConfig::default(),
+    )
+    .await;
+    let a = gw.addr;
+
+    // Served with the slash; the function sees the path as sent, query untouched.
+    let (status, _, body) = get_raw(a, "/api/x/?b&a=%2F+1").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["path"], "/api/x/");
+    assert_eq!(v["query"], "b&a=%2F+1");
+    assert_eq!(v["apiroute"]["x-apiroute-name"], "default/x");
+    let (status, _, body) = get_raw(a, "/api/users/4%2F2/").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["path"], "/api/users/4%2F2/");
+    assert_eq!(v["params"], serde_json::json!({"id": "4/2"}));
+    let (status, _, body) = get_raw(a, "/api/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("default/index"), "{body}");
+    // Dot segments are removed first; the slash they leave is served.
+    let (status, _, body) = get_raw(a, "/api/x/y/../").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"path\":\"/api/x/\""), "{body}");
+
+    // Without the slash: Next's 308 to it, the query re-serialized, any method.
+    let (status, head, body) = get_raw(a, "/api/x?b&a=%2F+1").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/x/?b=&a=%2F%201\r"), "{head}");
+    assert!(
+        head.contains("refresh: 0;url=/api/x/?b=&a=%2F%201"),
+        "{head}"
+    );
+    assert!(!head.contains("content-type"), "{head}");
+    assert_eq!(body, "/api/x/?b=&a=%2F%201");
+    let (status, head, _) = get_raw(a, "/api").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/\r"), "{head}");
+    let (status, head, _) = get_raw(a, "/api/users/caf%C3%A9").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/users/caf%C3%A9/\r"), "{head}");
+    // The redirect comes before the 405, as Next redirects before routing.
+    let (status, head, _) = raw(
+        a,
+        "POST /api/users/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 308, "{head}");
+    assert!(head.contains("location: /api/users/1/\r"), "{head}");
+    let (status, head, _) = raw(
+        a,
+        "POST /api/users/1/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 405, "{head}");
+    // Repeated slashes: collapsed first (query as received), then served.
+    let (status, head, _) = get_raw(a, "/api//x//?a+b").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/x/?a+b\r"), "{head}");
+
+    // A file name: served without the slash, redirected to that with it.
+    let (status, _, body) = get_raw(a, "/api/data.json").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, head, _) = get_raw(a, "/api/data.json/?q=1").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/data.json?q=1\r"), "{head}");
+
+    // A malformed escape in a served slashed path is a 400, not a redirect.
+    let (status, _, body) = get_raw(a, "/api/users/%zz/").await;
+    assert_eq!(status, 400, "{body}");
+
+    // Routes without the field, and unknown paths, keep Next's default.
+    let (status, head, _) = get_raw(a, "/api/plain/?a=1").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/plain?a=1\r"), "{head}");
+    let (status, _, _) = get_raw(a, "/api/plain").await;
+    assert_eq!(status, 200);
+    let (status, head, _) = get_raw(a, "/api/nothing/").await;
+    assert_eq!(status, 308);
+    assert!(head.contains("location: /api/nothing\r"), "{head}");
+    let (status, _, _) = get_raw(a, "/api/nothing").await;
+    assert_eq!(status, 404);
+
+    // The admin view shows the setting.
+    let json = gw.gateway.table().to_json();
+    let x = json["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "default/x")
+        .unwrap();
+    assert_eq!(x["trailingSlash"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_answers_308_400_404_405_413_502_504() {
     let e = echo("e1");

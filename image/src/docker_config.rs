@@ -4,28 +4,42 @@
 //! `auths.<registry>` holds `auth` (base64 of `user:password`), or `username` and
 //! `password`, and maybe `identitytoken` (an OAuth2 refresh token for a Bearer token
 //! server). Keys are written `host:port`, `https://host:port` or `https://host/v1/`; they
-//! are matched by `host[:port]`. Credential helpers (`credsStore`, `credHelpers`) are not
-//! run; when one is named for a registry without inline credentials, the lookup says so.
+//! are matched by `host[:port]`. Without inline credentials for the registry, the
+//! credential helper named for it (`credHelpers.<registry>`, else `credsStore`) is asked
+//! ([`ask_helper`]: docker-credential-helpers' `get`), as docker does.
 
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     fmt,
     path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
 };
 
 use base64::Engine;
 use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
 
 use crate::{Error, Result};
 
 /// What `docker login` left for one registry. Never printed: `Debug` hides the secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Credentials {
-    /// The `auths` key the entry was found under (to name it in errors).
-    pub key: String,
+    /// Where they came from (to name it in errors).
+    pub source: Source,
     /// `(user, password)`, from `auth` or `username`/`password`.
     pub basic: Option<(String, String)>,
     pub identity_token: Option<String>,
+}
+
+/// Where credentials came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The `auths` key the entry was found under.
+    Auths(String),
+    /// A credential helper: its name and the field that named it (`credHelpers`,
+    /// `credsStore`).
+    Helper(String, &'static str),
 }
 
 impl Credentials {
@@ -41,7 +55,7 @@ impl Credentials {
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("key", &self.key)
+            .field("source", &self.source)
             .field("user", &self.basic.as_ref().map(|(u, _)| u))
             .field("password", &self.basic.as_ref().map(|_| "<hidden>"))
             .field(
@@ -57,7 +71,10 @@ impl fmt::Debug for Credentials {
 pub(crate) enum Found {
     Credentials(Credentials),
     /// No inline credentials, but a helper is named: `(helper, "credHelpers" | "credsStore")`.
+    /// Not asked yet.
     Helper(String, &'static str),
+    /// The helper was asked and has no credentials for the registry.
+    HelperHasNone(String, &'static str),
     /// The file has nothing for this registry.
     Nothing,
     /// There is no such file.
@@ -191,7 +208,120 @@ fn entry(key: &str, value: &Value) -> Result<Option<Credentials>, String> {
         return Ok(None);
     }
     Ok(Some(Credentials {
-        key: key.to_owned(),
+        source: Source::Auths(key.to_owned()),
+        basic,
+        identity_token,
+    }))
+}
+
+/// How long a credential helper may take to answer before it is killed.
+pub(crate) const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The answer of docker-credential-helpers when it has nothing for the server.
+const NOT_FOUND: &str = "credentials not found in native keychain";
+
+/// The user name with which a helper hands over an identity token (docker's `<token>`).
+const TOKEN_USER: &str = "<token>";
+
+/// The server URL a helper is asked about, as docker asks it: the registry's `host[:port]`,
+/// and for Docker Hub the key `docker login` stores it under.
+pub(crate) fn helper_server(authority: &str) -> String {
+    match hub_alias(&authority.to_ascii_lowercase()) {
+        "index.docker.io" => "https://index.docker.io/v1/".to_owned(),
+        _ => authority.to_owned(),
+    }
+}
+
+/// Runs `docker-credential-<helper> get` with `server` on its standard input (the
+/// docker-credential-helpers protocol) and reads its `{"ServerURL", "Username", "Secret"}`
+/// answer. `Ok(None)`: the helper's "credentials not found" answer, or an empty secret.
+/// User `<token>` hands over an identity token. The program is looked up on `path` when
+/// given (the child's `PATH`), else on this process's `PATH`; it is killed after `timeout`.
+/// The error says what went wrong without quoting an answer that could hold a secret
+/// (only a failing helper's own message, which docker shows too).
+pub(crate) async fn ask_helper(
+    helper: &str,
+    field: &'static str,
+    server: &str,
+    path: Option<&OsStr>,
+    timeout: Duration,
+) -> Result<Option<Credentials>, String> {
+    if helper.is_empty() || helper.contains(['/', '\\']) || helper.contains(char::is_whitespace) {
+        return Err("is not a helper name (a word such as `desktop` or `ecr-login`)".to_owned());
+    }
+    let program = format!("docker-credential-{helper}");
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "is not installed: no such program on PATH (install it, or remove the entry that \
+             names it)"
+                .to_owned()
+        }
+        _ => format!("could not be started: {e}"),
+    })?;
+    let stdin = child.stdin.take();
+    let run = async move {
+        if let Some(mut stdin) = stdin {
+            // A helper that exits without reading its input is judged by its answer.
+            let _ = stdin.write_all(server.as_bytes()).await;
+            drop(stdin);
+        }
+        child.wait_with_output().await
+    };
+    let out = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| format!("gave no answer within {} s (killed)", timeout.as_secs()))?
+        .map_err(|e| format!("could not be run: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        if stdout.trim() == NOT_FOUND {
+            return Ok(None);
+        }
+        let message = [stdout.trim(), String::from_utf8_lossy(&out.stderr).trim()]
+            .into_iter()
+            .find(|m| !m.is_empty())
+            .map(|m| {
+                let line = m.lines().next().unwrap_or_default();
+                let short: String = line.chars().take(200).collect();
+                format!(": {short}")
+            })
+            .unwrap_or_default();
+        return Err(format!("failed ({}){message}", out.status));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: Option<String>,
+        #[serde(rename = "Secret", default)]
+        secret: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "answered something other than the JSON of credentials {{ServerURL, Username, \
+             Secret}} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Some(secret) = answer.secret.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let user = answer.username.unwrap_or_default();
+    let (basic, identity_token) = if user == TOKEN_USER {
+        (None, Some(secret))
+    } else {
+        (Some((user, secret)), None)
+    };
+    Ok(Some(Credentials {
+        source: Source::Helper(helper.to_owned(), field),
         basic,
         identity_token,
     }))
@@ -402,10 +532,127 @@ mod tests {
         Ok(())
     }
 
+    /// Real helper programs (shell scripts written here) on the child's PATH, spoken to as
+    /// docker does.
+    #[tokio::test]
+    async fn credential_helpers_are_asked_as_docker_asks_them()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let script = |name: &str, body: &str| -> std::io::Result<()> {
+            let p = dir.path().join(format!("docker-credential-{name}"));
+            std::fs::write(&p, format!("#!/bin/sh\n{body}"))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+        };
+        // The server URL arrives on stdin, without a newline; `get` is the only argument.
+        script(
+            "store",
+            r#"[ "$#" = 1 ] && [ "$1" = get ] || { echo "usage: get" >&2; exit 3; }
+server=$(cat)
+case "$server" in
+  r.example:5000) printf '{"ServerURL":"%s","Username":"ann","Secret":"s3cret"}\n' "$server" ;;
+  tok.example) printf '{"ServerURL":"%s","Username":"<token>","Secret":"refresh-me"}' "$server" ;;
+  https://index.docker.io/v1/) printf '{"ServerURL":"%s","Username":"hub","Secret":"pw"}' "$server" ;;
+  empty.example) printf '{"ServerURL":"%s","Username":"","Secret":""}' "$server" ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"#,
+        )?;
+        script(
+            "locked",
+            "cat >/dev/null\necho 'error getting credentials: the keychain is locked'\nexit 2\n",
+        )?;
+        script("silent", "exit 5\n")?;
+        script(
+            "garbage",
+            "cat >/dev/null\necho 'Username: ann, Secret: hunter2'\n",
+        )?;
+        script("slow", "exec sleep 30\n")?;
+        let path = std::env::join_paths(std::iter::once(dir.path().to_owned()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))?;
+        let ask = |helper: &'static str, server: &'static str, timeout: u64| {
+            let path = path.clone();
+            async move {
+                ask_helper(
+                    helper,
+                    "credsStore",
+                    server,
+                    Some(&path),
+                    Duration::from_secs(timeout),
+                )
+                .await
+            }
+        };
+
+        let c = ask("store", "r.example:5000", 10)
+            .await?
+            .ok_or("no credentials")?;
+        assert_eq!(c.basic, Some(("ann".into(), "s3cret".into())));
+        assert_eq!(c.identity_token, None);
+        assert_eq!(c.source, Source::Helper("store".into(), "credsStore"));
+        // `<token>`: an identity token, no user.
+        let c = ask("store", "tok.example", 10).await?.ok_or("no token")?;
+        assert_eq!(
+            (c.basic, c.identity_token.as_deref()),
+            (None, Some("refresh-me"))
+        );
+        // Docker Hub is asked under the key `docker login` stores it with.
+        assert_eq!(helper_server("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(helper_server("r.example:5000"), "r.example:5000");
+        let c = ask("store", "https://index.docker.io/v1/", 10).await?;
+        assert_eq!(c.and_then(|c| c.basic).map(|b| b.0).as_deref(), Some("hub"));
+        // "credentials not found", or an empty secret: none, not an error.
+        assert_eq!(ask("store", "other.example", 10).await?, None);
+        assert_eq!(ask("store", "empty.example", 10).await?, None);
+
+        // Failures say what happened, with the helper's own message when it gives one.
+        let err = ask("locked", "r.example", 10)
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(
+                "failed (exit status: 2): error getting credentials: the keychain is locked"
+            ),
+            "{err}"
+        );
+        let err = ask("silent", "r.example", 10)
+            .await
+            .err()
+            .unwrap_or_default();
+        assert_eq!(err, "failed (exit status: 5)");
+        let err = ask("garbage", "r.example", 10)
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("answered something other than the JSON"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = ask("absent", "r.example", 10)
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(err.starts_with("is not installed"), "{err}");
+        let err = ask("../store", "r.example", 10)
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(err.starts_with("is not a helper name"), "{err}");
+        // Bounded: a helper that hangs is killed after the timeout.
+        let started = std::time::Instant::now();
+        let err = ask("slow", "r.example", 1).await.err().unwrap_or_default();
+        assert_eq!(err, "gave no answer within 1 s (killed)");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        Ok(())
+    }
+
     #[test]
     fn debug_hides_the_secrets() {
         let c = Credentials {
-            key: "r.example".into(),
+            source: Source::Auths("r.example".into()),
             basic: Some(("ann".into(), "hunter2".into())),
             identity_token: Some("tok-secret".into()),
         };

@@ -31,6 +31,17 @@ pub enum Error {
     /// (the reason names the field and position, never a value).
     #[error("{}: {reason}", path.display())]
     DockerConfig { path: PathBuf, reason: String },
+    /// The credential helper the Docker config file names for a registry is missing,
+    /// failed, timed out or answered nonsense. `named`: which entry of which file named it.
+    #[error(
+        "registry {registry}: credential helper `docker-credential-{helper}` ({named}) {reason}"
+    )]
+    CredentialHelper {
+        registry: String,
+        helper: String,
+        named: String,
+        reason: String,
+    },
 }
 
 impl Error {

@@ -6,7 +6,8 @@
 //! node's registry is plain HTTP at a private address: it is pushed to with `http://` or
 //! the insecure option.
 //!
-//! Credentials come from the Docker config file (`docker login`'s). They are read only when
+//! Credentials come from the Docker config file (`docker login`'s), or from the credential
+//! helper it names for the registry (`docker-credential-<name> get`). They are read only when
 //! the registry answers 401, then sent as its `WWW-Authenticate` challenge asks: `Basic`,
 //! or `Bearer` with a token from the challenge's realm for `repository:<repo>:pull,push`.
 //! Nothing secret is ever printed or put in an error.
@@ -27,7 +28,7 @@ use hyper::{Method, Request, StatusCode, Uri, header};
 use crate::{
     Error, Result,
     auth::{self, Challenge},
-    docker_config::{self, Credentials, Found},
+    docker_config::{self, Credentials, Found, Source},
     layout::{self, MANIFEST_TYPE},
     transport::{self, Endpoint, Trust},
 };
@@ -271,18 +272,50 @@ impl Pusher {
         })
     }
 
-    /// The registry's credentials from the Docker config file, read once.
-    fn credentials(&mut self) -> Result<Option<Credentials>> {
+    /// The registry's credentials from the Docker config file, or from the credential
+    /// helper it names for the registry; read (and the helper asked) once.
+    async fn credentials(&mut self) -> Result<Option<Credentials>> {
         if self.found.is_none() {
             self.found = Some(match &self.config_path {
                 Some(path) => docker_config::lookup(path, &self.endpoint.authority)?,
                 None => Found::NoFile,
             });
         }
+        if let Some(Found::Helper(helper, field)) = &self.found {
+            let (helper, field) = (helper.clone(), *field);
+            let server = docker_config::helper_server(&self.endpoint.authority);
+            let asked = docker_config::ask_helper(
+                &helper,
+                field,
+                &server,
+                None,
+                docker_config::HELPER_TIMEOUT,
+            )
+            .await
+            .map_err(|reason| Error::CredentialHelper {
+                registry: self.endpoint.authority.clone(),
+                named: self.named_by(field),
+                helper: helper.clone(),
+                reason,
+            })?;
+            self.found = Some(match asked {
+                Some(c) => Found::Credentials(c),
+                None => Found::HelperHasNone(helper, field),
+            });
+        }
         Ok(match &self.found {
             Some(Found::Credentials(c)) => Some(c.clone()),
             _ => None,
         })
+    }
+
+    /// `` `credsStore` in FILE ``: the entry that named a helper.
+    fn named_by(&self, field: &str) -> String {
+        let file = self
+            .config_path
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), |p| p.display().to_string());
+        format!("`{field}` in {file}")
     }
 
     /// Sets `authorization` for the challenge of a 401.
@@ -292,7 +325,7 @@ impl Pusher {
             .iter()
             .flat_map(|h| auth::parse_challenges(h))
             .collect();
-        let creds = self.credentials()?;
+        let creds = self.credentials().await?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let token = self.token(step, bearer, creds.as_ref()).await?;
             self.authorization = Some(format!("Bearer {token}"));
@@ -395,13 +428,21 @@ impl Pusher {
         }
     }
 
-    /// Where credentials came from: `auths.KEY in FILE`.
+    /// Where credentials came from: `auths.KEY in FILE`, or the helper and its entry.
     fn source_of(&self, c: &Credentials) -> String {
-        let file = self
-            .config_path
-            .as_ref()
-            .map_or_else(|| "?".to_owned(), |p| p.display().to_string());
-        format!("`auths.{}` in {file}", c.key)
+        match &c.source {
+            Source::Auths(key) => {
+                let file = self
+                    .config_path
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), |p| p.display().to_string());
+                format!("`auths.{key}` in {file}")
+            }
+            Source::Helper(helper, field) => format!(
+                "from credential helper `docker-credential-{helper}`, {}",
+                self.named_by(field)
+            ),
+        }
     }
 
     /// The reason of a 401 after authenticating.
@@ -444,11 +485,11 @@ impl Pusher {
                 "the registry needs credentials, and the Docker config file {path} does not \
                  exist (`docker login {registry}` writes it; DOCKER_CONFIG names its directory)"
             ),
-            Some(Found::Helper(helper, field)) => format!(
-                "the registry needs credentials; {path} leaves them for {registry} to the \
-                 credential helper `docker-credential-{helper}` ({field}), which apiroutes \
-                 does not run: put `auths.\"{registry}\".auth` (base64 of user:password) in a \
-                 config file of its own and point DOCKER_CONFIG at its directory"
+            Some(Found::Helper(helper, field) | Found::HelperHasNone(helper, field)) => format!(
+                "the registry needs credentials, and the credential helper \
+                 `docker-credential-{helper}` ({}) has none for {registry} \
+                 (`docker login {registry}` stores them there)",
+                self.named_by(field)
             ),
             Some(Found::Credentials(c)) => format!(
                 "the registry asks for a user and password, and {} has only an identity token",

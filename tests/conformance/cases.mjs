@@ -88,3 +88,47 @@ add('unknown', ['/nope', '/API/hello', '/apix', '/api-hello', '/index', '/api/in
 for (const method of ['HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']) {
   add('methods', ['/api/hello', '/api/users/42', '/api/docs/a/b', '/api/hello/', '/nope'], method);
 }
+
+// next.config `trailingSlash: true` (the same route files built into trailing-slash/, the
+// gateway's routes with `spec.trailingSlash`): every path both without and with its slash,
+// with a query, and the slash, dot, encoding and method cases again.
+/** @type {(Case & { unmatched?: boolean })[]} */
+export const TRAILING_SLASH_CASES = [];
+{
+  const group = 'trailing-slash';
+  const bases = [
+    '/api', '/api/hello', '/api/users/42', '/api/users/me/settings', '/api/docs', '/api/docs/a/b/c',
+    '/api/opt', '/api/opt/x', '/api/shop/a/b', '/api/files/x/y/z', '/api/files/readme.md',
+    '/api/users/caf%C3%A9', '/api/users/a%2Fb', '/api/users/a+b', '/api/users/a.b', '/api/users/a.b-c',
+    '/api/users/x.JSON', '/api/users/.env', '/api/users/a%2Ejson', '/api/v1.2/status', '/api/hello.',
+  ];
+  for (const base of bases) {
+    for (const target of [base, `${base}/`, `${base}?b&a=%2F+1&constructor=x`, `${base}/?q=%2F&q=2`]) {
+      TRAILING_SLASH_CASES.push({ group, method: 'GET', target });
+    }
+  }
+  for (const target of [
+    '/api//hello', '/api/hello//', '/api//hello//?a+b', '//api/hello/', '/api\\hello',
+    '/api/users/../hello', '/api/users/..', '/api/hello/.', '/api/docs/a/b/..', '/api/docs/a/b/../',
+    '/api/users/%2e%2e/hello/', '/api/users/%zz/', '/api/users/%E9/', '/', '/api?', '/api/?',
+    '/api/users/me/settings/x', '/api/users/me/settings/x/',
+    '/api/hello?', '/api/hello/?',
+  ]) {
+    TRAILING_SLASH_CASES.push({ group, method: 'GET', target });
+  }
+  for (const method of ['HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS']) {
+    for (const target of ['/api/hello', '/api/hello/', '/api/users/42?x=1', '/api/users/42/?x=1']) {
+      TRAILING_SLASH_CASES.push({ group, method, target });
+    }
+  }
+  // Paths no route matches, or with a malformed escape: the gateway cannot know the app's
+  // setting (differences.mjs, `trailing-slash-unmatched`).
+  for (const target of [
+    '/nope', '/nope/', '/API/hello', '/API/hello/', '/apix', '/apix/', '/api-hello/?a=1',
+    '/api/users/%zz', '/api/users/%E9', '/api/users/a%2',
+  ]) {
+    TRAILING_SLASH_CASES.push({ group, method: 'GET', target, unmatched: true });
+  }
+  // Next answers a file-like unmatched path (a dot in the last segment) without a redirect.
+  TRAILING_SLASH_CASES.push({ group, method: 'GET', target: '/favicon.ico' });
+}

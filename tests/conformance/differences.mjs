@@ -35,6 +35,20 @@ export const DIFFERENCES = [
     },
   },
   {
+    id: 'trailing-slash-unmatched',
+    reason:
+      'Under next.config `trailingSlash: true` Next.js redirects every path without a slash to the path with one, matched or not (and only then answers 404, or 400 for a malformed escape), and answers an unmatched path with a slash 404. The gateway knows the setting only from the route a path matches (`spec.trailingSlash`), so for a path no route matches it keeps its default: 404 (or 400) at once, and a 308 to the path without the slash.',
+    applies: (c) => /** @type {any} */ (c).unmatched === true,
+    expect: (gw, _j, c) => {
+      const [pathPart, query] = c.target.split(/\?(.*)/s);
+      if (pathPart.length > 1 && pathPart.endsWith('/')) {
+        const want = pathPart.replace(/\/+$/, '') + (query ? `?${query}` : '');
+        return gw.status === 308 && gw.headers.location === want ? null : `want 308 to ${want}, got ${gw.status} ${gw.headers.location}`;
+      }
+      return (gw.status === 404 || gw.status === 400) && isJson(gw) ? null : `want 404 or 400 with a JSON body, got ${gw.status}`;
+    },
+  },
+  {
     id: 'json-errors',
     reason:
       'Unmatched paths (404) and malformed escapes (400) get the same status with a small JSON body instead of Next.js\'s HTML error page: an API gateway has no pages.',

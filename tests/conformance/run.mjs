@@ -3,7 +3,9 @@
 // same route with the same parameters for the same raw requests, and answer with the same
 // status where Next.js answers without reaching a route (308, 400, 404). Deliberate
 // differences are rows of differences.mjs, each asserted. DESIGN.md's measured Next.js
-// facts (facts.mjs) are checked against the live Next.js on every run.
+// facts (facts.mjs) are checked against the live Next.js on every run. Then the same route
+// files are built again with next.config `trailingSlash: true` (trailing-slash/) and compared
+// with a gateway whose routes have `spec.trailingSlash` (TRAILING_SLASH_CASES).
 //
 //   bash tests/conformance/run.sh          (the one command: installs, builds, runs)
 //   node run.mjs --next-only               Next.js side only: facts + record next-answers.json
@@ -16,7 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CASES } from './cases.mjs';
+import { CASES, TRAILING_SLASH_CASES } from './cases.mjs';
 import { DIFFERENCES } from './differences.mjs';
 import { FACTS } from './facts.mjs';
 import { staticFile, writePages, GATEWAY_ONLY } from './generate.mjs';
@@ -54,10 +56,10 @@ function freePort() {
   });
 }
 
-/** @param {string} cmd @param {string[]} args @param {Record<string, string>} env @param {string} logName */
-function start(cmd, args, env, logName) {
+/** @param {string} cmd @param {string[]} args @param {Record<string, string>} env @param {string} logName @param {string} [cwd] */
+function start(cmd, args, env, logName, cwd = here) {
   const log = fs.openSync(path.join(logDir, `${logName}.log`), 'w');
-  const child = spawn(cmd, args, { cwd: here, env: { ...process.env, ...env }, stdio: ['ignore', log, log] });
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', log, log] });
   children.push(child);
   child.on('exit', (code, sig) => {
     if (!stopping) console.error(`conformance: ${logName} exited early (${code ?? sig}); see results/${logName}.log`);
@@ -101,20 +103,24 @@ async function waitFor(port, target, seconds, what) {
   throw new Error(`${what} not ready on :${port}${target} after ${seconds}s (${last})`);
 }
 
-/** Builds the Next.js app unless the route list is unchanged since the last build. */
-async function buildNext() {
+/**
+ * Builds the Next.js app in `dir` (here, or trailing-slash/) unless the route list and its
+ * next.config are unchanged since the last build.
+ */
+async function buildNext(dir = here) {
   const hash = createHash('sha256')
     .update(fs.readFileSync(path.join(here, 'routes.mjs')))
     .update(fs.readFileSync(path.join(here, 'generate.mjs')))
+    .update(fs.readFileSync(path.join(dir, 'next.config.mjs')))
     .digest('hex');
-  const stamp = path.join(here, '.next', 'conformance-routes.sha256');
-  writePages();
+  const stamp = path.join(dir, '.next', 'conformance-routes.sha256');
+  writePages(dir);
   if (process.env.CONFORMANCE_SKIP_NEXT_BUILD === '1' || (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === hash)) {
     console.log(`conformance: reusing .next build (${elapsed()})`);
     return;
   }
   await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [nextBin, 'build'], { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
+    const child = spawn(process.execPath, [nextBin, 'build'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' } });
     children.push(child);
     let out = '';
     child.stdout.on('data', (d) => (out += d));
@@ -122,7 +128,7 @@ async function buildNext() {
     child.on('exit', (code) => (code === 0 ? resolve(undefined) : reject(new Error(`next build exited ${code}\n${out}`))));
   });
   fs.writeFileSync(stamp, hash);
-  console.log(`conformance: next build done (${elapsed()})`);
+  console.log(`conformance: next build done in ${path.relative(here, dir) || '.'} (${elapsed()})`);
 }
 
 /** What Next.js answered, reduced to what is compared. */
@@ -310,6 +316,12 @@ async function main() {
       if (why) failures.push(`${c.group}: ${key}: ${why}`);
       else if (verbose) console.log(`ok   ${c.group}: ${key}`);
     }
+
+    // next.config `trailingSlash: true` against routes with `spec.trailingSlash`.
+    const ts = await trailingSlashPhase(`http://127.0.0.1:${echoPort}`);
+    compared += ts.compared;
+    differences += ts.differences;
+    failures.push(...ts.failures);
   }
 
   for (const f of failures) console.log(`FAIL ${f}`);
@@ -321,6 +333,43 @@ async function main() {
   );
   console.log(`${total - failures.length} passed, ${failures.length} failed`);
   return failures.length === 0;
+}
+
+/**
+ * The same route files built with next.config `trailingSlash: true` (trailing-slash/), and a
+ * second gateway whose routes have `spec.trailingSlash`, on TRAILING_SLASH_CASES.
+ * @param {string} echoUrl
+ */
+async function trailingSlashPhase(echoUrl) {
+  const dir = path.join(here, 'trailing-slash');
+  await buildNext(dir);
+  const nextPort = await freePort();
+  const gwPort = await freePort();
+  const adminPort = await freePort();
+  start(process.execPath, [nextBin, 'start', '-H', '127.0.0.1', '-p', String(nextPort)], { NEXT_TELEMETRY_DISABLED: '1' }, 'next-trailing-slash', dir);
+  await waitFor(nextPort, '/api/hello/', 60, 'next start (trailingSlash: true)');
+  const staticPath = path.join(logDir, 'static-trailing-slash.yaml');
+  fs.writeFileSync(staticPath, staticFile(echoUrl, { trailingSlash: true }));
+  start(
+    /** @type {string} */ (process.env.GATEWAY_BIN),
+    ['--static', staticPath, '--listen', `127.0.0.1:${gwPort}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--log-level', 'warn'],
+    {},
+    'gateway-trailing-slash',
+  );
+  await waitFor(adminPort, '/readyz', 30, 'gateway (trailingSlash routes)');
+  console.log(`conformance: trailingSlash: true: next start on :${nextPort}, gateway on :${gwPort} (${elapsed()})`);
+  const failures = [];
+  let differences = 0;
+  for (const c of TRAILING_SLASH_CASES) {
+    const n = await rawRequest({ port: nextPort, method: c.method, target: c.target });
+    const g = await rawRequest({ port: gwPort, method: c.method, target: c.target });
+    const why = compare(c, nextAnswer(c, n), n, g);
+    if (DIFFERENCES.some((d) => d.applies(c, n))) differences++;
+    const key = `${c.method} ${c.target}`;
+    if (why) failures.push(`${c.group}: ${key}: ${why}`);
+    else if (verbose) console.log(`ok   ${c.group}: ${key}`);
+  }
+  return { compared: TRAILING_SLASH_CASES.length, differences, failures };
 }
 
 main()

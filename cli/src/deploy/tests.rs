@@ -174,3 +174,100 @@ fn base_path_must_be_a_path() {
         assert_eq!(config_problems(&c).len(), 1, "{bad}");
     }
 }
+
+#[test]
+fn next_config_trailing_slash_and_base_path_reach_every_route() {
+    let imported = |path: &str| Imported {
+        file: "pages/api/a.js".into(),
+        route: ApiRoute::new(
+            "api-a",
+            serde_json::from_value::<ApiRouteSpec>(serde_json::json!({"path": path, "image": "i"}))
+                .unwrap(),
+        ),
+    };
+    let mut routes = vec![imported("/api/a"), imported("/api")];
+    apply_config(
+        &mut routes,
+        &config(serde_json::json!({ "basePath": "/docs", "trailingSlash": true })),
+    );
+    for r in &routes {
+        assert!(r.route.spec.trailing_slash);
+        assert!(r.route.spec.path.starts_with("/docs/api"));
+        let env = &r.route.spec.env[0];
+        assert_eq!(
+            (env.name.as_str(), env.value.as_deref()),
+            (BASE_PATH_ENV, Some("/docs"))
+        );
+    }
+    // Next's default: the field stays out of the manifest.
+    let mut routes = vec![imported("/api/a")];
+    apply_config(&mut routes, &NextConfig::default());
+    assert!(!routes[0].route.spec.trailing_slash);
+    assert!(routes[0].route.spec.env.is_empty());
+    let json = serde_json::to_value(&routes[0].route).unwrap();
+    assert!(json["spec"].get("trailingSlash").is_none(), "{json}");
+}
+
+/// `build` of a real app (the runtime loads its next.config, esbuild bundles the handlers,
+/// the image is laid out) with `trailingSlash: true`: no longer refused, and every route's
+/// manifest carries `trailingSlash: true`. Needs `node` on PATH.
+#[test]
+fn an_app_with_trailing_slash_true_builds_routes_that_carry_it() {
+    let app = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let p = app.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    write(
+        "next.config.mjs",
+        "export default async () => ({ trailingSlash: true });\n",
+    );
+    write(
+        "pages/api/hello.js",
+        "export default function handler(req, res) { res.json({ url: req.url }); }\n",
+    );
+    write(
+        "app/api/items/[id]/route.ts",
+        "export async function GET(_req: Request) { return Response.json({ ok: true }); }\n",
+    );
+    let node = std::process::Command::new("sh")
+        .args(["-c", "command -v node"])
+        .output()
+        .unwrap();
+    assert!(node.status.success(), "node is not on PATH");
+    let node = PathBuf::from(String::from_utf8(node.stdout).unwrap().trim());
+    let tools = Toolchain {
+        host_node: PathBuf::from("node"),
+        image_node: node,
+        runtime: runtime_dir(None).unwrap(),
+    };
+    let options = BuildOptions {
+        import: import::Options::default(),
+        repository: "registry.test/shop".into(),
+        tag: None,
+        labels: BTreeMap::new(),
+        epoch: 0,
+    };
+    let out = tempfile::tempdir().unwrap();
+    let built = build(app.path(), &tools, &options, out.path()).unwrap();
+    let mut paths: Vec<(&str, bool)> = built
+        .routes
+        .iter()
+        .map(|r| {
+            let spec = &r.imported.route.spec;
+            (spec.path.as_str(), spec.trailing_slash)
+        })
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [("/api/hello", true), ("/api/items/[id]", true)],
+        "{paths:?}"
+    );
+    let manifest = route_manifest(&built.routes[0], "shop", "team", "i", false, None);
+    assert_eq!(
+        serde_json::to_value(&manifest).unwrap()["spec"]["trailingSlash"],
+        true
+    );
+}

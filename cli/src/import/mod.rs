@@ -349,6 +349,7 @@ fn manifest(
             read_only_root_filesystem: false,
             timeout_seconds,
             body_limit,
+            trailing_slash: false,
             scaling: Scaling::default(),
             preview,
         },

@@ -2,7 +2,7 @@
 //! redirects end within a few steps, as Next.js's do (repeated slashes, then a trailing
 //! slash: two 308s at most), never in a loop; a routed path normalizes to itself.
 #![no_main]
-use apiroutes_gateway::path::{PathOutcome, normalize, slash_redirect};
+use apiroutes_gateway::path::{PathOutcome, add_slash_redirect, normalize, slash_redirect};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (&str, Option<&str>)| {
@@ -11,11 +11,20 @@ fuzz_target!(|data: (&str, Option<&str>)| {
         return;
     }
     let _ = slash_redirect(path, query);
+    // Under `trailingSlash: true` the added slash is served, never redirected again.
+    if let Some(location) = add_slash_redirect(path, query) {
+        let p = location.split_once('?').map_or(location.as_str(), |(p, _)| p);
+        assert!(
+            p.ends_with('/') && add_slash_redirect(p, None).is_none(),
+            "{path:?}: {location:?}"
+        );
+    }
     let mut current = path.to_owned();
     let mut q = query.map(str::to_owned);
     for _ in 0..3 {
         match normalize(&current, q.as_deref()) {
-            PathOutcome::Redirect(location) => {
+            // Without a `trailingSlash` route, a trailing slash is the default redirect.
+            PathOutcome::Redirect(location) | PathOutcome::TrailingSlash { location, .. } => {
                 let (p, rest) = location
                     .split_once('?')
                     .map_or((location.as_str(), None), |(p, r)| (p, Some(r)));

@@ -21,7 +21,7 @@ fn look(t: &RouteTable, host: Option<&str>, path: &str, method: Method) -> Strin
     let segs = split(path);
     match t.lookup(host, &segs, &method) {
         Lookup::Route(r) => format!("{} {}", r.key, r.params_json(&segs).unwrap()),
-        Lookup::MethodNotAllowed(allow) => format!("405 {}", allow.to_str().unwrap()),
+        Lookup::MethodNotAllowed(leaf) => format!("405 {}", leaf.allow.to_str().unwrap()),
         Lookup::NotFound => "404".into(),
     }
 }
@@ -468,7 +468,7 @@ fn observe(t: &RouteTable, paths: &[String]) -> Vec<String> {
                         r.timeout,
                         r.preview.as_deref().map(eps)
                     ),
-                    Lookup::MethodNotAllowed(allow) => format!("405 {allow:?}"),
+                    Lookup::MethodNotAllowed(leaf) => format!("405 {:?}", leaf.allow),
                     Lookup::NotFound => "404".into(),
                 };
                 out.push(format!("{host:?} {m} {p}: {got}"));

@@ -17,7 +17,7 @@
 // by the runtime from their source instead of from `apiroutes-node build`'s output.
 
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -359,10 +359,22 @@ async function main() {
   if (dead.length) throw new Error(`${dead.length} server process(es) exited at start; see ${outDir}/*.log`);
   const staticPath = path.join(outDir, 'static.yaml');
   fs.writeFileSync(staticPath, staticFile(routes));
+  // The gateway alone signs preview cookies, with the first key of its keys file (one per
+  // line, >= 16 bytes); a fresh random key per run does for a test. No enable token: the
+  // cases start Preview Mode from handlers only.
+  const keysPath = path.join(outDir, 'preview-keys');
+  fs.writeFileSync(keysPath, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   const gw = startProcess(
-    ['--static', staticPath, '--listen', `127.0.0.1:${gatewayPort}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--log-level', 'warn'],
-    // The gateway alone signs preview cookies; any key of >= 16 bytes does for a test.
-    { APIROUTES_PREVIEW_SECRET: createHash('sha256').update(`conformance-${process.pid}-${Date.now()}`).digest('hex') },
+    [
+      '--static', staticPath,
+      '--listen', `127.0.0.1:${gatewayPort}`,
+      '--admin-listen', `127.0.0.1:${adminPort}`,
+      '--log-level', 'warn',
+      '--preview-keys-file', keysPath,
+      // Read once: the file does not change during a run.
+      '--preview-reload-interval', '0',
+    ],
+    {},
     'gateway',
     gateway,
   );

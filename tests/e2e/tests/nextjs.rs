@@ -358,4 +358,29 @@ async fn next_config_base_path_is_honoured_and_api_redirects_are_refused() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outside.status, 404, "outside the basePath");
+
+    // trailingSlash: true: the routes get `spec.trailingSlash` (same bundles, same image:
+    // nothing rolls); `/docs/api/where/` is served, `/docs/api/where` gets Next's 308 to it.
+    app.write(
+        "next.config.js",
+        "module.exports = { basePath: '/docs', trailingSlash: true };\n",
+    );
+    let report = deploy_app(&cluster, &app.0, &ns.name, "docs");
+    assert!(report.contains("apiroute/api-where configured"), "{report}");
+    let r = eventually(
+        "GET /docs/api/where: 308",
+        Duration::from_secs(60),
+        || async {
+            let a = http.get(&format!("{gw}/docs/api/where?x=1")).await.ok()?;
+            (a.status == 308).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(r.header("location"), Some("/docs/api/where/?x=1"));
+    let a = http
+        .get(&format!("{gw}/docs/api/where/?x=1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["url"], "/api/where/?x=1");
 }
