@@ -879,6 +879,14 @@ fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a s
 /// kept). `TE` is hop-by-hop too, but a request that accepts trailers says so to the next
 /// hop as well (RFC 9110 §10.1.4 allows only `trailers` to go on; gRPC needs it).
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one pass over the names (a compare each) instead
+    // of a hashed lookup per hop-by-hop name, on every request and every response.
+    if !h.keys().any(is_hop_by_hop) {
+        if upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: SmallVec<[HeaderName; 4]> = tokens(h, &header::CONNECTION)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -900,6 +908,11 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Whether `name` is one [`strip_hop_by_hop`] may act on without a `Connection` line.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TE || name == header::UPGRADE
 }
 
 /// Drops every `x-apiroute-*` header.
@@ -1015,6 +1028,27 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example.com"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        h.remove(header::CONNECTION);
+        assert_eq!(h, before);
+        for name in ["keep-alive", "proxy-connection", "te", "upgrade", "trailer"] {
+            let mut h = before.clone();
+            h.insert(name, HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h, before, "{name}");
+        }
     }
 
     #[test]
