@@ -544,14 +544,9 @@ impl Gateway {
         // hyper cannot forward a 1xx to the client, and waits for a final status after
         // one: a function that sends only a 1xx would hold the client until the route's
         // deadline. Watch for them; an expected 100 Continue is normal.
+        // (The callback goes in right before each send, so that a copy kept for a resend
+        // need not clone it.)
         let info = Arc::new(Informational::default());
-        let seen = Arc::clone(&info);
-        hyper::ext::on_informational(&mut up, move |res| {
-            let status = res.status();
-            if !(expects_continue && status == StatusCode::CONTINUE) {
-                seen.arrived(status);
-            }
-        });
         *up.version_mut() = Version::HTTP_11;
         *up.uri_mut() = Uri::from(pq);
         let mut target = Arc::clone(target);
@@ -606,6 +601,7 @@ impl Gateway {
             out.upstream = Some(Arc::clone(&endpoint));
             // What a resend needs: the head, and the body if it is never read.
             let mut replay = (reused && fresh_retry_left).then(|| Replay::of(&mut up));
+            info.watch(&mut up, expects_continue);
             let request_done = up.body_mut().completion();
             out.request_body = Some(Arc::clone(&request_done));
             let sent = tokio::select! {
@@ -705,10 +701,15 @@ impl Gateway {
 }
 
 /// A copy of a request's head, and its body if the body is never read, for resending it.
+///
+/// Made for every request sent on a reused connection, and nearly always dropped unused:
+/// the header lines are kept as a flat list (one allocation, no index to copy) and the
+/// map is rebuilt only for a resend.
 struct Replay {
     method: http::Method,
     uri: Uri,
-    headers: HeaderMap,
+    /// Every line in the map's order (a name's lines together, as `HeaderMap::iter`).
+    headers: Vec<(HeaderName, HeaderValue)>,
     extensions: http::Extensions,
     /// `None`: no body; else the body comes back here if it was never polled.
     body: Option<tokio::sync::oneshot::Receiver<Incoming>>,
@@ -717,10 +718,12 @@ struct Replay {
 impl Replay {
     fn of(req: &mut Request<UpstreamBody>) -> Self {
         let body = (!req.body().is_empty_body()).then(|| req.body_mut().returnable());
+        let mut headers = Vec::with_capacity(req.headers().len());
+        headers.extend(req.headers().iter().map(|(n, v)| (n.clone(), v.clone())));
         Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            headers: req.headers().clone(),
+            headers,
             extensions: req.extensions().clone(),
             body,
         }
@@ -733,10 +736,14 @@ impl Replay {
             None => UpstreamBody::empty(),
             Some(mut rx) => UpstreamBody::new(rx.try_recv().ok()?, body_limit),
         };
+        let mut headers = HeaderMap::try_with_capacity(self.headers.len()).ok()?;
+        for (name, value) in self.headers {
+            headers.try_append(name, value).ok()?;
+        }
         let mut req = Request::new(body);
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
-        *req.headers_mut() = self.headers;
+        *req.headers_mut() = headers;
         *req.extensions_mut() = self.extensions;
         *req.version_mut() = Version::HTTP_11;
         Some(req)
@@ -773,6 +780,17 @@ struct Informational {
 }
 
 impl Informational {
+    /// Has hyper report the 1xx responses to `req` here (an expected 100 Continue apart).
+    fn watch(self: &Arc<Self>, req: &mut Request<UpstreamBody>, expects_continue: bool) {
+        let seen = Arc::clone(self);
+        hyper::ext::on_informational(req, move |res| {
+            let status = res.status();
+            if !(expects_continue && status == StatusCode::CONTINUE) {
+                seen.arrived(status);
+            }
+        });
+    }
+
     fn arrived(&self, status: StatusCode) {
         self.status.store(status.as_u16(), Relaxed);
         self.notify.notify_one();
@@ -1028,6 +1046,32 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn a_replay_resends_the_same_head() {
+        let mut req = Request::new(UpstreamBody::empty());
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = Uri::from_static("/api/a?b=c");
+        let h = req.headers_mut();
+        h.append("x-b", HeaderValue::from_static("1"));
+        h.append(header::HOST, HeaderValue::from_static("example.com"));
+        h.append("x-b", HeaderValue::from_static("2"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        req.extensions_mut().insert(7u32);
+        let replay = Replay::of(&mut req);
+        let again = replay.request(1024).unwrap();
+        assert_eq!(again.method(), http::Method::POST);
+        assert_eq!(again.uri(), "/api/a?b=c");
+        assert_eq!(again.version(), Version::HTTP_11);
+        assert_eq!(again.extensions().get::<u32>(), Some(&7));
+        let lines = |h: &HeaderMap| {
+            h.iter()
+                .map(|(n, v)| format!("{n}: {v:?}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(again.headers()), lines(req.headers()));
+        assert_eq!(again.headers(), req.headers());
     }
 
     #[test]
