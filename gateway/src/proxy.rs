@@ -872,7 +872,8 @@ fn is_grpc(h: &HeaderMap) -> bool {
 
 /// Hop-by-hop fields that never cross the gateway whatever `Connection` says (RFC 9110
 /// §7.6.1 and the historic ones proxies still strip). `Upgrade` and `TE` are handled apart.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// A static, not a const: a const array is built and dropped again at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
