@@ -7,7 +7,10 @@
 use std::{
     borrow::Cow,
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::Ordering::{Acquire, Relaxed, Release},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -773,10 +776,15 @@ fn no_response(e: &hyper::Error) -> bool {
 }
 
 /// 1xx responses a function sent on one request.
+///
+/// Polled alongside every exchange and nearly never woken: a waker slot (an atomic swap
+/// to poll) rather than a `Notify` (a lock at every poll and at every drop).
 #[derive(Default)]
 struct Informational {
     status: std::sync::atomic::AtomicU16,
-    notify: tokio::sync::Notify,
+    /// 1xx responses seen so far.
+    count: std::sync::atomic::AtomicU32,
+    waker: futures::task::AtomicWaker,
 }
 
 impl Informational {
@@ -793,17 +801,31 @@ impl Informational {
 
     fn arrived(&self, status: StatusCode) {
         self.status.store(status.as_u16(), Relaxed);
-        self.notify.notify_one();
+        self.count.fetch_add(1, Release);
+        self.waker.wake();
+    }
+
+    /// Resolves with the count of 1xx responses once it differs from `seen`.
+    async fn another(&self, seen: u32) -> u32 {
+        std::future::poll_fn(|cx| {
+            // Registered before the count is read: an arrival after the read wakes us.
+            self.waker.register(cx.waker());
+            match self.count.load(Acquire) {
+                n if n != seen => std::task::Poll::Ready(n),
+                _ => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Resolves with the last 1xx status once one has gone `timeout` without another or a
     /// final response (the caller stops polling when the final response comes).
     async fn unanswered(&self, timeout: Duration) -> u16 {
-        self.notify.notified().await;
+        let mut seen = self.another(0).await;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => return self.status.load(Relaxed),
-                () = self.notify.notified() => {}
+                n = self.another(seen) => seen = n,
             }
         }
     }
