@@ -89,6 +89,9 @@ pub fn verdict(s: &Snapshot, limits: &Limits) -> Verdict {
 
 const NONE: u64 = u64::MAX;
 
+/// While a request is in flight, how often the waiting task looks again at least.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
+
 /// Shared state of one connection, updated by the socket, the service and the body guard.
 ///
 /// The connection's task (see [`ConnWatch::expired`]) is woken by a change only when the
@@ -197,7 +200,10 @@ impl ConnWatch {
             let seen = verdict(&self.snapshot(), &limits);
             let elapsed = self.start.elapsed();
             let at = match seen {
-                Verdict::Busy => elapsed.saturating_add(gap),
+                // Any time works here (a change that could close the connection sooner
+                // wakes the task anyway); not less than BUSY_RECHECK, so that zero
+                // limits do not make it spin while a request is in flight.
+                Verdict::Busy => elapsed.saturating_add(gap.max(BUSY_RECHECK)),
                 Verdict::CloseAt(at, why) => {
                     if elapsed >= at {
                         return why;
@@ -496,24 +502,27 @@ mod tests {
         assert_eq!(why, Close::HeaderTimeout);
         assert!(at < head + Duration::from_millis(300), "{at:?}");
 
-        // A request in flight is never cut, and the idle time counts from its end.
-        let limits = Limits {
-            header: Duration::from_millis(50),
-            idle: Duration::from_millis(50),
-        };
-        let w = ConnWatch::new();
-        let g = w.request_started(false);
-        let waiter = tokio::spawn({
-            let w = Arc::clone(&w);
-            async move { w.expired(limits).await }
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!waiter.is_finished());
-        drop(g);
-        let why = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(why, Close::Idle);
+        // A request in flight is never cut, and the idle time counts from its end (zero
+        // limits included).
+        for ms in [50, 0] {
+            let limits = Limits {
+                header: Duration::from_millis(ms),
+                idle: Duration::from_millis(ms),
+            };
+            let w = ConnWatch::new();
+            let g = w.request_started(false);
+            let waiter = tokio::spawn({
+                let w = Arc::clone(&w);
+                async move { w.expired(limits).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!waiter.is_finished());
+            drop(g);
+            let why = tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(why, Close::Idle);
+        }
     }
 }
