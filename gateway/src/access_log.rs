@@ -516,10 +516,7 @@ fn field_ms(buf: &mut Vec<u8>, key: &[u8], value: Option<Duration>) {
 pub fn json_str(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.push(b'"');
     // The usual case, in one pass: printable ASCII with nothing to escape.
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if plain(bytes) {
         buf.extend_from_slice(bytes);
         buf.push(b'"');
         return;
@@ -531,6 +528,20 @@ pub fn json_str(buf: &mut Vec<u8>, bytes: &[u8]) {
         }
     }
     buf.push(b'"');
+}
+
+/// Whether `bytes` is printable ASCII without `"` or `\\` (nothing to escape).
+fn plain(bytes: &[u8]) -> bool {
+    // 16 bytes at a time without an early exit inside, which the compiler turns into a few
+    // vector compares (a byte-by-byte early exit was a visible share of the log's cost).
+    let bad = |b: u8| !(0x20..0x7f).contains(&b) | (b == b'"') | (b == b'\\');
+    let mut chunks = bytes.chunks_exact(16);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |acc, &b| acc | bad(b)) {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| bad(b))
 }
 
 /// Escapes valid UTF-8 (multi-byte characters pass unchanged).
@@ -844,6 +855,17 @@ mod tests {
             let lossy = String::from_utf8_lossy(&bytes);
             proptest::prop_assert_eq!(v.as_str(), Some(lossy.as_ref()));
             proptest::prop_assert!(!b.iter().any(|&c| c < 0x20 || c == 0x7f));
+        }
+
+        #[test]
+        fn the_plain_check_is_the_byte_by_byte_one(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![9 => 0x20u8..0x7f, 1 => proptest::num::u8::ANY],
+                0..80,
+            )
+        ) {
+            let simple = bytes.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+            proptest::prop_assert_eq!(plain(&bytes), simple);
         }
     }
 

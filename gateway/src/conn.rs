@@ -13,7 +13,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*, fence},
     },
     task::{Context, Poll},
     time::Duration,
@@ -89,7 +89,15 @@ pub fn verdict(s: &Snapshot, limits: &Limits) -> Verdict {
 
 const NONE: u64 = u64::MAX;
 
+/// While a request is in flight, how often the waiting task looks again at least.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
+
 /// Shared state of one connection, updated by the socket, the service and the body guard.
+///
+/// The connection's task (see [`ConnWatch::expired`]) is woken by a change only when the
+/// change may bring its close time before the time the task will look again anyway
+/// (`wake_at_ms`): a request begun or finished on a busy keep-alive connection does not
+/// wake it (a wake re-polls the whole connection, twice per request).
 pub struct ConnWatch {
     start: Instant,
     active: AtomicU32,
@@ -97,6 +105,12 @@ pub struct ConnWatch {
     h2: AtomicBool,
     idle_since_ms: AtomicU64,
     head_started_ms: AtomicU64,
+    /// When the task waiting in [`ConnWatch::expired`] looks at the state next, at the
+    /// latest (ms from the start); `NONE` before it first looks.
+    wake_at_ms: AtomicU64,
+    /// The shortest time from a change to the close time it can cause (the smaller of the
+    /// two limits, in ms), as set by the waiting task.
+    min_gap_ms: AtomicU64,
     changed: Notify,
 }
 
@@ -109,6 +123,8 @@ impl ConnWatch {
             h2: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(NONE),
+            wake_at_ms: AtomicU64::new(NONE),
+            min_gap_ms: AtomicU64::new(0),
             changed: Notify::new(),
         })
     }
@@ -137,8 +153,21 @@ impl ConnWatch {
     fn on_read(&self) {
         // Only the first byte after going idle matters: one load on the hot path.
         if self.head_started_ms.load(Relaxed) == NONE && self.active.load(Acquire) == 0 {
-            self.head_started_ms.store(self.now_ms(), Release);
+            let now = self.now_ms();
+            self.head_started_ms.store(now, Release);
             // The deadline may have moved earlier (header timeout < idle timeout).
+            self.changed_at(now);
+        }
+    }
+
+    /// The state changed at `now` (ms): wake the waiting task if the close time this can
+    /// cause (no sooner than `now` + the smaller limit) may come before its next look.
+    fn changed_at(&self, now: u64) {
+        // Pairs with the fence in `expired`: either this load sees the task's new wake
+        // time, or the task's second look at the state sees this change.
+        fence(SeqCst);
+        let soonest = now.saturating_add(self.min_gap_ms.load(Relaxed));
+        if soonest < self.wake_at_ms.load(Relaxed) {
             self.changed.notify_one();
         }
     }
@@ -155,23 +184,47 @@ impl ConnWatch {
     }
 
     /// Resolves when the connection should be closed under `limits`.
+    ///
+    /// The task looks at the state when woken by a change that may close the connection
+    /// sooner (see [`ConnWatch::changed_at`]), and otherwise at the close time it computed
+    /// (or, while a request is in flight, after the smaller limit): no change can close
+    /// the connection sooner than that after it happens, so every close time is met.
     pub async fn expired(&self, limits: Limits) -> Close {
+        let gap = limits.header.min(limits.idle);
+        self.min_gap_ms
+            .store(u64::try_from(gap.as_millis()).unwrap_or(NONE), Relaxed);
+        let sleep = tokio::time::sleep_until(self.start);
+        tokio::pin!(sleep);
+        let mut armed = None;
         loop {
-            let wake = match verdict(&self.snapshot(), &limits) {
-                Verdict::Busy => None,
+            let seen = verdict(&self.snapshot(), &limits);
+            let elapsed = self.start.elapsed();
+            let at = match seen {
+                // Any time works here (a change that could close the connection sooner
+                // wakes the task anyway); not less than BUSY_RECHECK, so that zero
+                // limits do not make it spin while a request is in flight.
+                Verdict::Busy => elapsed.saturating_add(gap.max(BUSY_RECHECK)),
                 Verdict::CloseAt(at, why) => {
-                    if self.start.elapsed() >= at {
+                    if elapsed >= at {
                         return why;
                     }
-                    Some(self.start + at)
+                    at
                 }
             };
-            match wake {
-                Some(at) => tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = self.changed.notified() => {}
-                },
-                None => self.changed.notified().await,
+            self.wake_at_ms
+                .store(u64::try_from(at.as_millis()).unwrap_or(NONE - 1), Relaxed);
+            fence(SeqCst);
+            // A change made before the new wake time was stored was not compared with it.
+            if verdict(&self.snapshot(), &limits) != seen {
+                continue;
+            }
+            if armed != Some(at) {
+                sleep.as_mut().reset(self.start + at);
+                armed = Some(at);
+            }
+            tokio::select! {
+                () = sleep.as_mut() => armed = None,
+                () = self.changed.notified() => {}
             }
         }
     }
@@ -183,10 +236,11 @@ pub struct RequestGuard(Arc<ConnWatch>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let w = &self.0;
-        w.idle_since_ms.store(w.now_ms(), Release);
+        let now = w.now_ms();
+        w.idle_since_ms.store(now, Release);
         w.head_started_ms.store(NONE, Release);
         if w.active.fetch_sub(1, AcqRel) == 1 {
-            w.changed.notify_one();
+            w.changed_at(now);
         }
     }
 }
@@ -321,6 +375,7 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for Counted<B> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const L: Limits = Limits {
@@ -397,5 +452,77 @@ mod tests {
         assert_eq!(w.snapshot().head_started, None);
         drop(g);
         assert_eq!(w.snapshot().active, 0);
+    }
+
+    /// Requests begun and finished do not wake the waiting task, yet every close time is
+    /// met: the idle one after a request, the header one of a later head.
+    #[tokio::test]
+    async fn close_times_are_met_without_a_wake_per_request() {
+        let limits = Limits {
+            header: Duration::from_millis(150),
+            idle: Duration::from_millis(300),
+        };
+        let w = ConnWatch::new();
+        let waiter = tokio::spawn({
+            let w = Arc::clone(&w);
+            async move { (w.expired(limits).await, w.start.elapsed()) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..3 {
+            w.on_read();
+            drop(w.request_started(false));
+        }
+        let idle_since = w.start.elapsed();
+        let (why, at) = waiter.await.unwrap();
+        assert_eq!(why, Close::Idle);
+        assert!(at >= idle_since + limits.idle, "{at:?}");
+        assert!(
+            at < idle_since + limits.idle + Duration::from_millis(200),
+            "{at:?}"
+        );
+
+        // A head that starts after a while gets the (shorter) header timeout from then.
+        let limits = Limits {
+            header: Duration::from_millis(100),
+            idle: Duration::from_secs(30),
+        };
+        let w = ConnWatch::new();
+        drop(w.request_started(false));
+        let waiter = tokio::spawn({
+            let w = Arc::clone(&w);
+            async move { (w.expired(limits).await, w.start.elapsed()) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        w.on_read();
+        let head = w.start.elapsed();
+        let (why, at) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(why, Close::HeaderTimeout);
+        assert!(at < head + Duration::from_millis(300), "{at:?}");
+
+        // A request in flight is never cut, and the idle time counts from its end (zero
+        // limits included).
+        for ms in [50, 0] {
+            let limits = Limits {
+                header: Duration::from_millis(ms),
+                idle: Duration::from_millis(ms),
+            };
+            let w = ConnWatch::new();
+            let g = w.request_started(false);
+            let waiter = tokio::spawn({
+                let w = Arc::clone(&w);
+                async move { w.expired(limits).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!waiter.is_finished());
+            drop(g);
+            let why = tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(why, Close::Idle);
+        }
     }
 }

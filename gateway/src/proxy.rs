@@ -7,7 +7,10 @@
 use std::{
     borrow::Cow,
     net::SocketAddr,
-    sync::{Arc, atomic::Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::Ordering::{Acquire, Relaxed, Release},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -574,14 +577,9 @@ impl Gateway {
         // hyper cannot forward a 1xx to the client, and waits for a final status after
         // one: a function that sends only a 1xx would hold the client until the route's
         // deadline. Watch for them; an expected 100 Continue is normal.
+        // (The callback goes in right before each send, so that a copy kept for a resend
+        // need not clone it.)
         let info = Arc::new(Informational::default());
-        let seen = Arc::clone(&info);
-        hyper::ext::on_informational(&mut up, move |res| {
-            let status = res.status();
-            if !(expects_continue && status == StatusCode::CONTINUE) {
-                seen.arrived(status);
-            }
-        });
         *up.version_mut() = Version::HTTP_11;
         *up.uri_mut() = Uri::from(pq);
         let mut target = Arc::clone(target);
@@ -636,6 +634,7 @@ impl Gateway {
             out.upstream = Some(Arc::clone(&endpoint));
             // What a resend needs: the head, and the body if it is never read.
             let mut replay = (reused && fresh_retry_left).then(|| Replay::of(&mut up));
+            info.watch(&mut up, expects_continue);
             let request_done = up.body_mut().completion();
             out.request_body = Some(Arc::clone(&request_done));
             let sent = tokio::select! {
@@ -735,10 +734,15 @@ impl Gateway {
 }
 
 /// A copy of a request's head, and its body if the body is never read, for resending it.
+///
+/// Made for every request sent on a reused connection, and nearly always dropped unused:
+/// the header lines are kept as a flat list (one allocation, no index to copy) and the
+/// map is rebuilt only for a resend.
 struct Replay {
     method: http::Method,
     uri: Uri,
-    headers: HeaderMap,
+    /// Every line in the map's order (a name's lines together, as `HeaderMap::iter`).
+    headers: Vec<(HeaderName, HeaderValue)>,
     extensions: http::Extensions,
     /// `None`: no body; else the body comes back here if it was never polled.
     body: Option<tokio::sync::oneshot::Receiver<Incoming>>,
@@ -747,10 +751,12 @@ struct Replay {
 impl Replay {
     fn of(req: &mut Request<UpstreamBody>) -> Self {
         let body = (!req.body().is_empty_body()).then(|| req.body_mut().returnable());
+        let mut headers = Vec::with_capacity(req.headers().len());
+        headers.extend(req.headers().iter().map(|(n, v)| (n.clone(), v.clone())));
         Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            headers: req.headers().clone(),
+            headers,
             extensions: req.extensions().clone(),
             body,
         }
@@ -763,10 +769,14 @@ impl Replay {
             None => UpstreamBody::empty(),
             Some(mut rx) => UpstreamBody::new(rx.try_recv().ok()?, body_limit),
         };
+        let mut headers = HeaderMap::try_with_capacity(self.headers.len()).ok()?;
+        for (name, value) in self.headers {
+            headers.try_append(name, value).ok()?;
+        }
         let mut req = Request::new(body);
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
-        *req.headers_mut() = self.headers;
+        *req.headers_mut() = headers;
         *req.extensions_mut() = self.extensions;
         *req.version_mut() = Version::HTTP_11;
         Some(req)
@@ -796,26 +806,56 @@ fn no_response(e: &hyper::Error) -> bool {
 }
 
 /// 1xx responses a function sent on one request.
+///
+/// Polled alongside every exchange and nearly never woken: a waker slot (an atomic swap
+/// to poll) rather than a `Notify` (a lock at every poll and at every drop).
 #[derive(Default)]
 struct Informational {
     status: std::sync::atomic::AtomicU16,
-    notify: tokio::sync::Notify,
+    /// 1xx responses seen so far.
+    count: std::sync::atomic::AtomicU32,
+    waker: futures::task::AtomicWaker,
 }
 
 impl Informational {
+    /// Has hyper report the 1xx responses to `req` here (an expected 100 Continue apart).
+    fn watch(self: &Arc<Self>, req: &mut Request<UpstreamBody>, expects_continue: bool) {
+        let seen = Arc::clone(self);
+        hyper::ext::on_informational(req, move |res| {
+            let status = res.status();
+            if !(expects_continue && status == StatusCode::CONTINUE) {
+                seen.arrived(status);
+            }
+        });
+    }
+
     fn arrived(&self, status: StatusCode) {
         self.status.store(status.as_u16(), Relaxed);
-        self.notify.notify_one();
+        self.count.fetch_add(1, Release);
+        self.waker.wake();
+    }
+
+    /// Resolves with the count of 1xx responses once it differs from `seen`.
+    async fn another(&self, seen: u32) -> u32 {
+        std::future::poll_fn(|cx| {
+            // Registered before the count is read: an arrival after the read wakes us.
+            self.waker.register(cx.waker());
+            match self.count.load(Acquire) {
+                n if n != seen => std::task::Poll::Ready(n),
+                _ => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Resolves with the last 1xx status once one has gone `timeout` without another or a
     /// final response (the caller stops polling when the final response comes).
     async fn unanswered(&self, timeout: Duration) -> u16 {
-        self.notify.notified().await;
+        let mut seen = self.another(0).await;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => return self.status.load(Relaxed),
-                () = self.notify.notified() => {}
+                n = self.another(seen) => seen = n,
             }
         }
     }
@@ -884,7 +924,8 @@ fn is_grpc(h: &HeaderMap) -> bool {
 
 /// Hop-by-hop fields that never cross the gateway whatever `Connection` says (RFC 9110
 /// §7.6.1 and the historic ones proxies still strip). `Upgrade` and `TE` are handled apart.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// A static, not a const: a const array is built and dropped again at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -909,6 +950,14 @@ fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a s
 /// kept). `TE` is hop-by-hop too, but a request that accepts trailers says so to the next
 /// hop as well (RFC 9110 §10.1.4 allows only `trailers` to go on; gRPC needs it).
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one pass over the names (a compare each) instead
+    // of a hashed lookup per hop-by-hop name, on every request and every response.
+    if !h.keys().any(is_hop_by_hop) {
+        if upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: SmallVec<[HeaderName; 4]> = tokens(h, &header::CONNECTION)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -930,6 +979,11 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Whether `name` is one [`strip_hop_by_hop`] may act on without a `Connection` line.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TE || name == header::UPGRADE
 }
 
 /// Drops every `x-apiroute-*` header.
@@ -1045,6 +1099,53 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
+    }
+
+    #[test]
+    fn a_replay_resends_the_same_head() {
+        let mut req = Request::new(UpstreamBody::empty());
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = Uri::from_static("/api/a?b=c");
+        let h = req.headers_mut();
+        h.append("x-b", HeaderValue::from_static("1"));
+        h.append(header::HOST, HeaderValue::from_static("example.com"));
+        h.append("x-b", HeaderValue::from_static("2"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        req.extensions_mut().insert(7u32);
+        let replay = Replay::of(&mut req);
+        let again = replay.request(1024).unwrap();
+        assert_eq!(again.method(), http::Method::POST);
+        assert_eq!(again.uri(), "/api/a?b=c");
+        assert_eq!(again.version(), Version::HTTP_11);
+        assert_eq!(again.extensions().get::<u32>(), Some(&7));
+        let lines = |h: &HeaderMap| {
+            h.iter()
+                .map(|(n, v)| format!("{n}: {v:?}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(again.headers()), lines(req.headers()));
+        assert_eq!(again.headers(), req.headers());
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example.com"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        h.remove(header::CONNECTION);
+        assert_eq!(h, before);
+        for name in ["keep-alive", "proxy-connection", "te", "upgrade", "trailer"] {
+            let mut h = before.clone();
+            h.insert(name, HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h, before, "{name}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering::*},
+        atomic::{AtomicBool, AtomicU8, Ordering::*},
     },
+    task::Poll,
     time::Duration,
 };
 
@@ -237,6 +238,24 @@ async fn serve_conn<H, F>(
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // The timeouts and the shutdown are waited for by a task of their own, which raises
+    // an alarm: this task is woken two or three times per request by its socket, and each
+    // wake would otherwise poll a timer, a `Notify` and the cancellation token (two locks).
+    let alarm = Arc::new(Alarm::default());
+    let _watcher = AbortOnDrop(
+        tokio::spawn({
+            let (watch, alarm, shutdown) =
+                (Arc::clone(&watch), Arc::clone(&alarm), shutdown.clone());
+            async move {
+                let event = tokio::select! {
+                    why = watch.expired(limits) => Event::Expired(why),
+                    () = shutdown.cancelled() => Event::Shutdown,
+                };
+                alarm.raise(event);
+            }
+        })
+        .abort_handle(),
+    );
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -248,44 +267,95 @@ async fn serve_conn<H, F>(
                 }
             }
         }
-        why = watch.expired(limits) => match why {
+        event = alarm.wait() => match event {
             // A slow or silent client: drop it without waiting for it (a graceful
             // shutdown would wait for the head to complete).
-            Close::HeaderTimeout => {
+            Event::Expired(Close::HeaderTimeout) => {
                 tracing::debug!(%remote, "request head not received in time; closing");
             }
-            Close::Idle => {
+            Event::Expired(Close::Idle) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
             }
-        },
-        () = shutdown.cancelled() => {
-            if watch.is_h2() {
-                // GOAWAY: the client knows which streams were taken and retries the rest.
-                conn.as_mut().graceful_shutdown();
-                // Draining waits for a started head to complete: still bound it.
-                tokio::select! {
-                    _ = conn => {}
-                    _ = watch.expired(limits) => {}
-                }
-            } else {
-                // HTTP/1 has no GOAWAY: closing an idle keep-alive connection races with
-                // the request the client may be sending on it. Its next answer says
-                // `Connection: close` instead (hyper then closes it), and only a connection
-                // that stays quiet for DRAIN_IDLE is closed by us.
-                let drain = Limits {
-                    header: limits.header.min(DRAIN_IDLE),
-                    idle: limits.idle.min(DRAIN_IDLE),
-                };
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = watch.expired(drain) => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+            Event::Shutdown => {
+                if watch.is_h2() {
+                    // GOAWAY: the client knows which streams were taken and retries the rest.
+                    conn.as_mut().graceful_shutdown();
+                    // Draining waits for a started head to complete: still bound it.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = watch.expired(limits) => {}
+                    }
+                } else {
+                    // HTTP/1 has no GOAWAY: closing an idle keep-alive connection races with
+                    // the request the client may be sending on it. Its next answer says
+                    // `Connection: close` instead (hyper then closes it), and only a connection
+                    // that stays quiet for DRAIN_IDLE is closed by us.
+                    let drain = Limits {
+                        header: limits.header.min(DRAIN_IDLE),
+                        idle: limits.idle.min(DRAIN_IDLE),
+                    };
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = watch.expired(drain) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// What ends the wait of a connection's task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Expired(Close),
+    Shutdown,
+}
+
+/// Raised once by a connection's watcher task; cheap to poll (an atomic load and a waker
+/// slot) on every wake of the connection's task.
+#[derive(Default)]
+struct Alarm {
+    /// 0: not raised; else the event (see [`Alarm::raise`]).
+    raised: AtomicU8,
+    waker: futures::task::AtomicWaker,
+}
+
+impl Alarm {
+    fn raise(&self, event: Event) {
+        let code = match event {
+            Event::Expired(Close::HeaderTimeout) => 1,
+            Event::Expired(Close::Idle) => 2,
+            Event::Shutdown => 3,
+        };
+        self.raised.store(code, Release);
+        self.waker.wake();
+    }
+
+    async fn wait(&self) -> Event {
+        std::future::poll_fn(|cx| {
+            // Registered before the flag is read: a raise after the read wakes us.
+            self.waker.register(cx.waker());
+            match self.raised.load(Acquire) {
+                1 => Poll::Ready(Event::Expired(Close::HeaderTimeout)),
+                2 => Poll::Ready(Event::Expired(Close::Idle)),
+                3 => Poll::Ready(Event::Shutdown),
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// Aborts a task when dropped (a connection's watcher, when the connection ends).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
