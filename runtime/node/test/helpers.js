@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 
 /**
@@ -9,6 +10,24 @@ import { Readable } from 'node:stream';
 export function fakeRequest(body, headers = {}) {
   const stream = Readable.from(body === '' ? [] : [Buffer.from(body)]);
   return Object.assign(stream, { headers, url: '/', method: 'POST' });
+}
+
+/**
+ * A TCP port the OS just handed out on 127.0.0.1 and released, for a child process to
+ * listen on. Random picks in a fixed range collided with the ports of the test cluster
+ * running beside these tests (EADDRINUSE).
+ * @returns {Promise<number>}
+ */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /**

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadHandler } from '../src/load.js';
 import { installNextServerResolution, needsResolveHooks } from '../src/resolve.js';
-import { listen, request } from './helpers.js';
+import { freePort, listen, request } from './helpers.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const bin = path.join(fixtures, '..', '..', 'bin', 'apiroutes-node.js');
@@ -31,7 +31,7 @@ test('unbuilt: relative imports without an extension resolve like Next (.js, .mj
 });
 
 test('bin: serves an unbuilt file with extension-less imports (hooks installed by the scan)', async () => {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const child = spawn(process.execPath, [bin, path.join(fixtures, 'extless', 'pages', 'handler.js')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],

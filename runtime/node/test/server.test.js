@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadHandler } from '../src/load.js';
 import { installNextServerResolution } from '../src/resolve.js';
-import { listen, request } from './helpers.js';
+import { freePort, listen, request } from './helpers.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const bin = path.join(fixtures, '..', '..', 'bin', 'apiroutes-node.js');
@@ -117,7 +117,7 @@ test('TypeScript is refused at serve time with a pointer to build', async () => 
 });
 
 test('bin: SIGTERM drains (in-flight request finishes, new connections refused, exit 0)', async () => {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const child = spawn(process.execPath, [bin, path.join(fixtures, 'slow.mjs')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), APIROUTES_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'pipe'],
