@@ -30,8 +30,8 @@ use crate::{table::Endpoint, variant::VariantState};
 pub const INTERVAL: Duration = Duration::from_millis(10);
 /// A check's deadline (connect, and the answer for an HTTP check).
 const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long a probed endpoint is used without the slice confirming it: past this, the
-/// kubelet disagrees for longer than its probe period, so believe it.
+/// How long a pass counts without the slice confirming it; requests held after that
+/// have the endpoint checked again (it may have stopped answering since).
 pub const TRUSTED_FOR: Duration = Duration::from_secs(3);
 /// A probe task gives up after this long (a pod that never passes).
 const GIVE_UP: Duration = Duration::from_secs(60);
