@@ -16,6 +16,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=gateway/bench/common.sh
+source "$here/common.sh"
 root="$(cd "$here/../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 ROUNDS="${ROUNDS:-3}"
@@ -83,26 +85,7 @@ HOST=127.0.0.1 PORT="$UP_PORT" taskset -c "$LOAD_CPUS" "$ECHO" >"$work/echo.log"
 pids+=($!)
 wait_http "http://127.0.0.1:$UP_PORT/healthz" 20
 
-# The gateway's table: the benchmarked route among $ROUTES others (cost is per depth anyway).
-{
-  echo "routes:"
-  echo "  - route:"
-  echo "      metadata: { name: posts, namespace: default, creationTimestamp: \"2026-01-01T00:00:00Z\" }"
-  echo "      spec: { path: \"/api/users/[id]/posts/[postId]\", image: unused }"
-  echo "    backends: [\"http://127.0.0.1:$UP_PORT\"]"
-  for i in $(seq 1 $((ROUTES - 1))); do
-    case $((i % 4)) in
-      0) p="/api/t$i/items" ;;
-      1) p="/api/t$i/items/[id]" ;;
-      2) p="/api/t$i/docs/[...slug]" ;;
-      3) p="/api/t$i/shop/[[...path]]" ;;
-    esac
-    echo "  - route:"
-    echo "      metadata: { name: r$i, namespace: default, creationTimestamp: \"2026-01-01T00:00:00Z\" }"
-    echo "      spec: { path: \"$p\", image: unused }"
-    echo "    backends: [\"http://127.0.0.1:$UP_PORT\"]"
-  done
-} >"$work/static.yaml"
+static_table "$work/static.yaml" "$ROUTES" "$UP_PORT"
 
 taskset -c "$PROXY_CPU" "$GATEWAY" --static "$work/static.yaml" --worker-threads 1 \
   --listen "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" --log-level warn \
@@ -111,39 +94,7 @@ GW_PID=$!
 pids+=("$GW_PID")
 wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 30
 
-# nginx: one worker, keepalive to the upstream, the same forwarding headers the gateway adds.
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-master_process on;
-user root;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  upstream echo { server 127.0.0.1:$UP_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NG_PORT;
-    location /api/ {
-      proxy_pass http://echo;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$host;
-      proxy_set_header X-Request-Id \$request_id;
-    }
-  }
-}
-NGINX
+nginx_conf "$work/nginx" "$NG_PORT" "$UP_PORT"
 taskset -c "$PROXY_CPU" "$NGINX" -c "$work/nginx/nginx.conf" -p "$work/nginx" >"$work/nginx.log" 2>&1 &
 NG_PID=$!
 pids+=("$NG_PID")

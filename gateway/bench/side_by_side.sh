@@ -21,6 +21,8 @@ set -euo pipefail
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-8}"; WARMUP="${WARMUP:-2}"; ROUTES="${ROUTES:-1000}"; CONNECTIONS="${CONNECTIONS:-32}"
 PROXY_CPU="${PROXY_CPU:-1}"; LOAD_CPUS="${LOAD_CPUS:-0}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=gateway/bench/common.sh
+source "$here/common.sh"
 ECHO="${ECHO:-${CARGO_TARGET_DIR:-$here/../../target}/release/echo}"
 (( $# > 0 )) || { echo "usage: $0 name=binary... [nginx=nginx]" >&2; exit 2; }
 work="$(mktemp -d /tmp/apiroutes-ab.XXXXXX)"
@@ -36,58 +38,14 @@ wait_http() { for _ in $(seq $(($2 * 10))); do curl -fsS -o /dev/null "$1" 2>/de
 UP_PORT="$(free_port)"
 HOST=127.0.0.1 PORT="$UP_PORT" taskset -c "$LOAD_CPUS" "$ECHO" >"$work/echo.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$UP_PORT/healthz" 20
-{
-  echo "routes:"
-  echo "  - route:"
-  echo "      metadata: { name: posts, namespace: default, creationTimestamp: \"2026-01-01T00:00:00Z\" }"
-  echo "      spec: { path: \"/api/users/[id]/posts/[postId]\", image: unused }"
-  echo "    backends: [\"http://127.0.0.1:$UP_PORT\"]"
-  for i in $(seq 1 $((ROUTES - 1))); do
-    case $((i % 4)) in 0) p="/api/t$i/items" ;; 1) p="/api/t$i/items/[id]" ;; 2) p="/api/t$i/docs/[...slug]" ;; 3) p="/api/t$i/shop/[[...path]]" ;; esac
-    echo "  - route:"
-    echo "      metadata: { name: r$i, namespace: default, creationTimestamp: \"2026-01-01T00:00:00Z\" }"
-    echo "      spec: { path: \"$p\", image: unused }"
-    echo "    backends: [\"http://127.0.0.1:$UP_PORT\"]"
-  done
-} >"$work/static.yaml"
+static_table "$work/static.yaml" "$ROUTES" "$UP_PORT"
 read -r -a extra <<<"${EXTRA_ARGS:-}" # split on spaces, like a command line
 names=(); ports=(); gpids=()
 for spec in "$@"; do
   name="${spec%%=*}"; bin="${spec#*=}"
   port="$(free_port)"; admin="$(free_port)"
   if [[ "$name" == nginx ]]; then
-    mkdir -p "$work/nginx"
-    cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-master_process on;
-user root;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  upstream echo { server 127.0.0.1:$UP_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$port;
-    location /api/ {
-      proxy_pass http://echo;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$host;
-      proxy_set_header X-Request-Id \$request_id;
-    }
-  }
-}
-NGINX
+    nginx_conf "$work/nginx" "$port" "$UP_PORT"
     taskset -c "$PROXY_CPU" "$(command -v nginx || echo /usr/sbin/nginx)" -c "$work/nginx/nginx.conf" -p "$work/nginx" >"$work/nginx.log" 2>&1 &
     gpids+=($!); pids+=($!); names+=("$name"); ports+=("$port")
     wait_http "http://127.0.0.1:$port/api/users/1/posts/2" 20
