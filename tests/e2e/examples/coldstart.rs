@@ -243,13 +243,24 @@ async fn run_once(marks: &Shared, http: &Http, name: &str, url: &str) -> Option<
             return None;
         }
     };
+    let activation = server_timing(answer.header("server-timing"), "activation");
+    Some(timeline(t0, &at, activation, done))
+}
+
+/// A wake's watched steps, the gateway's release and the answer, as offsets from `t0`.
+fn timeline(
+    t0: Instant,
+    watched: &[Option<Instant>; 7],
+    activation: Option<f64>,
+    done: Instant,
+) -> Timeline {
     let mut line: Timeline = [None; 9];
-    for (i, t) in at.iter().enumerate() {
+    for (i, t) in watched.iter().enumerate() {
         line[i] = t.map(|t| ms(t0, t));
     }
-    line[7] = server_timing(answer.header("server-timing"), "activation");
+    line[7] = activation;
     line[8] = Some(ms(t0, done));
-    Some(line)
+    line
 }
 
 fn pct(mut v: Vec<f64>, p: f64) -> Option<f64> {
@@ -413,11 +424,7 @@ async fn main() {
             eprintln!("apply {i}: no 200 within 60 s (not counted)");
             continue;
         };
-        let mut line: Timeline = [None; 9];
-        for (j, t) in at.iter().enumerate() {
-            line[j] = t.map(|t| ms(t0, t));
-        }
-        line[8] = Some(ms(t0, done));
+        let line = timeline(t0, &at, None, done);
         eprintln!(
             "apply {i}: {}",
             line.iter().map(|x| show(*x)).collect::<Vec<_>>().join(" ")
