@@ -19,6 +19,10 @@ use apiroutes_gateway::{
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::{Value, json};
 
+// The gateway binary's allocator, so RSS here is the process's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The ten route shapes of a tenant (as in the matcher benchmark).
 const SHAPES: [&str; 10] = [
     "/api/t{t}",

@@ -270,7 +270,7 @@ impl Drop for HeldGuard<'_> {
     fn drop(&mut self) {
         self.holds.held_total.fetch_sub(1, AcqRel);
         self.state.held.fetch_sub(1, AcqRel);
-        self.metrics.held.dec();
+        self.metrics.held().dec();
     }
 }
 
@@ -303,7 +303,7 @@ pub async fn wait_ready(
         state.held.fetch_sub(1, AcqRel);
         return Err(Error::HoldLimit);
     }
-    metrics.held.inc();
+    metrics.held().inc();
     let _guard = HeldGuard {
         holds,
         state,

@@ -122,7 +122,7 @@ pub struct Tracker {
 impl Tracker {
     pub fn begin(variant: &Arc<VariantState>, metrics: &Arc<RouteMetrics>) -> Self {
         variant.begin();
-        metrics.in_flight.inc();
+        metrics.in_flight().inc();
         Tracker {
             variant: Arc::clone(variant),
             metrics: Arc::clone(metrics),
@@ -179,7 +179,7 @@ impl Drop for Body {
 impl Drop for Tracker {
     fn drop(&mut self) {
         self.variant.end();
-        self.metrics.in_flight.dec();
+        self.metrics.in_flight().dec();
         if let Some(e) = self.endpoint.take() {
             e.in_flight.fetch_sub(1, Relaxed);
         }

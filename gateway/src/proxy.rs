@@ -209,7 +209,7 @@ impl Gateway {
             .as_ref()
             .map_or(&self.none_metrics, |r| &r.metrics);
         m.count(&access.req.method, resp.status());
-        m.duration.observe(head.as_secs_f64());
+        m.duration().observe(head.as_secs_f64());
         access.out.status = Some(resp.status());
         access.out.head = Some(head);
         resp.map(|b| b.with_access(access))
@@ -337,7 +337,7 @@ impl Gateway {
             )
             .await?;
             let wait = start.elapsed();
-            route.metrics.activation_wait.observe(wait.as_secs_f64());
+            route.metrics.activation_wait().observe(wait.as_secs_f64());
             waited = Some(wait);
             out.activation = waited;
         }
@@ -465,20 +465,22 @@ impl Gateway {
         body: Incoming,
         path_and_query: PathAndQuery,
         route: &RouteEntry,
-        target: &Target,
+        target: &Arc<Target>,
         tracker: &mut Tracker,
         deadline: Instant,
         out: &mut Outcome,
     ) -> Result<Response<Incoming>, Error> {
+        // A request whose connection failed never left: it is sent again, to another
+        // endpoint or (every endpoint refused) to one the wake brings, with its body if
+        // that was never read. So a copy of the head and the body's way back are kept.
         let mut body = UpstreamBody::new(body, route.body_limit);
-        let retryable = target.endpoints.len() > 1;
-        let mut give_back = (retryable && !body.is_empty_body()).then(|| body.returnable());
-        let mut spare = retryable.then(|| parts.headers.clone());
+        let mut give_back = (!body.is_empty_body()).then(|| body.returnable());
         let method = parts.method;
         let mut headers = parts.headers;
+        let mut target = Arc::clone(target);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
-        let resp = loop {
-            let Some(endpoint) = pick(target, &tried) else {
+        loop {
+            let Some(endpoint) = pick(&target, &tried) else {
                 return Err(Error::BadGateway {
                     kind: UpstreamKind::Connect,
                     reason: "no endpoint accepted the connection".into(),
@@ -487,63 +489,58 @@ impl Gateway {
             tracker.set_endpoint(&endpoint);
             out.upstream = Some(Arc::clone(&endpoint));
             out.request_body = Some(body.completion());
+            let spare = headers.clone();
             let mut up = Request::new(body);
             *up.method_mut() = method.clone();
             *up.headers_mut() = headers;
             *up.version_mut() = Version::HTTP_2;
             *up.uri_mut() = upstream_uri(&endpoint, &path_and_query)?;
-            let client = &self.h2_client;
-            match tokio::time::timeout_at(deadline, client.request(up)).await {
-                Ok(Ok(resp)) => break resp,
+            let e = match tokio::time::timeout_at(deadline, self.h2_client.request(up)).await {
+                Ok(Ok(resp)) => return Ok(resp),
                 Err(_) => {
                     route.metrics.upstream_error("timeout");
                     return Err(Error::GatewayTimeout {
                         seconds: route.timeout.as_secs(),
                     });
                 }
-                Ok(Err(e)) => {
-                    if let Some(limit) = is_limit_exceeded(&e) {
-                        return Err(Error::PayloadTooLarge { limit });
-                    }
-                    let kind = if e.is_connect() {
-                        UpstreamKind::Connect
-                    } else {
-                        UpstreamKind::Request
-                    };
-                    route.metrics.upstream_error(kind.as_str());
-                    tracing::debug!(error = %e, endpoint = %endpoint.authority, "upstream error");
-                    if kind == UpstreamKind::Connect
-                        && let Some(h) = spare.take()
-                        && tried.len() + 1 < target.endpoints.len()
-                    {
-                        // The request never left: retry it elsewhere with its body.
-                        body = match give_back.take().map(|mut rx| rx.try_recv()) {
-                            Some(Ok(b)) => UpstreamBody::new(b, route.body_limit),
-                            Some(Err(_)) => {
-                                return Err(Error::BadGateway {
-                                    kind,
-                                    reason: error_chain(&e),
-                                });
-                            }
-                            None => UpstreamBody::empty(),
-                        };
-                        give_back = (tried.len() + 2 < target.endpoints.len()
-                            && !body.is_empty_body())
-                        .then(|| body.returnable());
-                        spare = (tried.len() + 2 < target.endpoints.len()).then(|| h.clone());
-                        headers = h;
-                        tried.push(endpoint);
-                        continue;
-                    }
-                    return Err(Error::BadGateway {
-                        kind,
-                        reason: error_chain(&e),
-                    });
-                }
+                Ok(Err(e)) => e,
+            };
+            if let Some(limit) = is_limit_exceeded(&e) {
+                return Err(Error::PayloadTooLarge { limit });
             }
-        };
-
-        Ok(resp)
+            let kind = if e.is_connect() {
+                UpstreamKind::Connect
+            } else {
+                UpstreamKind::Request
+            };
+            route.metrics.upstream_error(kind.as_str());
+            tracing::debug!(error = %e, endpoint = %endpoint.authority, "upstream error");
+            let failed = || Error::BadGateway {
+                kind,
+                reason: error_chain(&e),
+            };
+            if kind != UpstreamKind::Connect {
+                return Err(failed());
+            }
+            body = match give_back.take().map(|mut rx| rx.try_recv()) {
+                Some(Ok(b)) => UpstreamBody::new(b, route.body_limit),
+                Some(Err(_)) => return Err(failed()),
+                None => UpstreamBody::empty(),
+            };
+            give_back = (!body.is_empty_body()).then(|| body.returnable());
+            headers = spare;
+            tried.push(endpoint);
+            if target.untried(&tried) {
+                continue;
+            }
+            match self
+                .await_other_endpoint(route, &target, &tried, deadline)
+                .await?
+            {
+                Some(next) => target = next,
+                None => return Err(failed()),
+            }
+        }
     }
 
     /// HTTP/1.1 through the per-endpoint connection pools.
@@ -613,7 +610,7 @@ impl Gateway {
                     route.metrics.upstream_error(UpstreamKind::Connect.as_str());
                     tracing::debug!(error = %e, "upstream connect failed");
                     tried.push(endpoint);
-                    if tried.len() < target.endpoints.len() {
+                    if target.untried(&tried) {
                         continue;
                     }
                     if let Some(next) = self

@@ -108,6 +108,13 @@ impl Target {
         }
         best.map(|(e, _)| e)
     }
+
+    /// Whether an endpoint is left that is not in `exclude`.
+    pub fn untried(&self, exclude: &[Arc<Endpoint>]) -> bool {
+        self.endpoints
+            .iter()
+            .any(|e| !exclude.iter().any(|x| Arc::ptr_eq(x, e)))
+    }
 }
 
 /// An admitted ApiRoute, ready to serve.

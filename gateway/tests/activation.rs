@@ -299,3 +299,58 @@ async fn load_reports_carry_time_averaged_concurrency() {
     assert!(avg > 1.0 && avg < 3.1, "average concurrency {avg}");
     reporter.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_to_refusing_endpoints_is_held_and_sent_with_its_body() {
+    // The h2c path holds as the HTTP/1 one does: the only endpoint refuses, the request
+    // waits for the wake and then reaches the new endpoint, body and all.
+    let (scaler, seen) = fake_autoscaler().await;
+    let gone = free_addr();
+    let grpc = |backends: &[SocketAddr]| {
+        routes_file(&[route_yaml(
+            "sleepy",
+            "/pkg.Service/[method]",
+            ", timeoutSeconds: 30",
+            backends,
+        )])
+    };
+    let gw = in_process(
+        &grpc(&[gone]),
+        ProxyConfig {
+            gateway_id: "gw-test".into(),
+            autoscaler_url: Some(format!("http://{scaler}")),
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let url = format!("http://{}/pkg.Service/Call", gw.addr);
+    let held = tokio::spawn(async move {
+        let req = http::Request::post(url)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\x05hello")))
+            .unwrap();
+        let resp = h2_client().request(req).await.unwrap();
+        let status = resp.status();
+        let collected = resp.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        (status, trailers, collected.to_bytes())
+    });
+    let demand: Demand = serde_json::from_str(&wait_for(&seen, "/v1/demand").await).unwrap();
+    assert_eq!(demand.route.name, "sleepy");
+    assert!(!held.is_finished(), "answered instead of held");
+    let backend = grpc_backend().await;
+    let routes = StaticRoutes::parse(&grpc(&[gone, backend]), "t").unwrap();
+    gw.gateway.install(routes.build(&gw.gateway.registry));
+    let (status, trailers, body) = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    assert_eq!(
+        body, "HTTP/2.0 true 10",
+        "the body reached the new endpoint"
+    );
+    assert_eq!(gw.gateway.held_total(), 0);
+}

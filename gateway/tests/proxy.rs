@@ -703,46 +703,6 @@ async fn broken_preview_pair_is_flagged_to_the_function_not_cleared_by_the_gatew
     );
 }
 
-/// An h2c backend answering gRPC-style: body plus `grpc-status` trailers.
-async fn grpc_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let version = format!("{:?}", req.version());
-                        let has_name = req.headers().contains_key("x-apiroute-name");
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                        let frames = vec![
-                            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(format!(
-                                "{version} {has_name} {}",
-                                body.len()
-                            )))),
-                            Ok(Frame::trailers(trailers)),
-                        ];
-                        let mut resp =
-                            hyper::Response::new(StreamBody::new(futures::stream::iter(frames)));
-                        resp.headers_mut().insert(
-                            "content-type",
-                            http::HeaderValue::from_static("application/grpc"),
-                        );
-                        Ok::<_, std::convert::Infallible>(resp)
-                    },
-                );
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                        .await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_goes_over_h2c_with_trailers() {
     let backend = grpc_backend().await;

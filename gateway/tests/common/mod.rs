@@ -252,3 +252,43 @@ pub async fn get(client: &HttpClient, url: &str) -> (u16, http::HeaderMap, serde
     )
     .await
 }
+
+/// An h2c backend answering gRPC-style: body plus `grpc-status` trailers.
+pub async fn grpc_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let version = format!("{:?}", req.version());
+                        let has_name = req.headers().contains_key("x-apiroute-name");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let frames = vec![
+                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                                Bytes::from(format!("{version} {has_name} {}", body.len())),
+                            )),
+                            Ok(hyper::body::Frame::trailers(trailers)),
+                        ];
+                        let mut resp = hyper::Response::new(http_body_util::StreamBody::new(
+                            futures::stream::iter(frames),
+                        ));
+                        resp.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/grpc"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
