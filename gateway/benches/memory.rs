@@ -4,15 +4,16 @@
 //! 10,000 routes: the reflector stores of ApiRoutes, their main Services and their
 //! EndpointSlices (each object decoded from its own JSON, as a watch event is, with
 //! managed fields, annotations, env, resources and status as the API server sends them,
-//! then stripped as the gateway's watches strip them) and the route table over them.
+//! then kept as the gateway's watches keep them: ApiRoutes stripped, Services and slices
+//! as records by namespace and name, with their claims) and the route table over them.
 //! `ROUTES=N` changes the count; `PROBE=1` prints the memory of N routes' metric handles
 //! alone (Prometheus series), the largest part of the table.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use apiroutes_crds::{ApiRoute, autoscale::RouteRef, labels::Variant};
 use apiroutes_gateway::{
-    k8s::{endpoints_from_slices, strip_route, strip_service, strip_slice, trusted_slices},
+    k8s::{Claims, OwnedMeta, SliceRecord, endpoints_from_slices, strip_route, trusted_slices},
     metrics::Metrics,
     table::Registry,
 };
@@ -181,9 +182,13 @@ fn rss() -> (u64, u64) {
 }
 
 /// Decodes an object from its own bytes, as a watch event is, and strips it.
-fn decode<K: serde::de::DeserializeOwned>(v: &Value, strip: fn(&mut K)) -> Option<Arc<K>> {
+fn decode<K: serde::de::DeserializeOwned>(v: &Value) -> Option<Arc<K>> {
     let bytes = serde_json::to_vec(v).ok()?;
-    let mut obj: K = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok().map(Arc::new)
+}
+
+fn decode_stripped<K: serde::de::DeserializeOwned>(v: &Value, strip: fn(&mut K)) -> Option<Arc<K>> {
+    let mut obj = Arc::into_inner(decode::<K>(v)?)?;
     strip(&mut obj);
     Some(Arc::new(obj))
 }
@@ -204,7 +209,7 @@ fn main() {
     }
     // The ApiRoute store and the table: the gateway's route state.
     let routes: Vec<Arc<ApiRoute>> = (0..n)
-        .filter_map(|i| decode(&route_json(i), strip_route))
+        .filter_map(|i| decode_stripped(&route_json(i), strip_route))
         .collect();
     let (store, _) = rss();
     let registry = Registry::new(Metrics::new());
@@ -247,15 +252,28 @@ fn main() {
     );
     // The Service and EndpointSlice stores the owner-chain check needs (one main Service
     // and one slice with one ready endpoint per route).
-    let services: Vec<Arc<Service>> = (0..n)
-        .filter_map(|i| decode(&service_json(i), strip_service))
+    // Kept as the gateway keeps them: records by (namespace, name), and their claims.
+    let services: HashMap<(String, String), Arc<OwnedMeta>> = (0..n)
+        .filter_map(|i| decode::<Service>(&service_json(i)))
+        .map(|s| {
+            let m = OwnedMeta::from(&*s);
+            (m.key(), Arc::new(m))
+        })
         .collect();
-    let slices: Vec<Arc<EndpointSlice>> = (0..n)
-        .filter_map(|i| decode(&slice_json(i), strip_slice))
+    let slices: HashMap<(String, String), Arc<SliceRecord>> = (0..n)
+        .filter_map(|i| decode::<EndpointSlice>(&slice_json(i)))
+        .map(|s| {
+            let r = SliceRecord::from(&*s);
+            (r.meta.key(), Arc::new(r))
+        })
         .collect();
+    let claims = Claims::from_objects(
+        slices.values().map(|s| &**s),
+        services.values().map(|s| &**s),
+    );
     let split = trusted_slices(
-        slices.iter().map(|s| &**s),
-        services.iter().map(|s| &**s),
+        slices.values().map(|s| &**s),
+        services.values().map(|s| &**s),
         routes.iter().map(|r| &**r),
     );
     let same = endpoints_from_slices(split.trusted.iter().copied()).len();
@@ -266,5 +284,5 @@ fn main() {
         mib(end.saturating_sub(routed)),
         mib(peak),
     );
-    drop((table, routes, services, slices));
+    drop((table, routes, services, slices, claims));
 }

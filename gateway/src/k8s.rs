@@ -1,8 +1,8 @@
 //! The Kubernetes route source: reflectors over ApiRoutes (all namespaces or the
 //! `--namespace` list), over operator-owned Services and over their EndpointSlices (label
 //! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices). The
-//! stores keep only what routing reads ([`strip_route`], [`strip_service`],
-//! [`strip_slice`]). Every event notes the object it touched; a debounced task applies
+//! stores keep only what routing reads: ApiRoutes stripped ([`strip_route`]), Services and
+//! slices as small records ([`OwnedMeta`], [`SliceRecord`]). Every event notes the object it touched; a debounced task applies
 //! those to the route index (an ApiRoute, and the endpoints of the route variants the
 //! touched objects claim: see [`Claims`]) and swaps the new snapshot in. A (re)list
 //! rebuilds everything from the stores. `/readyz` turns ready once every watch had its
@@ -36,7 +36,11 @@ use apiroutes_crds::{
 use futures::{StreamExt, stream::BoxStream};
 use http::uri::Authority;
 use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Service, discovery::v1::EndpointSlice},
+    api::{
+        coordination::v1::Lease,
+        core::v1::Service,
+        discovery::v1::{EndpointConditions, EndpointSlice},
+    },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
@@ -63,21 +67,17 @@ const AUTOSCALER_PORT: &str = "autoscaler";
 /// How long events are gathered before a rebuild.
 const DEBOUNCE: Duration = Duration::from_millis(5);
 
-fn endpoint_ready(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
-    e.conditions
-        .as_ref()
-        .is_none_or(|c| c.ready != Some(false) && c.terminating != Some(true))
+fn endpoint_ready(c: Option<&EndpointConditions>) -> bool {
+    c.is_none_or(|c| c.ready != Some(false) && c.terminating != Some(true))
 }
 
 /// A pod that runs but is not Ready yet (nor being stopped): the gateway may check it
 /// itself while requests wait (crate::probe).
-fn endpoint_starting(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
-    e.conditions
-        .as_ref()
-        .is_some_and(|c| c.ready == Some(false) && c.terminating != Some(true))
+fn endpoint_starting(c: Option<&EndpointConditions>) -> bool {
+    c.is_some_and(|c| c.ready == Some(false) && c.terminating != Some(true))
 }
 
-type EndpointRule = fn(&k8s_openapi::api::discovery::v1::Endpoint) -> bool;
+type EndpointRule = fn(Option<&EndpointConditions>) -> bool;
 
 /// The `ip:port` authorities of a slice's ready endpoints on its port named `port_name`
 /// (none when the slice has no such port).
@@ -99,7 +99,7 @@ fn authorities<'s>(
         .endpoints
         .iter()
         .flatten()
-        .filter(move |e| port.is_some() && rule(e))
+        .filter(move |e| port.is_some() && rule(e.conditions.as_ref()))
         .flat_map(|e| e.addresses.iter())
         .filter_map(move |ip| authority(ip, port?))
 }
@@ -150,7 +150,7 @@ fn claimed_route(meta: &ObjectMeta) -> Option<RouteRef> {
 /// and it is not terminating; its port is the slice's port named `http` (or its first
 /// port).
 pub fn endpoints_from_slices<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    slices: impl IntoIterator<Item = &'a SliceRecord>,
 ) -> HashMap<RouteRef, Vec<Authority>> {
     endpoints_by_rule(slices, endpoint_ready)
 }
@@ -158,22 +158,28 @@ pub fn endpoints_from_slices<'a>(
 /// Starting endpoints (running, not ready, not terminating) per route variant, by the
 /// same rules as [`endpoints_from_slices`].
 pub fn starting_from_slices<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    slices: impl IntoIterator<Item = &'a SliceRecord>,
 ) -> HashMap<RouteRef, Vec<Authority>> {
     endpoints_by_rule(slices, endpoint_starting)
 }
 
 fn endpoints_by_rule<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    slices: impl IntoIterator<Item = &'a SliceRecord>,
     rule: EndpointRule,
 ) -> HashMap<RouteRef, Vec<Authority>> {
     let mut sets: HashMap<RouteRef, Vec<Authority>> = HashMap::new();
     for slice in slices {
-        let Some(key) = claimed_route(&slice.metadata) else {
+        let Some(key) = &slice.meta.claim else {
             continue;
         };
-        let entry = sets.entry(key).or_default();
-        entry.extend(authorities(slice, "http", rule));
+        let entry = sets.entry(key.clone()).or_default();
+        entry.extend(
+            slice
+                .endpoints
+                .iter()
+                .filter(|(_, c)| rule(c.as_ref()))
+                .map(|(a, _)| a.clone()),
+        );
     }
     // Sorted and unique, so a table rebuilt from the same slices is the same.
     for list in sets.values_mut() {
@@ -218,16 +224,14 @@ impl Untrusted {
 
 /// The controller ownerReference of `meta` when it is of `kind`/`api_version` and `name`.
 fn controller_is<'m>(
-    meta: &'m ObjectMeta,
+    meta: &'m OwnedMeta,
     kind: &str,
     api_version: &str,
     name: &str,
-) -> Option<&'m OwnerReference> {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .filter(|o| o.kind == kind && o.api_version == api_version && o.name == name)
+) -> Option<&'m Controller> {
+    meta.controller
+        .as_ref()
+        .filter(|o| &*o.kind == kind && &*o.api_version == api_version && &*o.name == name)
 }
 
 /// Whether `slice` has the operator's owner chain: slice -(controller)-> the variant's
@@ -235,30 +239,30 @@ fn controller_is<'m>(
 /// ApiRoute of the slice's route label (matched by uid among `routes`). On success, the
 /// route variant the slice serves.
 fn check_chain(
-    slice: &EndpointSlice,
-    services: &HashMap<&str, &Service>,
+    slice: &SliceRecord,
+    services: &HashMap<&str, &OwnedMeta>,
     routes: &HashMap<(&str, &str), &str>,
 ) -> Result<RouteRef, Untrusted> {
-    let key = claimed_route(&slice.metadata).ok_or(Untrusted::BadLabels)?;
+    let key = slice.meta.claim.clone().ok_or(Untrusted::BadLabels)?;
     let service_name = key.variant.object_name(&key.name);
-    let owner = controller_is(&slice.metadata, "Service", "v1", &service_name)
+    let owner = controller_is(&slice.meta, "Service", "v1", &service_name)
         .ok_or(Untrusted::NotOwnedByVariantService)?;
     // The Service must be one the gateway watches (operator-labelled) with the same
     // namespace, name and uid: a uid alone could name another namespace's object.
     let service = services
-        .get(owner.uid.as_str())
+        .get(&*owner.uid)
         .filter(|s| {
-            s.metadata.namespace.as_deref() == Some(key.namespace.as_str())
-                && s.metadata.name.as_deref() == Some(service_name.as_str())
-                && claimed_route(&s.metadata).as_ref() == Some(&key)
+            *s.namespace == *key.namespace.as_str()
+                && *s.name == *service_name.as_str()
+                && s.claim.as_ref() == Some(&key)
         })
         .ok_or(Untrusted::UnknownService)?;
     let api_version = ApiRoute::api_version(&());
     let kind = ApiRoute::kind(&());
-    let route_owner = controller_is(&service.metadata, &kind, &api_version, &key.name)
+    let route_owner = controller_is(service, &kind, &api_version, &key.name)
         .ok_or(Untrusted::ServiceNotOwnedByRoute)?;
     match routes.get(&(key.namespace.as_str(), key.name.as_str())) {
-        Some(uid) if *uid == route_owner.uid => Ok(key),
+        Some(uid) if **uid == *route_owner.uid => Ok(key),
         _ => Err(Untrusted::UnknownRoute),
     }
 }
@@ -267,21 +271,21 @@ fn check_chain(
 #[derive(Debug, Default)]
 pub struct Trusted<'a> {
     /// Slices whose owner chain is the operator's.
-    pub trusted: Vec<&'a EndpointSlice>,
+    pub trusted: Vec<&'a SliceRecord>,
     /// The others, each with the first link of the chain that failed.
-    pub untrusted: Vec<(&'a EndpointSlice, Untrusted)>,
+    pub untrusted: Vec<(&'a SliceRecord, Untrusted)>,
 }
 
 /// Splits `slices` into those whose owner chain leads through an operator-labelled Service
 /// in `services` to an ApiRoute in `routes` (see [`check_chain`]) and the rest.
 pub fn trusted_slices<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a SliceRecord>,
+    services: impl IntoIterator<Item = &'a OwnedMeta>,
     routes: impl IntoIterator<Item = &'a ApiRoute>,
 ) -> Trusted<'a> {
-    let services: HashMap<&str, &Service> = services
+    let services: HashMap<&str, &OwnedMeta> = services
         .into_iter()
-        .filter_map(|s| Some((s.metadata.uid.as_deref()?, s)))
+        .filter_map(|s| Some((s.uid.as_deref()?, s)))
         .collect();
     let routes: HashMap<(&str, &str), &str> = routes
         .into_iter()
@@ -307,10 +311,13 @@ pub fn trusted_slices<'a>(
 pub type UntrustedKey = (String, String, Untrusted);
 
 /// The identities of `untrusted` slices.
-pub fn untrusted_keys(untrusted: &[(&EndpointSlice, Untrusted)]) -> HashSet<UntrustedKey> {
+pub fn untrusted_keys(untrusted: &[(&SliceRecord, Untrusted)]) -> HashSet<UntrustedKey> {
     untrusted
         .iter()
-        .map(|(s, why)| (s.namespace().unwrap_or_default(), s.name_any(), *why))
+        .map(|(s, why)| {
+            let (ns, name) = s.meta.key();
+            (ns, name, *why)
+        })
         .collect()
 }
 
@@ -424,26 +431,88 @@ pub fn strip_route(route: &mut ApiRoute) {
     route.status = None;
 }
 
-/// What the owner-chain check reads of a Service: its metadata without managed fields
-/// and annotations.
-pub fn strip_service(service: &mut Service) {
-    service.metadata.managed_fields = None;
-    service.metadata.annotations = None;
-    service.spec = None;
-    service.status = None;
+/// The controller reference of an object: what the owner-chain check compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Controller {
+    pub kind: Box<str>,
+    pub api_version: Box<str>,
+    pub name: Box<str>,
+    pub uid: Box<str>,
 }
 
-/// What the endpoint mapping and the owner-chain check read of an EndpointSlice.
-pub fn strip_slice(slice: &mut EndpointSlice) {
-    slice.metadata.managed_fields = None;
-    slice.metadata.annotations = None;
-    for e in slice.endpoints.iter_mut().flatten() {
-        e.target_ref = None;
-        e.hints = None;
-        e.node_name = None;
-        e.zone = None;
-        e.deprecated_topology = None;
-        e.hostname = None;
+/// What the gateway keeps of an operator-labelled Service (and of a slice's metadata):
+/// identity, the route variant its labels claim, its controller. 10,000 routes keep
+/// 20,000 Services and slices; as stripped k8s-openapi objects in reflector stores they
+/// were 60 MiB, most of the gateway's memory (`benches/memory.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedMeta {
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub uid: Option<Box<str>>,
+    /// See [`claimed_route`].
+    pub claim: Option<RouteRef>,
+    pub controller: Option<Controller>,
+}
+
+impl OwnedMeta {
+    pub fn of(meta: &ObjectMeta) -> Self {
+        OwnedMeta {
+            namespace: meta.namespace.as_deref().unwrap_or_default().into(),
+            name: meta.name.as_deref().unwrap_or_default().into(),
+            uid: meta.uid.as_deref().map(Into::into),
+            claim: claimed_route(meta),
+            controller: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o: &OwnerReference| Controller {
+                    kind: o.kind.as_str().into(),
+                    api_version: o.api_version.as_str().into(),
+                    name: o.name.as_str().into(),
+                    uid: o.uid.as_str().into(),
+                }),
+        }
+    }
+
+    pub fn key(&self) -> ObjKey {
+        (self.namespace.to_string(), self.name.to_string())
+    }
+}
+
+impl From<&Service> for OwnedMeta {
+    fn from(service: &Service) -> Self {
+        OwnedMeta::of(&service.metadata)
+    }
+}
+
+/// What the gateway keeps of an operator-labelled EndpointSlice: its metadata and the
+/// `ip:port` of each endpoint on its `http` port (none without such a port) with the
+/// endpoint's conditions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceRecord {
+    pub meta: OwnedMeta,
+    pub endpoints: Box<[(Authority, Option<EndpointConditions>)]>,
+}
+
+impl From<&EndpointSlice> for SliceRecord {
+    fn from(slice: &EndpointSlice) -> Self {
+        let port = slice_port(slice, "http");
+        let endpoints = slice
+            .endpoints
+            .iter()
+            .flatten()
+            .filter(|_| port.is_some())
+            .flat_map(|e| {
+                e.addresses
+                    .iter()
+                    .filter_map(move |ip| Some((authority(ip, port?)?, e.conditions.clone())))
+            })
+            .collect();
+        SliceRecord {
+            meta: OwnedMeta::of(&slice.metadata),
+            endpoints,
+        }
     }
 }
 
@@ -452,6 +521,44 @@ pub type ObjKey = (String, String);
 
 fn obj_key<K: Resource>(obj: &K) -> ObjKey {
     (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Compact records of one watch's objects by namespace and name: the reflector's store,
+/// for [`SliceRecord`]s and [`OwnedMeta`]s instead of whole objects.
+pub struct Records<C> {
+    map: Arc<std::sync::RwLock<HashMap<ObjKey, Arc<C>>>>,
+}
+
+impl<C> Clone for Records<C> {
+    fn clone(&self) -> Self {
+        Records {
+            map: Arc::clone(&self.map),
+        }
+    }
+}
+
+impl<C> Default for Records<C> {
+    fn default() -> Self {
+        Records {
+            map: Arc::default(),
+        }
+    }
+}
+
+impl<C> Records<C> {
+    fn get(&self, namespace: &str, name: &str) -> Option<Arc<C>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<C>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjKey, Arc<C>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Which route variant each operator-labelled Service and EndpointSlice claims by its
@@ -499,28 +606,28 @@ fn reclaim(
 impl Claims {
     /// The claims of every object in the stores.
     pub fn from_objects<'a>(
-        slices: impl IntoIterator<Item = &'a EndpointSlice>,
-        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a SliceRecord>,
+        services: impl IntoIterator<Item = &'a OwnedMeta>,
     ) -> Self {
         let mut out = Claims::default();
         for s in slices {
-            out.slice(obj_key(s), Some(s));
+            out.slice(s.meta.key(), Some(s));
         }
         for s in services {
-            out.service(obj_key(s), Some(s));
+            out.service(s.key(), Some(s));
         }
         out
     }
 
     /// The slice `key` is now `slice` (`None`: deleted); the variants to check again.
-    pub fn slice(&mut self, key: ObjKey, slice: Option<&EndpointSlice>) -> Vec<RouteRef> {
-        let claim = slice.and_then(|s| claimed_route(&s.metadata));
+    pub fn slice(&mut self, key: ObjKey, slice: Option<&SliceRecord>) -> Vec<RouteRef> {
+        let claim = slice.and_then(|s| s.meta.claim.clone());
         reclaim(&mut self.slices, &mut self.slices_of, key, claim)
     }
 
     /// The Service `key` is now `service` (`None`: deleted); the variants to check again.
-    pub fn service(&mut self, key: ObjKey, service: Option<&Service>) -> Vec<RouteRef> {
-        let claim = service.and_then(|s| claimed_route(&s.metadata));
+    pub fn service(&mut self, key: ObjKey, service: Option<&OwnedMeta>) -> Vec<RouteRef> {
+        let claim = service.and_then(|s| s.claim.clone());
         reclaim(&mut self.services, &mut self.services_of, key, claim)
     }
 
@@ -594,6 +701,28 @@ struct Watch {
     synced: Arc<AtomicUsize>,
 }
 
+impl Watch {
+    /// Notes what one event touched (the store has it already) and wakes the update task.
+    fn note<K: Resource>(&self, ev: &watcher::Event<K>, seen_init: &mut bool) {
+        match ev {
+            watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
+                lock(&self.pending).note(self.kind, obj_key(obj));
+            }
+            watcher::Event::InitDone => {
+                if !matches!(self.kind, Kind::Autoscaler) {
+                    lock(&self.pending).resync = true;
+                }
+                if !*seen_init {
+                    *seen_init = true;
+                    self.synced.fetch_add(1, AcqRel);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+        self.dirty.notify_one();
+    }
+}
+
 fn watch<K>(api: Api<K>, config: watcher::Config, strip: fn(&mut K), w: Watch) -> (Store<K>, Events)
 where
     K: kube::Resource
@@ -612,27 +741,58 @@ where
         .modify(strip)
         .reflect(writer)
         .map(move |ev| {
-            let ev = ev?;
-            match &ev {
-                watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
-                    lock(&w.pending).note(w.kind, obj_key(obj));
-                }
-                watcher::Event::InitDone => {
-                    if !matches!(w.kind, Kind::Autoscaler) {
-                        lock(&w.pending).resync = true;
-                    }
-                    if !seen_init {
-                        seen_init = true;
-                        w.synced.fetch_add(1, AcqRel);
-                    }
-                }
-                watcher::Event::Init | watcher::Event::InitApply(_) => {}
-            }
-            w.dirty.notify_one();
+            w.note(&ev?, &mut seen_init);
             Ok(())
         })
         .boxed();
     (reader, stream)
+}
+
+/// A watch whose objects are kept as records made by `record` (a relist replaces them
+/// all at its end, as the reflector's store does).
+fn watch_records<K, C>(
+    api: Api<K>,
+    config: watcher::Config,
+    record: fn(&K) -> C,
+    w: Watch,
+) -> (Records<C>, Events)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+    C: Send + Sync + 'static,
+{
+    let store = Records::default();
+    let writer = store.clone();
+    let mut seen_init = false;
+    let mut relist: Option<HashMap<ObjKey, Arc<C>>> = None;
+    let stream = watcher(api, config)
+        .default_backoff()
+        .map(move |ev| {
+            let ev = ev?;
+            match &ev {
+                watcher::Event::Init => relist = Some(HashMap::new()),
+                watcher::Event::InitApply(obj) => {
+                    if let Some(r) = relist.as_mut() {
+                        r.insert(obj_key(obj), Arc::new(record(obj)));
+                    }
+                }
+                watcher::Event::InitDone => {
+                    if let Some(r) = relist.take() {
+                        *writer.write() = r;
+                    }
+                }
+                watcher::Event::Apply(obj) => {
+                    writer.write().insert(obj_key(obj), Arc::new(record(obj)));
+                }
+                watcher::Event::Delete(obj) => {
+                    writer.write().remove(&obj_key(obj));
+                }
+            }
+            w.note(&ev, &mut seen_init);
+            Ok(())
+        })
+        .boxed();
+    (store, stream)
 }
 
 fn find<K>(stores: &[Store<K>], namespace: &str, name: &str) -> Option<Arc<K>>
@@ -644,11 +804,15 @@ where
     stores.iter().find_map(|s| s.get(&key))
 }
 
+fn find_record<C>(stores: &[Records<C>], namespace: &str, name: &str) -> Option<Arc<C>> {
+    stores.iter().find_map(|s| s.get(namespace, name))
+}
+
 /// The stores and what is derived from them between updates.
 struct Sources {
     routes: Vec<Store<ApiRoute>>,
-    slices: Vec<Store<EndpointSlice>>,
-    services: Vec<Store<Service>>,
+    slices: Vec<Records<SliceRecord>>,
+    services: Vec<Records<OwnedMeta>>,
     grants: Store<RouteGrant>,
     claims: Claims,
     /// Slices not used, with why.
@@ -667,8 +831,8 @@ impl Sources {
     /// Everything from the stores (a watch listed).
     fn resync(&mut self, registry: &Registry) -> (Update, HashMap<RouteRef, Option<Starting>>) {
         let routes: Vec<Arc<ApiRoute>> = self.routes.iter().flat_map(|s| s.state()).collect();
-        let slices: Vec<Arc<EndpointSlice>> = self.slices.iter().flat_map(|s| s.state()).collect();
-        let services: Vec<Arc<Service>> = self.services.iter().flat_map(|s| s.state()).collect();
+        let slices: Vec<Arc<SliceRecord>> = self.slices.iter().flat_map(|s| s.all()).collect();
+        let services: Vec<Arc<OwnedMeta>> = self.services.iter().flat_map(|s| s.all()).collect();
         let split = trusted_slices(
             slices.iter().map(|s| &**s),
             services.iter().map(|s| &**s),
@@ -677,7 +841,7 @@ impl Sources {
         self.untrusted = split
             .untrusted
             .iter()
-            .map(|(s, why)| (obj_key(*s), *why))
+            .map(|(s, why)| (s.meta.key(), *why))
             .collect();
         self.claims =
             Claims::from_objects(slices.iter().map(|s| &**s), services.iter().map(|s| &**s));
@@ -712,17 +876,17 @@ impl Sources {
     ) -> (Update, HashMap<RouteRef, Option<Starting>>) {
         let mut touched: HashSet<RouteRef> = HashSet::new();
         for key in pending.slices {
-            let slice = find(&self.slices, &key.0, &key.1);
+            let slice = find_record(&self.slices, &key.0, &key.1);
             self.untrusted.remove(&key);
             if let Some(s) = &slice
-                && claimed_route(&s.metadata).is_none()
+                && s.meta.claim.is_none()
             {
                 self.untrusted.insert(key.clone(), Untrusted::BadLabels);
             }
             touched.extend(self.claims.slice(key, slice.as_deref()));
         }
         for key in pending.services {
-            let service = find(&self.services, &key.0, &key.1);
+            let service = find_record(&self.services, &key.0, &key.1);
             touched.extend(self.claims.service(key, service.as_deref()));
         }
         let mut edit = registry.edit();
@@ -757,15 +921,15 @@ impl Sources {
     /// it only looks at Services claiming it and at its ApiRoute).
     fn check_variant(&mut self, variant: &RouteRef) -> (Vec<Authority>, Vec<Authority>) {
         let ns = variant.namespace.as_str();
-        let slices: Vec<Arc<EndpointSlice>> = self
+        let slices: Vec<Arc<SliceRecord>> = self
             .claims
             .slices_of(variant)
-            .filter_map(|name| find(&self.slices, ns, name))
+            .filter_map(|name| find_record(&self.slices, ns, name))
             .collect();
-        let services: Vec<Arc<Service>> = self
+        let services: Vec<Arc<OwnedMeta>> = self
             .claims
             .services_of(variant)
-            .filter_map(|name| find(&self.services, ns, name))
+            .filter_map(|name| find_record(&self.services, ns, name))
             .collect();
         let route = find(&self.routes, ns, &variant.name);
         let split = trusted_slices(
@@ -774,10 +938,10 @@ impl Sources {
             route.as_deref(),
         );
         for s in &split.trusted {
-            self.untrusted.remove(&obj_key(*s));
+            self.untrusted.remove(&s.meta.key());
         }
         for (s, why) in &split.untrusted {
-            self.untrusted.insert(obj_key(*s), *why);
+            self.untrusted.insert(s.meta.key(), *why);
         }
         let ready = endpoints_from_slices(split.trusted.iter().copied())
             .remove(variant)
@@ -817,8 +981,8 @@ impl Source {
         };
         let mut streams: Vec<Events> = Vec::new();
         let mut route_stores: Vec<Store<ApiRoute>> = Vec::new();
-        let mut slice_stores: Vec<Store<EndpointSlice>> = Vec::new();
-        let mut service_stores: Vec<Store<Service>> = Vec::new();
+        let mut slice_stores: Vec<Records<SliceRecord>> = Vec::new();
+        let mut service_stores: Vec<Records<OwnedMeta>> = Vec::new();
         // Services and slices by the same label: the slice's owner chain is checked
         // against the Services (and ApiRoutes) seen here.
         let owned_config = watcher::Config::default().labels(&labels::owned_selector());
@@ -848,13 +1012,18 @@ impl Source {
             );
             route_stores.push(store);
             streams.push(s);
-            let (store, s) = watch(slices, owned_config.clone(), strip_slice, w(Kind::Slice));
+            let (store, s) = watch_records(
+                slices,
+                owned_config.clone(),
+                |s| SliceRecord::from(s),
+                w(Kind::Slice),
+            );
             slice_stores.push(store);
             streams.push(s);
-            let (store, s) = watch(
+            let (store, s) = watch_records(
                 services,
                 owned_config.clone(),
-                strip_service,
+                |s| OwnedMeta::from(s),
                 w(Kind::Service),
             );
             service_stores.push(store);
@@ -895,8 +1064,8 @@ impl Source {
                 let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
                 let config =
                     watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
-                // Not strip_slice: the Lease holder's endpoint is found by its pod name
-                // (targetRef).
+                // Whole slices, not records: the Lease holder's endpoint is found by its
+                // pod name (targetRef).
                 let (slices, s) = watch(
                     api,
                     config,
@@ -1161,7 +1330,7 @@ mod tests {
             ),
             slice("shop", "idle", "main", ("http", 8080), &[]),
         ];
-        let got = endpoints_from_slices(&slices);
+        let got = endpoints_from_slices(&records(&slices));
         let main: Vec<String> = got[&key("shop", "user", Variant::Main)]
             .iter()
             .map(ToString::to_string)
@@ -1182,7 +1351,7 @@ mod tests {
             ("http", 8080),
             &[("10.0.0.6", Some(false), Some(true))],
         ));
-        let starting = starting_from_slices(&with_going);
+        let starting = starting_from_slices(&records(&with_going));
         let main: Vec<String> = starting[&key("shop", "user", Variant::Main)]
             .iter()
             .map(ToString::to_string)
@@ -1207,7 +1376,7 @@ mod tests {
             &[("10.0.0.1", None, None)],
         );
         bad_variant.metadata.namespace = Some("a".into());
-        assert!(endpoints_from_slices([&s, &bad_variant]).is_empty());
+        assert!(endpoints_from_slices(&records([&s, &bad_variant])).is_empty());
     }
 
     /// The operator's Service for `route`'s `variant` (as operator/src/resources.rs makes
@@ -1261,6 +1430,14 @@ mod tests {
         )
     }
 
+    fn records<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<SliceRecord> {
+        slices.into_iter().map(SliceRecord::from).collect()
+    }
+
+    fn metas<'a>(services: impl IntoIterator<Item = &'a Service>) -> Vec<OwnedMeta> {
+        services.into_iter().map(OwnedMeta::from).collect()
+    }
+
     fn user_route() -> ApiRoute {
         apiroutes_crds::testing::route("user", "/api/user").namespace("shop")
     }
@@ -1270,7 +1447,8 @@ mod tests {
         services: &[Service],
         routes: &[ApiRoute],
     ) -> Option<Untrusted> {
-        let split = trusted_slices([slice], services, routes);
+        let (slices, services) = (records([slice]), metas(services));
+        let split = trusted_slices(&slices, &services, routes);
         split.untrusted.first().map(|(_, why)| *why)
     }
 
@@ -1292,7 +1470,8 @@ mod tests {
         );
         let routes = [route];
         let services = [main, preview];
-        let split = trusted_slices([&real, &real_preview], &services, &routes);
+        let (slices, metas) = (records([&real, &real_preview]), metas(&services));
+        let split = trusted_slices(&slices, &metas, &routes);
         assert!(split.untrusted.is_empty(), "{:?}", split.untrusted);
         let got = endpoints_from_slices(split.trusted);
         assert_eq!(
@@ -1397,6 +1576,7 @@ mod tests {
         );
         // And none of them yields an endpoint.
         let forged = [user_slice(), uid_mismatch];
+        let (forged, services) = (records(&forged), metas(&services));
         let split = trusted_slices(&forged, &services, &routes);
         assert!(endpoints_from_slices(split.trusted).is_empty());
         assert_eq!(
@@ -1407,9 +1587,10 @@ mod tests {
 
     #[test]
     fn untrusted_slices_are_logged_once_while_they_last() {
-        let a = user_slice();
+        let a = SliceRecord::from(&user_slice());
         let mut b = user_slice();
         b.metadata.name = Some("b".into());
+        let b = SliceRecord::from(&b);
         let (new, logged) = newly_untrusted(
             &HashSet::new(),
             untrusted_keys(&[(&a, Untrusted::NotOwnedByVariantService)]),
@@ -1440,7 +1621,10 @@ mod tests {
         let mut s = user_slice();
         s.metadata.name = Some("user-abcde".into());
         let k = obj_key(&s);
-        assert_eq!(claims.slice(k.clone(), Some(&s)), std::slice::from_ref(&a));
+        assert_eq!(
+            claims.slice(k.clone(), Some(&SliceRecord::from(&s))),
+            std::slice::from_ref(&a)
+        );
         assert_eq!(claims.slices_of(&a).collect::<Vec<_>>(), ["user-abcde"]);
         // Relabelled to the preview variant: both must be checked again.
         s.metadata
@@ -1448,7 +1632,10 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert(labels::VARIANT.into(), "preview".into());
-        assert_eq!(claims.slice(k.clone(), Some(&s)), [a.clone(), b.clone()]);
+        assert_eq!(
+            claims.slice(k.clone(), Some(&SliceRecord::from(&s))),
+            [a.clone(), b.clone()]
+        );
         assert_eq!(claims.slices_of(&a).count(), 0);
         assert_eq!(claims.slices_of(&b).count(), 1);
         // Deleted: the variant it claimed.
@@ -1458,11 +1645,11 @@ mod tests {
         let route = user_route();
         let svc = service_of(&route, Variant::Main);
         assert_eq!(
-            claims.service(obj_key(&svc), Some(&svc)),
+            claims.service(obj_key(&svc), Some(&OwnedMeta::from(&svc))),
             std::slice::from_ref(&a)
         );
         assert_eq!(claims.services_of(&a).collect::<Vec<_>>(), ["user"]);
-        let from_all = Claims::from_objects([&user_slice()], [&svc]);
+        let from_all = Claims::from_objects(&records([&user_slice()]), &metas([&svc]));
         assert_eq!(from_all.services_of(&a).count(), 1);
     }
 
@@ -1502,13 +1689,18 @@ mod tests {
         );
         assert!(r.spec.preview.is_some());
         let route = user_route();
-        let mut svc = service_of(&route, Variant::Main);
-        let mut slice = owned_by(user_slice(), &svc);
-        strip_service(&mut svc);
-        strip_slice(&mut slice);
-        let split = trusted_slices([&slice], [&svc], [&route]);
+        let svc = service_of(&route, Variant::Main);
+        let slice = owned_by(user_slice(), &svc);
+        let (slices, services) = (records([&slice]), metas([&svc]));
+        let split = trusted_slices(&slices, &services, [&route]);
         assert!(split.untrusted.is_empty());
         assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
+        // The records keep nothing else of the objects.
+        let mut noisy = svc.clone();
+        noisy.metadata.managed_fields = Some(vec![Default::default()]);
+        noisy.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        noisy.spec = Some(Default::default());
+        assert_eq!(OwnedMeta::from(&noisy), OwnedMeta::from(&svc));
     }
 
     #[test]
