@@ -20,7 +20,7 @@
 //! [`endpoints_from_slices`]).
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering::*},
@@ -222,16 +222,11 @@ impl Untrusted {
     }
 }
 
-/// The controller ownerReference of `meta` when it is of `kind`/`api_version` and `name`.
-fn controller_is<'m>(
-    meta: &'m OwnedMeta,
-    kind: &str,
-    api_version: &str,
-    name: &str,
-) -> Option<&'m Controller> {
+/// The controller reference of `meta` when it is of `kind` (a known one) and `name`.
+fn controller_is<'m>(meta: &'m OwnedMeta, kind: OwnerKind, name: &str) -> Option<&'m Controller> {
     meta.controller
         .as_ref()
-        .filter(|o| &*o.kind == kind && &*o.api_version == api_version && &*o.name == name)
+        .filter(|o| o.kind == kind && kind != OwnerKind::Other && &*o.name == name)
 }
 
 /// Whether `slice` has the operator's owner chain: slice -(controller)-> the variant's
@@ -245,7 +240,7 @@ fn check_chain(
 ) -> Result<RouteRef, Untrusted> {
     let key = slice.meta.claim.clone().ok_or(Untrusted::BadLabels)?;
     let service_name = key.variant.object_name(&key.name);
-    let owner = controller_is(&slice.meta, "Service", "v1", &service_name)
+    let owner = controller_is(&slice.meta, OwnerKind::Service, &service_name)
         .ok_or(Untrusted::NotOwnedByVariantService)?;
     // The Service must be one the gateway watches (operator-labelled) with the same
     // namespace, name and uid: a uid alone could name another namespace's object.
@@ -257,9 +252,7 @@ fn check_chain(
                 && s.claim.as_ref() == Some(&key)
         })
         .ok_or(Untrusted::UnknownService)?;
-    let api_version = ApiRoute::api_version(&());
-    let kind = ApiRoute::kind(&());
-    let route_owner = controller_is(service, &kind, &api_version, &key.name)
+    let route_owner = controller_is(service, OwnerKind::ApiRoute, &key.name)
         .ok_or(Untrusted::ServiceNotOwnedByRoute)?;
     match routes.get(&(key.namespace.as_str(), key.name.as_str())) {
         Some(uid) if **uid == *route_owner.uid => Ok(key),
@@ -431,11 +424,32 @@ pub fn strip_route(route: &mut ApiRoute) {
     route.status = None;
 }
 
+/// The kinds an owner chain may name (kind and apiVersion together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// `v1` `Service`.
+    Service,
+    /// The ApiRoute kind of this version of the CRD.
+    ApiRoute,
+    Other,
+}
+
+impl OwnerKind {
+    fn of(kind: &str, api_version: &str) -> Self {
+        if kind == "Service" && api_version == "v1" {
+            OwnerKind::Service
+        } else if kind == ApiRoute::kind(&()) && api_version == ApiRoute::api_version(&()) {
+            OwnerKind::ApiRoute
+        } else {
+            OwnerKind::Other
+        }
+    }
+}
+
 /// The controller reference of an object: what the owner-chain check compares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Controller {
-    pub kind: Box<str>,
-    pub api_version: Box<str>,
+    pub kind: OwnerKind,
     pub name: Box<str>,
     pub uid: Box<str>,
 }
@@ -467,8 +481,7 @@ impl OwnedMeta {
                 .flatten()
                 .find(|o| o.controller == Some(true))
                 .map(|o: &OwnerReference| Controller {
-                    kind: o.kind.as_str().into(),
-                    api_version: o.api_version.as_str().into(),
+                    kind: OwnerKind::of(&o.kind, &o.api_version),
                     name: o.name.as_str().into(),
                     uid: o.uid.as_str().into(),
                 }),
@@ -567,23 +580,25 @@ impl<C> Records<C> {
 #[derive(Debug, Default)]
 pub struct Claims {
     slices: HashMap<ObjKey, RouteRef>,
-    slices_of: HashMap<RouteRef, BTreeSet<String>>,
+    /// Names per variant: nearly always one, so a small vector (a B-tree set allocated a
+    /// 290-byte node per variant).
+    slices_of: HashMap<RouteRef, Vec<Box<str>>>,
     services: HashMap<ObjKey, RouteRef>,
-    services_of: HashMap<RouteRef, BTreeSet<String>>,
+    services_of: HashMap<RouteRef, Vec<Box<str>>>,
 }
 
 /// Records that `key` now claims `claim` (`None`: nothing, or deleted); returns the
 /// variants it claimed before and claims now.
 fn reclaim(
     by_key: &mut HashMap<ObjKey, RouteRef>,
-    by_variant: &mut HashMap<RouteRef, BTreeSet<String>>,
+    by_variant: &mut HashMap<RouteRef, Vec<Box<str>>>,
     key: ObjKey,
     claim: Option<RouteRef>,
 ) -> Vec<RouteRef> {
     let mut touched = Vec::new();
     if let Some(old) = by_key.remove(&key) {
         if let Some(names) = by_variant.get_mut(&old) {
-            names.remove(&key.1);
+            names.retain(|n| **n != *key.1);
             if names.is_empty() {
                 by_variant.remove(&old);
             }
@@ -591,10 +606,10 @@ fn reclaim(
         touched.push(old);
     }
     if let Some(new) = claim {
-        by_variant
-            .entry(new.clone())
-            .or_default()
-            .insert(key.1.clone());
+        let names = by_variant.entry(new.clone()).or_default();
+        if !names.iter().any(|n| **n == *key.1) {
+            names.push(key.1.as_str().into());
+        }
         by_key.insert(key, new.clone());
         if !touched.contains(&new) {
             touched.push(new);
@@ -632,13 +647,21 @@ impl Claims {
     }
 
     /// Names of the slices claiming `variant` (in its namespace).
-    pub fn slices_of(&self, variant: &RouteRef) -> impl Iterator<Item = &String> {
-        self.slices_of.get(variant).into_iter().flatten()
+    pub fn slices_of(&self, variant: &RouteRef) -> impl Iterator<Item = &str> {
+        self.slices_of
+            .get(variant)
+            .into_iter()
+            .flatten()
+            .map(|n| &**n)
     }
 
     /// Names of the Services claiming `variant` (in its namespace).
-    pub fn services_of(&self, variant: &RouteRef) -> impl Iterator<Item = &String> {
-        self.services_of.get(variant).into_iter().flatten()
+    pub fn services_of(&self, variant: &RouteRef) -> impl Iterator<Item = &str> {
+        self.services_of
+            .get(variant)
+            .into_iter()
+            .flatten()
+            .map(|n| &**n)
     }
 }
 
