@@ -4,7 +4,7 @@
 //!     APIROUTES_KUBECONFIG=DIR/kubeconfig cargo bench -p apiroutes-operator --bench thousand_routes
 //!
 //! Prints figures; skipped (with a message) without APIROUTES_KUBECONFIG. `BENCH_ROUTES=N`
-//! changes the count.
+//! changes the count; `BENCH_WRAP` runs the operator under a profiler (see below).
 
 use std::{
     process::{Command, Stdio},
@@ -87,7 +87,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let free = || std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr());
     let (admin, autoscaler) = (free()??, free()??);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_apiroutes-operator"))
+    // `BENCH_WRAP="heaptrack -o FILE"` runs the operator under a profiler (the figures are
+    // then the wrapper's).
+    let operator = env!("CARGO_BIN_EXE_apiroutes-operator");
+    let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(operator);
+    let mut cmd = Command::new(argv[0]);
+    if !wrap.is_empty() {
+        // Its own process group: the wrapper and the operator are stopped together, with
+        // SIGTERM so the profiler writes its data.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    }
+    let mut child = cmd
+        .args(&argv[1..])
         .args(["--kubeconfig", &kubeconfig, "--namespace", &ns])
         .args([
             "--admin-listen",
@@ -172,7 +185,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
-    let _ = child.kill();
+    if wrap.is_empty() {
+        let _ = child.kill();
+    } else {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+    }
     let _ = child.wait();
     let _ = Command::new("kubectl")
         .args([

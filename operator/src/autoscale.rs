@@ -80,6 +80,12 @@ impl History {
     pub fn push(&mut self, sample: Sample) {
         if sample.active() {
             self.last_active = Some(sample.at);
+        } else if self.samples.back().is_none_or(|s| !s.active()) {
+            // A quiet second after quiet ones adds nothing: missing seconds count as zero
+            // ([`History::average`]), and one quiet sample already ends the last active
+            // one for [`History::held`]. So an idle route keeps no samples at all (10,000
+            // idle routes kept 60 each).
+            return;
         }
         self.samples.push_back(sample);
         while self

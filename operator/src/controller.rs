@@ -31,7 +31,6 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
     runtime::{
         controller::{Action, Controller},
-        events::{Event, EventType, Recorder},
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -42,6 +41,7 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     error::{Error, Result},
+    events::{EventType, Events, Pending},
     groups::{self, PatternGroups},
     metrics::Metrics,
     reasons::*,
@@ -65,7 +65,7 @@ pub struct Context {
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     pub pods: Store<Pod>,
-    pub recorder: Recorder,
+    pub events: Events,
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per route, for back-off.
     pub failures: Mutex<HashMap<ObjectRef<ApiRoute>, u32>>,
@@ -234,19 +234,11 @@ fn is_not_found(e: &kube::Error) -> bool {
 /// Publishes an Event in the background: Events are for people, and a reconcile does not
 /// wait for (or fail on) them.
 fn publish(ctx: &Context, route: &ApiRoute, type_: EventType, reason: &str, note: String) {
-    let ev = Event {
+    ctx.events.publish(Pending {
+        regarding: route.object_ref(&()),
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    let recorder = ctx.recorder.clone();
-    let reference = route.object_ref(&());
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            warn!(error = %e, "publishing an event failed");
-        }
+        note,
     });
 }
 

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod autoscale;
 pub mod controller;
 pub mod error;
+pub mod events;
 pub mod groups;
 pub mod http;
 pub mod leader;

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 use crate::error::Result;
@@ -23,6 +23,7 @@ pub struct Metrics {
     pub leader: IntGauge,
     pub routes: Gauge,
     pub autoscaler_rejected: IntCounterVec,
+    pub events_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -91,6 +92,10 @@ impl Metrics {
             &["reason"],
         )?;
         let routes = Gauge::new("routes", "ApiRoutes in the operator's cache.")?;
+        let events_dropped = IntCounter::new(
+            "events_dropped_total",
+            "Kubernetes Events not published because the queue was full.",
+        )?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
@@ -101,6 +106,7 @@ impl Metrics {
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(routes.clone()))?;
         registry.register(Box::new(autoscaler_rejected.clone()))?;
+        registry.register(Box::new(events_dropped.clone()))?;
         Ok(Metrics {
             registry,
             reconciliations,
@@ -113,6 +119,7 @@ impl Metrics {
             leader,
             routes,
             autoscaler_rejected,
+            events_dropped,
         })
     }
 

@@ -26,11 +26,7 @@ use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::{
-        events::{Recorder, Reporter},
-        reflector::store::Writer,
-        watcher,
-    },
+    runtime::{reflector::store::Writer, watcher},
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -42,10 +38,11 @@ use crate::{
     auth::Authenticator,
     controller::{self, Context},
     error::{Error, Result},
+    events::{Events, Reporter},
     http::{respond, serve},
     leader::{Elector, Fence, LeaseConfig, fenced_client, lease_client_config},
     metrics::Metrics,
-    reflect::{ready, reflect, strip_managed_fields},
+    reflect::{ready, reflect, strip_deployment, strip_managed_fields, strip_route, strip_service},
     resources::{Config, GatewayPeer},
     scaler::{self, Scaler},
 };
@@ -382,20 +379,20 @@ impl Args {
             self.apis::<ApiRoute>(client),
             watcher::Config::default(),
             routes_w,
-            strip_managed_fields,
+            strip_route,
         );
         let dep_stream = reflect(
             self.apis::<Deployment>(client),
             owned.clone(),
             deps_w,
-            strip_managed_fields,
+            strip_deployment,
         )
         .map(|t| t.map(|t| t.obj));
         let svc_stream = reflect(
             self.apis::<Service>(client),
             owned.clone(),
             svcs_w,
-            strip_managed_fields,
+            strip_service,
         )
         .map(|t| t.map(|t| t.obj));
         let pod_stream = reflect(self.apis::<Pod>(client), owned, pods_w, |p: &mut Pod| {
@@ -406,7 +403,9 @@ impl Args {
 
         let reporter = Reporter {
             controller: apiroutes_crds::labels::FIELD_MANAGER.to_owned(),
-            instance: self.pod_name(),
+            instance: self
+                .pod_name()
+                .unwrap_or_else(|| apiroutes_crds::labels::FIELD_MANAGER.to_owned()),
         };
         let ctx = Arc::new(Context {
             client: client.clone(),
@@ -422,7 +421,7 @@ impl Args {
             deployments: deps.clone(),
             services: svcs.clone(),
             pods: pods.clone(),
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
             metrics: metrics.clone(),
             failures: Default::default(),
             synced: Default::default(),

@@ -253,3 +253,52 @@ fn a_route_put_to_sleep_soon_after_traffic_stays_asleep() {
         "woke with no demand: {out:?}"
     );
 }
+
+#[test]
+fn quiet_seconds_are_not_stored_and_change_nothing() {
+    // Against a history that keeps every sample: the same averages and held counts, for a
+    // mix of quiet runs, bursts and held requests.
+    let mut compact = History::new(0.0);
+    let mut full = History::new(0.0);
+    for t in 1..400u32 {
+        let at = f64::from(t);
+        let phase = (t / 17) % 4;
+        let sample = Sample {
+            at,
+            concurrency: if phase == 1 { f64::from(t % 5) } else { 0.0 },
+            requests: u64::from(phase == 1 && t % 3 == 0),
+            held: if phase == 2 && t % 4 == 0 { 2 } else { 0 },
+        };
+        compact.push(sample);
+        full.samples.push_back(sample);
+        if sample.active() {
+            full.last_active = Some(at);
+        }
+        while full
+            .samples
+            .front()
+            .is_some_and(|s| s.at <= at - STABLE_WINDOW)
+        {
+            full.samples.pop_front();
+        }
+        for window in [STABLE_WINDOW, PANIC_WINDOW] {
+            assert_eq!(
+                compact.average(window, at),
+                full.average(window, at),
+                "t={t}"
+            );
+        }
+        assert_eq!(compact.held(at), full.held(at), "t={t}");
+        assert_eq!(compact.held(at + 1.0), full.held(at + 1.0), "t={t}");
+        assert_eq!(compact.last_active, full.last_active);
+    }
+    // An idle route keeps nothing.
+    let mut idle = History::new(0.0);
+    for t in 1..100 {
+        idle.push(Sample {
+            at: f64::from(t),
+            ..Sample::default()
+        });
+    }
+    assert!(idle.samples.is_empty());
+}
