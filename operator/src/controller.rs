@@ -40,6 +40,7 @@ use tokio::sync::Mutex;
 use tracing::{info, instrument, warn};
 
 use crate::{
+    cache::{CachedDeployment, CachedService},
     error::{Error, Result},
     events::{EventType, Events, Pending},
     groups::{self, PatternGroups},
@@ -62,8 +63,8 @@ pub struct Context {
     pub routes: Store<ApiRoute>,
     /// The cluster's RouteGrants (cluster-scoped; none: isolation off).
     pub grants: Store<RouteGrant>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
+    pub deployments: Store<CachedDeployment>,
+    pub services: Store<CachedService>,
     pub pods: Store<Pod>,
     pub events: Events,
     pub metrics: Arc<Metrics>,
@@ -71,9 +72,9 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<ApiRoute>, u32>>,
     /// Set once every cache has listed (the controller itself only waits for ApiRoutes).
     pub synced: AtomicBool,
-    /// The NetworkPolicy last applied per route (no cache of them is kept: after a
+    /// The hash of the NetworkPolicy last applied per route (no cache of them is kept: after a
     /// restart each is applied once more, a no-op for the API server).
-    pub policies: Mutex<HashMap<ObjectRef<ApiRoute>, NetworkPolicy>>,
+    pub policies: Mutex<HashMap<ObjectRef<ApiRoute>, String>>,
     /// The routes by canonical pattern (written by [`route_triggers`]).
     pub groups: Arc<std::sync::Mutex<PatternGroups>>,
 }
@@ -211,8 +212,8 @@ pub fn pod_route(pod: &Pod) -> Option<ObjectRef<ApiRoute>> {
 /// Builds the controller over the given trigger streams.
 pub fn controller(
     routes: impl Stream<Item = Result<ApiRoute, watcher::Error>> + Send + 'static,
-    deployments: impl Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static,
-    services: impl Stream<Item = Result<Service, watcher::Error>> + Send + 'static,
+    deployments: impl Stream<Item = Result<CachedDeployment, watcher::Error>> + Send + 'static,
+    services: impl Stream<Item = Result<CachedService, watcher::Error>> + Send + 'static,
     pods: impl Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
     store: Store<ApiRoute>,
 ) -> Controller<ApiRoute> {
@@ -245,8 +246,8 @@ fn publish(ctx: &Context, route: &ApiRoute, type_: EventType, reason: &str, note
 /// Deletes the Deployment and Service of `variant` if the caches have them.
 async fn delete_variant(ctx: &Context, route: &ApiRoute, ns: &str, variant: Variant) -> Result<()> {
     let name = variant.object_name(&route.name_any());
-    let key_d = ObjectRef::<Deployment>::new(&name).within(ns);
-    let key_s = ObjectRef::<Service>::new(&name).within(ns);
+    let key_d = ObjectRef::<CachedDeployment>::new(&name).within(ns);
+    let key_s = ObjectRef::<CachedService>::new(&name).within(ns);
     let owned = |meta: &kube::api::ObjectMeta| {
         meta.labels
             .as_ref()
@@ -293,7 +294,7 @@ async fn apply_variant(
     route: &ApiRoute,
     ns: &str,
     variant: Variant,
-) -> Result<Deployment> {
+) -> Result<CachedDeployment> {
     let name = variant.object_name(&route.name_any());
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
@@ -310,14 +311,17 @@ async fn apply_variant(
     let service = desired_service(route, variant, &ctx.config);
     let deployment = async {
         match before.as_deref() {
-            Some(b) if resources::covers(b, &desired) => Ok(b.clone()),
-            _ => deployments.patch(&name, &pp, &Patch::Apply(&desired)).await,
+            Some(b) if resources::covers_json(&b.json(), &desired) => Ok(b.clone()),
+            _ => deployments
+                .patch(&name, &pp, &Patch::Apply(&desired))
+                .await
+                .map(CachedDeployment::from),
         }
     };
     let service = async {
         if svc_before
             .as_deref()
-            .is_some_and(|s| resources::covers(s, &service))
+            .is_some_and(|s| resources::covers_json(&s.json(), &service))
         {
             return Ok(());
         }
@@ -368,7 +372,9 @@ async fn apply_network_policy(ctx: &Context, route: &ApiRoute, ns: &str) -> Resu
     };
     let desired = desired_network_policy(route, peer);
     let key = ObjectRef::from_obj(route);
-    if ctx.policies.lock().await.get(&key) == Some(&desired) {
+    // Its hash, not the object: 10,000 routes would keep 10,000 NetworkPolicies.
+    let hash = resources::applied_hash(&desired);
+    if ctx.policies.lock().await.get(&key) == Some(&hash) {
         return Ok(());
     }
     let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
@@ -378,7 +384,7 @@ async fn apply_network_policy(ctx: &Context, route: &ApiRoute, ns: &str) -> Resu
         &Patch::Apply(&desired),
     )
     .await?;
-    ctx.policies.lock().await.insert(key, desired);
+    ctx.policies.lock().await.insert(key, hash);
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod autoscale;
+pub mod cache;
 pub mod controller;
 pub mod error;
 pub mod events;

@@ -19,10 +19,6 @@ use std::{
 
 use apiroutes_crds::ApiRoute;
 use futures::{Stream, StreamExt, stream};
-use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Service},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
@@ -91,35 +87,6 @@ where
 /// Drops `metadata.managedFields`: the operator never reads them and they are large.
 pub fn strip_managed_fields<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
-}
-
-/// Keeps of the operator's own objects what it reads: the fields it applies (the drift
-/// check compares them, `resources::covers`), its applied-hash annotation and, for
-/// Deployments, the replica counts. Managed fields, other annotations (the revision,
-/// `last-applied-configuration`) and status conditions go: 10,000 routes keep 10,000
-/// of each kind.
-fn strip_owned_meta(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        a.retain(|k, _| k == crate::resources::APPLIED_HASH);
-        if a.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
-
-/// See [`strip_owned_meta`].
-pub fn strip_deployment(d: &mut Deployment) {
-    strip_owned_meta(&mut d.metadata);
-    if let Some(s) = d.status.as_mut() {
-        s.conditions = None;
-    }
-}
-
-/// See [`strip_owned_meta`].
-pub fn strip_service(s: &mut Service) {
-    strip_owned_meta(&mut s.metadata);
-    s.status = None;
 }
 
 /// An ApiRoute without managed fields and `kubectl`'s copy of its last applied spec.

@@ -400,10 +400,12 @@ fn drop_nulls(v: &mut serde_json::Value) {
 /// (no field of ours was removed since), the subset says nobody changed one of our fields
 /// since (drift, which the apply repairs).
 pub fn covers<T: serde::Serialize>(actual: &T, desired: &T) -> bool {
-    match (serde_json::to_value(actual), serde_json::to_value(desired)) {
-        (Ok(a), Ok(d)) => is_subset(&d, &a),
-        _ => false,
-    }
+    serde_json::to_value(actual).is_ok_and(|a| covers_json(&a, desired))
+}
+
+/// [`covers`] for an object already in JSON (the caches keep specs so: `crate::cache`).
+pub fn covers_json<T: serde::Serialize>(actual: &serde_json::Value, desired: &T) -> bool {
+    serde_json::to_value(desired).is_ok_and(|d| is_subset(&d, actual))
 }
 
 fn is_subset(desired: &serde_json::Value, actual: &serde_json::Value) -> bool {

@@ -18,10 +18,7 @@ use apiroutes_crds::{
 use clap::Parser;
 use futures::{StreamExt, stream};
 use http::{Method, StatusCode};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Pod, Service},
-};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
@@ -36,13 +33,14 @@ use tracing::{error, info, warn};
 
 use crate::{
     auth::Authenticator,
+    cache::{CachedDeployment, CachedService},
     controller::{self, Context},
     error::{Error, Result},
     events::{Events, Reporter},
     http::{respond, serve},
     leader::{Elector, Fence, LeaseConfig, fenced_client, lease_client_config},
     metrics::Metrics,
-    reflect::{ready, reflect, strip_deployment, strip_managed_fields, strip_route, strip_service},
+    reflect::{ready, reflect, strip_managed_fields, strip_route},
     resources::{Config, GatewayPeer},
     scaler::{self, Scaler},
 };
@@ -364,8 +362,8 @@ impl Args {
     ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
         let owned = watcher::Config::default().labels(&owned_selector());
         let routes_w = Writer::<ApiRoute>::default();
-        let deps_w = Writer::<Deployment>::default();
-        let svcs_w = Writer::<Service>::default();
+        let deps_w = Writer::<CachedDeployment>::default();
+        let svcs_w = Writer::<CachedService>::default();
         let pods_w = Writer::<Pod>::default();
         let mut grants_w = Writer::<RouteGrant>::default();
         let grants = grants_w.as_reader();
@@ -382,17 +380,17 @@ impl Args {
             strip_route,
         );
         let dep_stream = reflect(
-            self.apis::<Deployment>(client),
+            self.apis::<CachedDeployment>(client),
             owned.clone(),
             deps_w,
-            strip_deployment,
+            |_| {},
         )
         .map(|t| t.map(|t| t.obj));
         let svc_stream = reflect(
-            self.apis::<Service>(client),
+            self.apis::<CachedService>(client),
             owned.clone(),
             svcs_w,
-            strip_service,
+            |_| {},
         )
         .map(|t| t.map(|t| t.obj));
         let pod_stream = reflect(self.apis::<Pod>(client), owned, pods_w, |p: &mut Pod| {

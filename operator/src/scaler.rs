@@ -25,6 +25,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::cache::CachedDeployment;
 use crate::{
     auth::{Authenticator, Verdict},
     autoscale::{Direction, History, Tracker, recommend, wake_replicas},
@@ -48,14 +49,14 @@ struct State {
 pub struct Scaler {
     client: Client,
     routes: Store<ApiRoute>,
-    deployments: Store<Deployment>,
+    deployments: Store<CachedDeployment>,
     metrics: Arc<Metrics>,
     epoch: Instant,
     state: Mutex<State>,
 }
 
 /// The variant a Deployment of ours serves, from its labels.
-pub fn route_ref(dep: &Deployment) -> Option<RouteRef> {
+pub fn route_ref(dep: &CachedDeployment) -> Option<RouteRef> {
     let labels = dep.labels();
     Some(RouteRef {
         namespace: dep.namespace()?,
@@ -68,7 +69,7 @@ impl Scaler {
     pub fn new(
         client: Client,
         routes: Store<ApiRoute>,
-        deployments: Store<Deployment>,
+        deployments: Store<CachedDeployment>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Scaler {
@@ -104,7 +105,7 @@ impl Scaler {
         {
             return Some(*n);
         }
-        Some(dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+        Some(dep.replicas.unwrap_or(1))
     }
 
     async fn write(&self, r: &RouteRef, replicas: i32, cause: &str) -> bool {

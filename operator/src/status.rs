@@ -2,11 +2,11 @@
 
 use apiroutes_crds::{ApiRoute, ApiRouteStatus, conflict::Admission};
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Pod},
+    api::core::v1::Pod,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 
-use crate::{reasons::*, resources::Config};
+use crate::{cache::CachedDeployment, reasons::*, resources::Config};
 
 /// Container waiting reasons that mean the image cannot be pulled.
 const IMAGE_PULL_REASONS: &[&str] = &[
@@ -29,7 +29,7 @@ const CRASH_REASONS: &[&str] = &[
 pub struct Observed<'a> {
     pub admission: &'a Admission,
     /// The main Deployment as last applied or seen (with its status).
-    pub deployment: Option<&'a Deployment>,
+    pub deployment: Option<&'a CachedDeployment>,
     /// Pods of the main variant (may be empty when none are visible).
     pub pods: &'a [&'a Pod],
 }
@@ -108,10 +108,7 @@ pub fn compute_status(
     let dep_status = observed.deployment.and_then(|d| d.status.as_ref());
     let replicas = dep_status.and_then(|s| s.replicas).unwrap_or(0);
     let ready = dep_status.and_then(|s| s.ready_replicas).unwrap_or(0);
-    let desired = observed
-        .deployment
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.replicas);
+    let desired = observed.deployment.and_then(|d| d.replicas);
 
     let (accepted, accepted_reason, accepted_message) = match observed.admission {
         Admission::Accepted => (true, REASON_ACCEPTED, "routed by the gateways".to_owned()),

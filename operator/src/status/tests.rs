@@ -1,20 +1,17 @@
 #![allow(clippy::unwrap_used)]
 
 use apiroutes_crds::{PatternError, conflict::Admission, testing::route};
-use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Pod},
-    apimachinery::pkg::apis::meta::v1::Time,
-    jiff::Timestamp,
-};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde_json::json;
 
 use super::*;
+use crate::cache::CachedDeployment;
 
 fn t(secs: i64) -> Time {
     Time(Timestamp::from_second(secs).unwrap())
 }
 
-fn deployment(desired: Option<i32>, replicas: i32, ready: i32) -> Deployment {
+fn deployment(desired: Option<i32>, replicas: i32, ready: i32) -> CachedDeployment {
     serde_json::from_value(json!({
         "metadata": {"name": "a"},
         "spec": {"replicas": desired, "selector": {}, "template": {}},
@@ -68,7 +65,7 @@ fn status_table() {
     type Case<'a> = (
         &'a str,
         &'a Admission,
-        Option<&'a Deployment>,
+        Option<&'a CachedDeployment>,
         Vec<&'a Pod>,
         [&'a str; 4],
     );
