@@ -15,6 +15,7 @@ use apiroutes_crds::{
     ApiRoute, RouteGrant,
     labels::{LEADER, owned_selector},
 };
+use apiroutes_kit::telemetry::Telemetry;
 use clap::Parser;
 use futures::{StreamExt, stream};
 use http::{Method, StatusCode};
@@ -132,6 +133,8 @@ pub struct Args {
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "APIROUTES_OPERATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    #[command(flatten)]
+    pub telemetry: apiroutes_kit::telemetry::TelemetryArgs,
 }
 
 /// Readiness: standby instances are ready (they can take over); the leader is ready once
@@ -172,10 +175,6 @@ impl Args {
         })
     }
 
-    fn init_logs(&self) {
-        apiroutes_kit::init_logging(self.log_format, &self.log_level);
-    }
-
     pub async fn kube_config(&self) -> Result<kube::Config> {
         let config = match &self.kubeconfig {
             Some(path) => {
@@ -209,9 +208,19 @@ impl Args {
     }
 
     /// Runs until SIGTERM (Ok) or until leadership is lost (Err, so the process restarts
-    /// as a fresh candidate).
+    /// as a fresh candidate). With an OTLP endpoint, its `tracing` spans (reconciles) are
+    /// exported, and flushed before it returns.
     pub async fn run(self) -> Result<()> {
-        self.init_logs();
+        let telemetry = Telemetry::init(&self.telemetry, "apiroutes-operator")?;
+        apiroutes_kit::init_logging_with(self.log_format, &self.log_level, telemetry.as_ref());
+        let result = self.operate().await;
+        if let Some(t) = telemetry {
+            t.shutdown().await;
+        }
+        result
+    }
+
+    async fn operate(self) -> Result<()> {
         let metrics = Arc::new(Metrics::new()?);
         // Three clients: plain (TokenReviews, which standbys make too), the leader's (every
         // write fenced by the Lease), and the elector's (short read timeout).
