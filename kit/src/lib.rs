@@ -2,6 +2,7 @@
 //! the same way: one log format (JSON lines on stdout, the event's fields at the top level
 //! beside `timestamp`, `level`, `target` and `message`), and shutdown on SIGTERM or SIGINT.
 
+pub mod admin;
 pub mod telemetry;
 
 use clap::ValueEnum;

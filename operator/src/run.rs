@@ -4,10 +4,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU8, Ordering},
-    },
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -15,10 +12,12 @@ use apiroutes_crds::{
     ApiRoute, RouteGrant,
     labels::{LEADER, owned_selector},
 };
-use apiroutes_kit::telemetry::Telemetry;
+use apiroutes_kit::{
+    admin::{self, Readiness},
+    telemetry::Telemetry,
+};
 use clap::Parser;
 use futures::{StreamExt, stream};
-use http::{Method, StatusCode};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Service},
@@ -43,7 +42,7 @@ use crate::{
     auth::Authenticator,
     controller::{self, Context},
     error::{Error, Result},
-    http::{respond, serve},
+    http::serve,
     leader::{Elector, Fence, LeaseConfig, fenced_client, lease_client_config},
     metrics::Metrics,
     reflect::{ready, reflect, strip_managed_fields},
@@ -137,12 +136,6 @@ pub struct Args {
     pub telemetry: apiroutes_kit::telemetry::TelemetryArgs,
 }
 
-/// Readiness: standby instances are ready (they can take over); the leader is ready once
-/// its caches have synced.
-const STANDBY: u8 = 0;
-const SYNCING: u8 = 1;
-const READY: u8 = 2;
-
 /// How long the leader's tasks get to stop (and each best-effort call after leading), well
 /// under the lease duration: their writes are already fenced.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -232,27 +225,19 @@ impl Args {
         let shutdown = CancellationToken::new();
         tokio::spawn(apiroutes_kit::cancel_on_signal(shutdown.clone()));
 
-        let phase = Arc::new(AtomicU8::new(STANDBY));
+        // Standby instances are ready (they can take over); the leader is not while its
+        // caches sync.
+        let ready = Arc::new(Readiness::default());
+        ready.set_ready();
         let admin = TcpListener::bind(self.admin_listen).await?;
-        let (m, p) = (metrics.clone(), phase.clone());
-        let admin_task = tokio::spawn(serve(
+        let admin_task = tokio::spawn(admin::serve(
             admin,
-            move |req| {
-                let (m, p) = (m.clone(), p.clone());
-                async move {
-                    match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => respond(StatusCode::OK, m.encode()),
-                        (&Method::GET, "/healthz") => respond(StatusCode::OK, "ok\n"),
-                        (&Method::GET, "/readyz") if p.load(Ordering::Relaxed) != SYNCING => {
-                            respond(StatusCode::OK, "ok\n")
-                        }
-                        (&Method::GET, "/readyz") => {
-                            respond(StatusCode::SERVICE_UNAVAILABLE, "syncing\n")
-                        }
-                        _ => respond(StatusCode::NOT_FOUND, "not found\n"),
-                    }
-                }
-            },
+            Arc::new(admin::Admin {
+                registry: metrics.registry.clone(),
+                ready: Arc::clone(&ready),
+                extra: None,
+            }),
+            admin::AdminConfig::default(),
             shutdown.clone(),
         ));
         let slot: Arc<OnceLock<Arc<Scaler>>> = Arc::new(OnceLock::new());
@@ -303,7 +288,7 @@ impl Args {
         }
         info!("became the leader");
         metrics.leader.set(1);
-        phase.store(SYNCING, Ordering::Relaxed);
+        ready.set(false);
         let leading = CancellationToken::new();
         // Through the fenced client: a label write cannot outlive the leadership.
         let label_task = tokio::spawn(self.clone().label_until_done(leader_client.clone()));
@@ -320,7 +305,7 @@ impl Args {
         let (controller_task, scaler_task) = self.lead(
             &leader_client,
             &metrics,
-            &phase,
+            &ready,
             &slot,
             &leading,
             grants_installed,
@@ -369,7 +354,7 @@ impl Args {
         &self,
         client: &Client,
         metrics: &Arc<Metrics>,
-        phase: &Arc<AtomicU8>,
+        readiness: &Arc<Readiness>,
         slot: &Arc<OnceLock<Arc<Scaler>>>,
         leading: &CancellationToken,
         grants_installed: bool,
@@ -473,7 +458,7 @@ impl Args {
             metrics.clone(),
         ));
         let _ = slot.set(scaler.clone());
-        let (p, l) = (phase.clone(), leading.clone());
+        let (r, l) = (Arc::clone(readiness), leading.clone());
         let scaler_task = tokio::spawn(async move {
             // Decide only on synced caches (a new leader starts from the replicas it finds).
             let synced = async {
@@ -486,7 +471,7 @@ impl Args {
                 _ = l.cancelled() => return,
                 _ = synced => {}
             }
-            p.store(READY, Ordering::Relaxed);
+            r.set_ready();
             info!("caches synced");
             scaler.run(l).await;
         });
