@@ -3,6 +3,7 @@
 //! beside `timestamp`, `level`, `target` and `message`), and shutdown on SIGTERM or SIGINT.
 
 pub mod admin;
+pub mod cluster;
 pub mod telemetry;
 
 use clap::ValueEnum;

@@ -25,7 +25,6 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
     runtime::{
         events::{Recorder, Reporter},
         reflector::store::Writer,
@@ -169,18 +168,9 @@ impl Args {
     }
 
     pub async fn kube_config(&self) -> Result<kube::Config> {
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                let kc = Kubeconfig::read_from(path).map_err(|e| Error::Config(e.to_string()))?;
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| Error::Config(e.to_string()))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| Error::Config(e.to_string()))?,
-        };
-        Ok(config)
+        apiroutes_kit::cluster::config(self.kubeconfig.as_deref())
+            .await
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     fn apis<K>(&self, client: &Client) -> Vec<(Option<String>, Api<K>)>
