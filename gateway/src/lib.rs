@@ -446,6 +446,9 @@ impl Args {
     pub async fn serve(self) -> Result<(), StartError> {
         let metrics = Metrics::new();
         let telemetry = Telemetry::init(&self.telemetry, "apiroutes-gateway")?;
+        if let Some(t) = &telemetry {
+            t.log_started();
+        }
         let access_log = self
             .access_log_enabled()
             .then(|| AccessLog::stdout(Some(metrics.access_log_dropped.clone())));

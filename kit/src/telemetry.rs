@@ -87,6 +87,9 @@ pub fn service_name(env: Option<String>, default: &str) -> String {
 /// Span export of one process.
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    /// Where spans go (`<endpoint>/v1/traces`).
+    url: String,
+    service: String,
     spans: Spans,
 }
 
@@ -132,16 +135,23 @@ impl Telemetry {
         let provider = SdkTracerProvider::builder()
             .with_span_processor(Shared(Arc::clone(&processor)))
             .build();
-        tracing::info!(endpoint = %url, service, "exporting spans over OTLP");
         Ok(Some(Telemetry {
             provider,
+            url,
+            service,
             spans: Spans {
                 processor,
-                scope: InstrumentationScope::builder(service)
+                // The instrumentation is the component, whatever the service is called.
+                scope: InstrumentationScope::builder(default_service.to_owned())
                     .with_version(env!("CARGO_PKG_VERSION"))
                     .build(),
             },
         }))
+    }
+
+    /// Logs where spans go (callers do, once their logger is installed).
+    pub fn log_started(&self) {
+        tracing::info!(url = %self.url, service = %self.service, "exporting spans over OTLP");
     }
 
     /// The handle for spans the caller builds itself.

@@ -196,6 +196,9 @@ impl Args {
     pub async fn run(self) -> Result<()> {
         let telemetry = Telemetry::init(&self.telemetry, "apiroutes-operator")?;
         apiroutes_kit::init_logging_with(self.log_format, &self.log_level, telemetry.as_ref());
+        if let Some(t) = &telemetry {
+            t.log_started();
+        }
         let result = self.operate().await;
         if let Some(t) = telemetry {
             t.shutdown().await;
@@ -520,6 +523,13 @@ mod tests {
         assert_eq!(a.lease_name, "apiroutes-operator");
         assert_eq!(a.log_format, LogFormat::Text);
         assert_eq!(a.gateway_namespace, None);
+        assert_eq!(a.telemetry.otlp_endpoint, None);
+        let a = Args::try_parse_from(["op", "--otlp-endpoint", "http://collector:4318"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
     }
 
     #[test]
