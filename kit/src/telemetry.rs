@@ -260,6 +260,9 @@ impl SpanProcessor for Shared {
 struct TokioHttp {
     client: Client<HttpConnector, Full<Bytes>>,
     rt: tokio::runtime::Handle,
+    /// When a failed export was last logged (the SDK reports none without its internal
+    /// logs, so a wrong endpoint would otherwise go unnoticed).
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl TokioHttp {
@@ -270,8 +273,31 @@ impl TokioHttp {
         TokioHttp {
             client: Client::builder(TokioExecutor::new()).build(conn),
             rt,
+            last_warning: std::sync::Mutex::new(None),
         }
     }
+
+    /// Logs a failed export, at most once per [`WARN_EVERY`].
+    fn warn(&self, what: &dyn std::fmt::Display) {
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last_warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if should_warn(*last, now) {
+            *last = Some(now);
+            drop(last);
+            tracing::warn!(error = %what, "exporting spans failed (spans are dropped; logged at most once a minute)");
+        }
+    }
+}
+
+/// How often a failing export is logged at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a failure now is logged, the last one having been at `last`.
+fn should_warn(last: Option<std::time::Instant>, now: std::time::Instant) -> bool {
+    last.is_none_or(|t| now.saturating_duration_since(t) >= WARN_EVERY)
 }
 
 type HttpError = opentelemetry_http::HttpError;
@@ -292,11 +318,19 @@ impl opentelemetry_http::HttpClient for TokioHttp {
         let task = self
             .rt
             .spawn(async move { tokio::time::timeout(EXPORT_TIMEOUT, call).await });
-        match task.await {
+        let result: Result<_, HttpError> = match task.await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("export request timed out".into()),
             Err(e) => Err(Box::new(e)),
+        };
+        match &result {
+            Ok(resp) if !resp.status().is_success() => {
+                self.warn(&format_args!("the collector answered {}", resp.status()));
+            }
+            Ok(_) => {}
+            Err(e) => self.warn(e),
         }
+        result
     }
 }
 
@@ -322,6 +356,14 @@ mod tests {
             traces_url(Some("https://collector:4318")),
             Err(TelemetryError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn failures_are_logged_once_a_minute() {
+        let t0 = std::time::Instant::now();
+        assert!(should_warn(None, t0));
+        assert!(!should_warn(Some(t0), t0 + Duration::from_secs(59)));
+        assert!(should_warn(Some(t0), t0 + WARN_EVERY));
     }
 
     #[test]
