@@ -24,6 +24,7 @@ use std::{
 };
 
 use apiroutes_crds::labels::Variant;
+use apiroutes_kit::telemetry::{Finished, KeyValue, SpanKind, Spans};
 use http::{HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use prometheus::IntCounter;
 use tokio::time::Instant;
@@ -279,14 +280,18 @@ pub struct Outcome {
 /// status 499, as nginx logs it).
 pub struct Access {
     sink: Option<Arc<AccessLog>>,
+    /// Where the request's span goes (OTLP), when export is on and the trace is sampled.
+    spans: Option<Spans>,
     pub req: RequestInfo,
     pub out: Outcome,
 }
 
 impl Access {
-    /// The record of `req` (whose URI is moved into it), from a client at `client`.
+    /// The record of `req` (whose URI is moved into it), from a client at `client`;
+    /// `spans`: span export, when on.
     pub fn begin<B>(
         sink: Option<Arc<AccessLog>>,
+        spans: Option<&Spans>,
         start: Instant,
         req: &mut Request<B>,
         client: SocketAddr,
@@ -302,6 +307,9 @@ impl Access {
         let host = h.get(header::HOST).cloned();
         Access {
             sink,
+            // Only sampled spans are exported: the sampled flag is the caller's (or the
+            // gateway's) decision to record this trace.
+            spans: spans.filter(|_| span.sampled).cloned(),
             req: RequestInfo {
                 start,
                 span,
@@ -326,6 +334,9 @@ pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-requ
 
 impl Drop for Access {
     fn drop(&mut self) {
+        if let Some(spans) = self.spans.take() {
+            spans.export(self.span());
+        }
         let Some(sink) = self.sink.take() else {
             return;
         };
@@ -359,6 +370,97 @@ impl Drop for Access {
         };
         let now = SystemTime::now();
         sink.write(|buf| line.format(buf, now));
+    }
+}
+
+impl Access {
+    /// The request's span for OTLP export: the ids of its `traceparent` and access-log
+    /// line, named and described after the OpenTelemetry HTTP server conventions.
+    fn span(&self) -> Finished {
+        let (req, out) = (&self.req, &self.out);
+        let end = SystemTime::now();
+        let total = req.start.elapsed();
+        let status = out.status.map_or(499, |s| s.as_u16());
+        let route = out.route.as_ref();
+        let pattern = route.and_then(|r| r.pattern_header.to_str().ok());
+        let name = match pattern {
+            Some(p) => format!("{} {p}", req.method),
+            None => req.method.to_string(),
+        };
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", req.method.to_string()),
+            KeyValue::new("url.path", req.uri.path().to_owned()),
+            KeyValue::new("http.response.status_code", i64::from(status)),
+            KeyValue::new("network.protocol.version", protocol_version(req.version)),
+            KeyValue::new("client.address", req.client.ip().to_string()),
+            KeyValue::new("apiroutes.request_id", lossy(req.request_id.as_bytes())),
+            KeyValue::new("apiroutes.total_ms", millis(total)),
+            KeyValue::new(
+                "apiroutes.bytes_out",
+                i64::try_from(out.bytes_out).unwrap_or(i64::MAX),
+            ),
+        ];
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.host().as_bytes())
+            .or(req.host.as_ref().map(HeaderValue::as_bytes));
+        if let Some(host) = host {
+            attributes.push(KeyValue::new("server.address", lossy(host)));
+        }
+        if let Some(p) = pattern {
+            attributes.push(KeyValue::new("http.route", p.to_owned()));
+        }
+        if let Some(r) = route {
+            attributes.push(KeyValue::new("apiroutes.route", r.key.to_string()));
+        }
+        if let Some(v) = out.variant {
+            attributes.push(KeyValue::new("apiroutes.variant", v.as_str()));
+        }
+        if let Some(e) = &out.upstream {
+            attributes.push(KeyValue::new(
+                "apiroutes.upstream",
+                e.authority.as_str().to_owned(),
+            ));
+        }
+        if let Some(d) = out.head {
+            attributes.push(KeyValue::new("apiroutes.duration_ms", millis(d)));
+        }
+        if let Some(d) = out.activation {
+            attributes.push(KeyValue::new("apiroutes.activation_ms", millis(d)));
+        }
+        Finished {
+            name: name.into(),
+            kind: SpanKind::Server,
+            trace_id: req.span.trace_id,
+            span_id: req.span.span_id,
+            parent_id: req.span.parent_id,
+            start: end.checked_sub(total).unwrap_or(end),
+            end,
+            attributes,
+            // A server span is an error for a 5xx only (the client's 4xx are not ours).
+            error: status >= 500,
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `network.protocol.version`: `1.1`, `2`.
+fn protocol_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "unknown",
     }
 }
 

@@ -44,7 +44,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Resource, ResourceExt,
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
@@ -992,7 +992,7 @@ impl Source {
         autoscaler_service: Option<String>,
         autoscaler_lease: Option<String>,
     ) -> Result<JoinHandle<()>, kube::Error> {
-        let client = Client::try_default().await?;
+        let client = apiroutes_kit::cluster::client(None).await?;
         let dirty = Arc::new(Notify::new());
         let pending = Arc::new(Mutex::new(Pending::default()));
         let synced = Arc::new(AtomicUsize::new(0));

@@ -32,6 +32,8 @@ use clap::{ArgAction, Parser, builder::BoolishValueParser};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use apiroutes_kit::telemetry::Telemetry;
+
 use crate::{
     access_log::AccessLog,
     metrics::Metrics,
@@ -289,6 +291,9 @@ pub struct Args {
     )]
     pub trace_sample_ratio: f64,
 
+    #[command(flatten)]
+    pub telemetry: apiroutes_kit::telemetry::TelemetryArgs,
+
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "APIROUTES_GATEWAY_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -314,6 +319,8 @@ pub enum StartError {
     Kube(String),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Telemetry(#[from] apiroutes_kit::telemetry::TelemetryError),
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
@@ -438,6 +445,10 @@ impl Args {
     /// Runs the gateway on the current runtime until SIGTERM/SIGINT.
     pub async fn serve(self) -> Result<(), StartError> {
         let metrics = Metrics::new();
+        let telemetry = Telemetry::init(&self.telemetry, "apiroutes-gateway")?;
+        if let Some(t) = &telemetry {
+            t.log_started();
+        }
         let access_log = self
             .access_log_enabled()
             .then(|| AccessLog::stdout(Some(metrics.access_log_dropped.clone())));
@@ -457,6 +468,7 @@ impl Args {
                 },
                 access_log: access_log.clone(),
                 sampler: Sampler::new(self.trace_sample_ratio),
+                spans: telemetry.as_ref().map(Telemetry::spans),
                 ..ProxyConfig::default()
             },
             metrics,
@@ -539,6 +551,10 @@ impl Args {
         if let Some(log) = access_log {
             // The lines of the last requests; stdout may be blocked, so not forever.
             log.close(Duration::from_secs(5));
+        }
+        if let Some(t) = telemetry {
+            // The spans of the last requests (bounded: the collector may be gone).
+            t.shutdown().await;
         }
         tracing::info!("gateway stopped");
         Ok(())

@@ -15,6 +15,7 @@ use std::{
 };
 
 use apiroutes_crds::labels::Variant;
+use apiroutes_kit::telemetry::Spans;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{
@@ -68,6 +69,8 @@ pub struct ProxyConfig {
     pub access_log: Option<Arc<AccessLog>>,
     /// Sampling of the traces the gateway starts (a caller's sampled flag is kept).
     pub sampler: Sampler,
+    /// OTLP span export of sampled requests; `None`: off.
+    pub spans: Option<Spans>,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +87,7 @@ impl Default for ProxyConfig {
             pool: pool::PoolConfig::default(),
             access_log: None,
             sampler: Sampler::default(),
+            spans: None,
         }
     }
 }
@@ -105,6 +109,7 @@ pub struct Gateway {
     pool: pool::PoolConfig,
     access_log: Option<Arc<AccessLog>>,
     sampler: Sampler,
+    spans: Option<Spans>,
 }
 
 impl Gateway {
@@ -139,6 +144,7 @@ impl Gateway {
             pool: config.pool,
             access_log: config.access_log,
             sampler: config.sampler,
+            spans: config.spans,
         })
     }
 
@@ -184,6 +190,7 @@ impl Gateway {
         // away), it is logged as such.
         let mut access = Access::begin(
             self.access_log.clone(),
+            self.spans.as_ref(),
             start,
             &mut req,
             remote.addr,

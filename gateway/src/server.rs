@@ -1,16 +1,17 @@
 //! The listeners: the proxy (HTTP/1.1 and h2c on one port, upgrades allowed) and the admin
-//! port (`/metrics`, `/healthz`, `/readyz`). Each has its own connection limit; a client
-//! that does not send a complete request head in time (whether or not its protocol could
-//! be detected yet) is dropped, idle connections are closed (see [`crate::conn`]), request
-//! heads are bounded (431 over HTTP/1, h2 settings), and shutdown stops accepting, lets
-//! in-flight requests finish, and gives up after a grace period.
+//! port (`/metrics`, `/healthz`, `/readyz`, served by `apiroutes_kit::admin`, HTTP/1.1).
+//! Each has its own connection limit; a client that does not send a complete request head
+//! in time (whether or not its protocol could be detected yet) is dropped, idle
+//! connections are closed (see [`crate::conn`]), request heads are bounded (431 over
+//! HTTP/1, h2 settings), and shutdown stops accepting, lets in-flight requests finish, and
+//! gives up after a grace period.
 
 use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering::*},
+        atomic::{AtomicU8, Ordering::*},
     },
     task::Poll,
     time::Duration,
@@ -29,8 +30,10 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use apiroutes_kit::admin;
+
 use crate::{
-    body::{Body, full},
+    body::Body,
     conn::{Close, ConnWatch, Counted, GaugeGuard, Limits, Watched},
     proxy::Gateway,
 };
@@ -371,67 +374,12 @@ fn close_after(resp: &mut Response<Body>) {
     }
 }
 
-/// Readiness of the process, for `/readyz`.
-#[derive(Default)]
-pub struct Readiness {
-    ready: AtomicBool,
-}
+pub use apiroutes_kit::admin::Readiness;
 
-impl Readiness {
-    pub fn set_ready(&self) {
-        self.ready.store(true, Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Acquire)
-    }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// Answers one admin request. `routes_view` enables `/routes` (`--admin-routes`); without
-/// it `/routes` is a 404 like any unknown path, so its existence is not advertised.
-pub fn admin_response(
-    path: &str,
-    gateway: &Gateway,
-    ready: &Readiness,
-    routes_view: bool,
-) -> Response<Body> {
-    match path {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if ready.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/routes" if routes_view => {
-            let body = gateway.table().to_json().to_string();
-            let mut r = Response::new(full(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-        "/metrics" => {
-            let mut r = Response::new(full(gateway.metrics.render()));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            r
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
-    }
-}
-
-/// Serves the admin port (`/routes` only with `routes_view`) until `shutdown` is cancelled, with its own (small) connection
-/// limit and the proxy's timeouts, so a flood of admin connections cannot starve probes
+/// Serves the admin port (`apiroutes_kit::admin`: `/metrics`, `/healthz`, `/readyz`, and
+/// `/routes` only with `routes_view`, else a 404 like any unknown path, so its existence
+/// is not advertised) until `shutdown` is cancelled, with its own (small) connection limit
+/// and the proxy's header timeout, so a flood of admin connections cannot starve probes
 /// of memory or the proxy of file descriptors.
 pub async fn serve_admin(
     listener: TcpListener,
@@ -441,11 +389,31 @@ pub async fn serve_admin(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let handler = move |req: Request<Incoming>, _peer: Arc<crate::proxy::Peer>| {
-        let resp = admin_response(req.uri().path(), &gateway, &ready, routes_view);
-        async move { resp }
+    let extra = routes_view.then(|| {
+        let gateway = Arc::clone(&gateway);
+        Arc::new(move |path: &str| {
+            (path == "/routes").then(|| {
+                let body = gateway.table().to_json().to_string();
+                let mut r = Response::new(http_body_util::Full::new(Bytes::from(body)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            })
+        }) as admin::Extra
+    });
+    let admin = Arc::new(admin::Admin {
+        registry: gateway.metrics.registry.clone(),
+        ready,
+        extra,
+    });
+    let config = admin::AdminConfig {
+        max_connections: config.max_connections,
+        header_timeout: config.header_read_timeout,
+        shutdown_grace: config.shutdown_grace,
     };
-    serve(listener, config, None, None, shutdown, handler).await;
+    admin::serve(listener, admin, config, shutdown).await;
 }
 
 /// The local address a listener is bound to, for logs.

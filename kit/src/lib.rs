@@ -2,6 +2,10 @@
 //! the same way: one log format (JSON lines on stdout, the event's fields at the top level
 //! beside `timestamp`, `level`, `target` and `message`), and shutdown on SIGTERM or SIGINT.
 
+pub mod admin;
+pub mod cluster;
+pub mod telemetry;
+
 use clap::ValueEnum;
 use tokio_util::sync::CancellationToken;
 
@@ -18,15 +22,26 @@ pub enum LogFormat {
 /// `info,apiroutes_operator=debug`); a directive that does not parse means `info`. Logs go
 /// to stdout, where container runtimes collect them. A second call does nothing.
 pub fn init_logging(format: LogFormat, level: &str) {
+    init_logging_with(format, level, None);
+}
+
+/// [`init_logging`], and with `telemetry` the process's `tracing` spans (those the filter
+/// lets through) are exported as OTel spans too.
+pub fn init_logging_with(format: LogFormat, level: &str, telemetry: Option<&telemetry::Telemetry>) {
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stdout);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
+    let spans = telemetry.map(|t| t.layer("apiroutes"));
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(spans)
+        .with(filter)
+        .try_init();
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT (logging which). Without signal

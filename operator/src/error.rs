@@ -21,6 +21,8 @@ pub enum Error {
     LeaseTimeout,
     #[error("write fenced: not the leader, or the lease was not renewed in time")]
     Fenced,
+    #[error(transparent)]
+    Telemetry(#[from] apiroutes_kit::telemetry::TelemetryError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,6 +41,7 @@ impl Error {
             Error::LeaseLost => "lease_lost".to_owned(),
             Error::LeaseTimeout => "lease_timeout".to_owned(),
             Error::Fenced => "fenced".to_owned(),
+            Error::Telemetry(_) => "telemetry".to_owned(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A small HTTP/1 server for the admin and autoscaler ports.
+//! A small HTTP server for the autoscaler port (it reads request bodies; the admin port is
+//! `apiroutes_kit::admin`).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 

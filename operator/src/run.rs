@@ -4,10 +4,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU8, Ordering},
-    },
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -15,14 +12,16 @@ use apiroutes_crds::{
     ApiRoute, RouteGrant,
     labels::{LEADER, owned_selector},
 };
+use apiroutes_kit::{
+    admin::{self, Readiness},
+    telemetry::Telemetry,
+};
 use clap::Parser;
 use futures::{StreamExt, stream};
-use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
     runtime::{reflector::store::Writer, watcher},
 };
 use serde::de::DeserializeOwned;
@@ -37,7 +36,7 @@ use crate::{
     controller::{self, Context},
     error::{Error, Result},
     events::{Events, Reporter},
-    http::{respond, serve},
+    http::serve,
     leader::{Elector, Fence, LeaseConfig, fenced_client, lease_client_config},
     metrics::Metrics,
     reflect::{ready, reflect, strip_managed_fields, strip_route},
@@ -127,13 +126,9 @@ pub struct Args {
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "APIROUTES_OPERATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    #[command(flatten)]
+    pub telemetry: apiroutes_kit::telemetry::TelemetryArgs,
 }
-
-/// Readiness: standby instances are ready (they can take over); the leader is ready once
-/// its caches have synced.
-const STANDBY: u8 = 0;
-const SYNCING: u8 = 1;
-const READY: u8 = 2;
 
 /// How long the leader's tasks get to stop (and each best-effort call after leading), well
 /// under the lease duration: their writes are already fenced.
@@ -167,23 +162,10 @@ impl Args {
         })
     }
 
-    fn init_logs(&self) {
-        apiroutes_kit::init_logging(self.log_format, &self.log_level);
-    }
-
     pub async fn kube_config(&self) -> Result<kube::Config> {
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                let kc = Kubeconfig::read_from(path).map_err(|e| Error::Config(e.to_string()))?;
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| Error::Config(e.to_string()))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| Error::Config(e.to_string()))?,
-        };
-        Ok(config)
+        apiroutes_kit::cluster::config(self.kubeconfig.as_deref())
+            .await
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     fn apis<K>(&self, client: &Client) -> Vec<(Option<String>, Api<K>)>
@@ -204,9 +186,22 @@ impl Args {
     }
 
     /// Runs until SIGTERM (Ok) or until leadership is lost (Err, so the process restarts
-    /// as a fresh candidate).
+    /// as a fresh candidate). With an OTLP endpoint, its `tracing` spans (reconciles) are
+    /// exported, and flushed before it returns.
     pub async fn run(self) -> Result<()> {
-        self.init_logs();
+        let telemetry = Telemetry::init(&self.telemetry, "apiroutes-operator")?;
+        apiroutes_kit::init_logging_with(self.log_format, &self.log_level, telemetry.as_ref());
+        if let Some(t) = &telemetry {
+            t.log_started();
+        }
+        let result = self.operate().await;
+        if let Some(t) = telemetry {
+            t.shutdown().await;
+        }
+        result
+    }
+
+    async fn operate(self) -> Result<()> {
         let metrics = Arc::new(Metrics::new()?);
         // Three clients: plain (TokenReviews, which standbys make too), the leader's (every
         // write fenced by the Lease), and the elector's (short read timeout).
@@ -218,27 +213,19 @@ impl Args {
         let shutdown = CancellationToken::new();
         tokio::spawn(apiroutes_kit::cancel_on_signal(shutdown.clone()));
 
-        let phase = Arc::new(AtomicU8::new(STANDBY));
+        // Standby instances are ready (they can take over); the leader is not while its
+        // caches sync.
+        let ready = Arc::new(Readiness::default());
+        ready.set_ready();
         let admin = TcpListener::bind(self.admin_listen).await?;
-        let (m, p) = (metrics.clone(), phase.clone());
-        let admin_task = tokio::spawn(serve(
+        let admin_task = tokio::spawn(admin::serve(
             admin,
-            move |req| {
-                let (m, p) = (m.clone(), p.clone());
-                async move {
-                    match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => respond(StatusCode::OK, m.encode()),
-                        (&Method::GET, "/healthz") => respond(StatusCode::OK, "ok\n"),
-                        (&Method::GET, "/readyz") if p.load(Ordering::Relaxed) != SYNCING => {
-                            respond(StatusCode::OK, "ok\n")
-                        }
-                        (&Method::GET, "/readyz") => {
-                            respond(StatusCode::SERVICE_UNAVAILABLE, "syncing\n")
-                        }
-                        _ => respond(StatusCode::NOT_FOUND, "not found\n"),
-                    }
-                }
-            },
+            Arc::new(admin::Admin {
+                registry: metrics.registry.clone(),
+                ready: Arc::clone(&ready),
+                extra: None,
+            }),
+            admin::AdminConfig::default(),
             shutdown.clone(),
         ));
         let slot: Arc<OnceLock<Arc<Scaler>>> = Arc::new(OnceLock::new());
@@ -289,7 +276,7 @@ impl Args {
         }
         info!("became the leader");
         metrics.leader.set(1);
-        phase.store(SYNCING, Ordering::Relaxed);
+        ready.set(false);
         let leading = CancellationToken::new();
         // Through the fenced client: a label write cannot outlive the leadership.
         let label_task = tokio::spawn(self.clone().label_until_done(leader_client.clone()));
@@ -306,7 +293,7 @@ impl Args {
         let (controller_task, scaler_task) = self.lead(
             &leader_client,
             &metrics,
-            &phase,
+            &ready,
             &slot,
             &leading,
             grants_installed,
@@ -355,7 +342,7 @@ impl Args {
         &self,
         client: &Client,
         metrics: &Arc<Metrics>,
-        phase: &Arc<AtomicU8>,
+        readiness: &Arc<Readiness>,
         slot: &Arc<OnceLock<Arc<Scaler>>>,
         leading: &CancellationToken,
         grants_installed: bool,
@@ -461,7 +448,7 @@ impl Args {
             metrics.clone(),
         ));
         let _ = slot.set(scaler.clone());
-        let (p, l) = (phase.clone(), leading.clone());
+        let (r, l) = (Arc::clone(readiness), leading.clone());
         let scaler_task = tokio::spawn(async move {
             // Decide only on synced caches (a new leader starts from the replicas it finds).
             let synced = async {
@@ -474,7 +461,7 @@ impl Args {
                 _ = l.cancelled() => return,
                 _ = synced => {}
             }
-            p.store(READY, Ordering::Relaxed);
+            r.set_ready();
             info!("caches synced");
             scaler.run(l).await;
         });
@@ -533,6 +520,13 @@ mod tests {
         assert_eq!(a.lease_name, "apiroutes-operator");
         assert_eq!(a.log_format, LogFormat::Text);
         assert_eq!(a.gateway_namespace, None);
+        assert_eq!(a.telemetry.otlp_endpoint, None);
+        let a = Args::try_parse_from(["op", "--otlp-endpoint", "http://collector:4318"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
     }
 
     #[test]

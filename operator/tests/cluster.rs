@@ -30,7 +30,6 @@ use k8s_openapi::{
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use serde_json::json;
 
@@ -41,11 +40,9 @@ fn kubeconfig() -> Option<String> {
 }
 
 async fn client(path: &str) -> Client {
-    let kc = Kubeconfig::read_from(path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    apiroutes_kit::cluster::client(Some(std::path::Path::new(path)))
         .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+        .unwrap()
 }
 
 fn free_port() -> SocketAddr {

@@ -4,7 +4,10 @@
 //! - [`from_env`]: the rule for tests that need the local cluster (or a part of it) named
 //!   by an environment variable. `tests/run.sh` starts the cluster and sets
 //!   `APIROUTES_REQUIRE_CLUSTER=1`: then a test that cannot find its part fails instead of
-//!   skipping. Run alone (`cargo test` without the runner) it says it skipped.
+//!   skipping. Run alone (`cargo test` without the runner) it says it skipped;
+//! - [`otlp::Collector`]: an OTLP/HTTP collector double that hands out the spans it got.
+
+pub mod otlp;
 
 use std::{future::Future, net::TcpListener, time::Duration};
 

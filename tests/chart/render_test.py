@@ -257,6 +257,8 @@ def test_defaults():
               f"{dep['metadata']['name']}: own ServiceAccount")
 
     oc, gc = container(op), container(gw)
+    for c in (oc, gc):
+        check("OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(c), f"{c['name']}: no span export by default")
     check(oc["image"] == "ghcr.io/apiroutes/operator:0.1.0", f"operator image = appVersion tag ({oc['image']})")
     check(gc["image"] == "ghcr.io/apiroutes/gateway:0.1.0", f"gateway image = appVersion tag ({gc['image']})")
     oargs = oc["args"]
@@ -411,6 +413,8 @@ def test_nondefault():
         ns_args = [a for a in c["args"] if a.startswith("--namespace")]
         check(ns_args == ["--namespace=team-a", "--namespace=team-b"], f"{c['name']}: --namespace per watched namespace")
         check("--log-format=text" in c["args"], f"{c['name']}: log format text")
+        check(env_of(c).get("OTEL_EXPORTER_OTLP_ENDPOINT", {}).get("value")
+              == "http://otel-collector.observability:4318", f"{c['name']}: OTLP endpoint in the environment")
     check("--log-level=trace" in oc["args"] and "--log-level=debug" in gc["args"], "per-component log level override")
     check("--gateway-url=http://gateway.example" in oc["args"] and "--lease-name=my-lease" in oc["args"],
           "operator gateway URL and lease name")
