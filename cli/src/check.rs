@@ -225,6 +225,13 @@ fn check_document(
                     Ok(defaulted) => cel(spec_schema, &defaulted, "spec", &mut problems),
                     Err(e) => problems.push(format!("spec: {e}")),
                 }
+                // The CRD's object-level rule `labels::FUNCTION_PREVIEW_RULE`.
+                if route.spec.function.is_some() && route.spec.preview.is_some() {
+                    problems.push(format!(
+                        "spec.preview: {}",
+                        labels::FUNCTION_PREVIEW_MESSAGE
+                    ));
+                }
                 if problems.is_empty() {
                     route.metadata.namespace = Some(ns.to_owned());
                     valid.push(Valid {
@@ -519,6 +526,11 @@ fn cel_equivalent(rule: &str) -> Option<CelCheck> {
             |v| verdict(v.as_str().is_some_and(|s| !s.is_empty() && s.trim() == s))
         }
         "self.startsWith('/')" => |v| verdict(v.as_str().is_some_and(|s| s.starts_with('/'))),
+        labels::FUNCTION_NAME_RULE => |v| {
+            verdict(v.as_str().is_some_and(|s| {
+                s.starts_with(|c: char| c.is_ascii_lowercase()) && is_dns_label(s)
+            }))
+        },
         "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))" => {
             |v| match v.as_str().map(|s| (s, quantity::parse_bytes(s))) {
                 Some((_, Some(b))) if b > 0 => Verdict::Pass,

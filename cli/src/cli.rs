@@ -95,6 +95,11 @@ pub struct AppArgs {
     /// Modification time of every file in the image (reproducible builds' convention).
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     pub source_date_epoch: u64,
+    /// Serve all the app's routes from one function named NAME (one Deployment, one
+    /// process per replica) instead of one function per route file: the route files share
+    /// module state, as under `next start`, and wake together.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -472,6 +477,7 @@ impl AppArgs {
             tag,
             labels,
             epoch: self.source_date_epoch,
+            group: self.group.clone(),
         })
     }
 }
@@ -565,6 +571,19 @@ impl DeployArgs {
                 "deploy needs --registry HOST:PORT: the nodes pull the app's image from it".into(),
             ));
         };
+        if self.preview && self.app.group.is_some() {
+            return Err(Error::Usage(
+                "--preview and --group cannot be combined: a shared function has no preview Deployment".into(),
+            ));
+        }
+        if let Some(problem) = self
+            .app
+            .group
+            .as_deref()
+            .and_then(deploy::function_name_problem)
+        {
+            return Err(Error::Usage(format!("--group: {problem}")));
+        }
         let config = kube_config(self.kubeconfig.as_ref(), self.context.as_ref()).await?;
         let namespace = self
             .namespace

@@ -23,7 +23,7 @@ use std::{
     process::Command,
 };
 
-use apiroutes_crds::ApiRoute;
+use apiroutes_crds::{ApiRoute, Pattern};
 use apiroutes_image::{ImageSpec, Placement, Reference};
 use k8s_openapi::{
     ByteString,
@@ -282,17 +282,31 @@ fn trees(layout: &Layout) -> Vec<String> {
 
 /// Runs the runtime's bundler over the app's trees into `stage`. Every file is tried;
 /// the failures, each with its file and reason, come back together.
-fn bundle(tools: &Toolchain, layout: &Layout, stage: &Path) -> Result<()> {
+fn bundle(tools: &Toolchain, layout: &Layout, stage: &Path, shared: bool) -> Result<()> {
     let cli = tools.runtime.join("bin/apiroutes-node.js");
     let mut failed = Vec::new();
-    for tree in trees(layout) {
+    // A shared function's trees are bundled in one run, so that the modules their route
+    // files share are bundled once (`--shared`); otherwise each tree on its own.
+    let runs: Vec<(Vec<String>, PathBuf)> = if shared {
+        vec![(trees(layout), stage.to_owned())]
+    } else {
+        trees(layout)
+            .into_iter()
+            .map(|t| (vec![t.clone()], stage.join(&t)))
+            .collect()
+    };
+    for (trees, out_dir) in runs {
+        let tree = trees.join(", ");
         // From the app root, so that the bundles' comments and source maps name the files
         // the same way on every machine (a bundle's digest decides whether a route rolls).
         let out = Command::new(&tools.host_node)
             .current_dir(&layout.root)
             .arg(&cli)
-            .args(["build", &tree, "--out"])
-            .arg(stage.join(&tree))
+            .arg("build")
+            .args(&trees)
+            .arg("--out")
+            .arg(out_dir)
+            .args(shared.then_some("--shared"))
             .output()
             .map_err(|source| Error::Io {
                 path: tools.host_node.clone(),
@@ -471,6 +485,63 @@ pub fn apply_config(routes: &mut [Imported], config: &NextConfig) {
     }
 }
 
+/// Variable naming the runtime's handlers of a shared function: a JSON object from route
+/// pattern (as the gateway sends it in `x-apiroute-pattern`) to handler file.
+pub const HANDLERS_ENV: &str = "APIROUTES_HANDLERS";
+
+/// Puts every route of the app in the shared function `function` (`--group`): one
+/// Deployment runs all the route files in one process, so they share module state and
+/// cold starts. Each route names the function, and all get the same environment (the
+/// pattern → file map instead of their own `APIROUTES_HANDLER`) and the same `bundle`
+/// (the digest of the whole shared build), so the operator finds them in agreement and
+/// they roll together.
+pub fn group_routes(routes: &mut [BundledRoute], function: &str, bundle: &str) -> Result<()> {
+    if let Some(problem) = function_name_problem(function) {
+        return Err(Error::Usage(format!("--group {function:?}: {problem}")));
+    }
+    let mut handlers = BTreeMap::new();
+    for r in routes.iter() {
+        let spec = &r.imported.route.spec;
+        let pattern = Pattern::parse(&spec.path)
+            .map_err(|e| Error::Usage(format!("{}: {e}", r.imported.file)))?;
+        let file = spec
+            .env
+            .iter()
+            .find(|e| e.name == import::HANDLER_ENV)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default();
+        handlers.insert(pattern.to_string(), file);
+    }
+    let handlers = serde_json::to_string(&handlers)
+        .map_err(|e| Error::Usage(format!("encoding {HANDLERS_ENV}: {e}")))?;
+    for r in routes.iter_mut() {
+        let spec = &mut r.imported.route.spec;
+        spec.function = Some(function.to_owned());
+        for var in spec.env.iter_mut() {
+            if var.name == import::HANDLER_ENV {
+                *var = EnvVar {
+                    name: HANDLERS_ENV.to_owned(),
+                    value: Some(handlers.clone()),
+                    value_from: None,
+                };
+            }
+        }
+        r.bundle = bundle.to_owned();
+    }
+    Ok(())
+}
+
+/// Why `function` cannot name a shared function (the CRD's rule on `spec.function`).
+pub fn function_name_problem(function: &str) -> Option<&'static str> {
+    let ok = function.len() <= 63
+        && function.starts_with(|c: char| c.is_ascii_lowercase())
+        && function
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !function.ends_with('-');
+    (!ok).then_some(apiroutes_crds::labels::FUNCTION_NAME_MESSAGE)
+}
+
 /// Options of one build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -480,6 +551,8 @@ pub struct BuildOptions {
     pub tag: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub epoch: u64,
+    /// `--group`: serve every route from this one shared function.
+    pub group: Option<String>,
 }
 
 /// Plans, bundles and lays out the app's image in `out`.
@@ -518,7 +591,7 @@ pub fn build(
             path: std::env::temp_dir(),
             source,
         })?;
-    bundle(tools, &layout, stage.path())?;
+    bundle(tools, &layout, stage.path(), options.group.is_some())?;
 
     let runtime = runtime_digest(tools)?;
     let mut routes = Vec::new();
@@ -549,6 +622,17 @@ pub fn build(
             ])
         );
         routes.push(BundledRoute { imported, bundle });
+    }
+    if let Some(function) = &options.group {
+        // The routes share every file of the build (chunks included): one digest.
+        let files = tree_files(stage.path())?;
+        let parts = std::iter::once(runtime.as_bytes()).chain(
+            files
+                .iter()
+                .flat_map(|(name, bytes)| [name.as_bytes(), bytes.as_slice()]),
+        );
+        let bundle = format!("sha256:{}", digest_of(parts));
+        group_routes(&mut routes, function, &bundle)?;
     }
 
     let tag = match &options.tag {

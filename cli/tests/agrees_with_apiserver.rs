@@ -186,6 +186,21 @@ const CASES: &[(&str, &str, Expect)] = &[
         Expect::Refuse("spec.preview.image"),
     ),
     (
+        "function",
+        "{path: /api/x, image: e, function: shop}",
+        Expect::Accept,
+    ),
+    (
+        "function-name",
+        "{path: /api/x, image: e, function: Shop}",
+        Expect::Refuse("spec.function"),
+    ),
+    (
+        "function-with-preview",
+        "{path: /api/x, image: e, function: shop, preview: {image: e2}}",
+        Expect::Refuse("spec.preview"),
+    ),
+    (
         "env-no-name",
         "{path: /api/x, image: e, env: [{value: x}]}",
         Expect::Refuse("spec.env[0].name"),

@@ -10,6 +10,25 @@ pub const MANAGED_BY_VALUE: &str = "apiroutes-operator";
 pub const ROUTE: &str = "apiroutes.dev/route";
 /// `main` or `preview`.
 pub const VARIANT: &str = "apiroutes.dev/variant";
+/// The function (`spec.function`) a shared Deployment, its pods and the Services of its
+/// routes belong to. Objects of a single-route function carry [`ROUTE`] instead.
+pub const FUNCTION: &str = "apiroutes.dev/function";
+
+/// CEL rule on `spec.function`: a DNS label starting with a letter (it is a label value,
+/// the pods' hostname and part of the Deployment's name).
+pub const FUNCTION_NAME_RULE: &str = "self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+pub const FUNCTION_NAME_MESSAGE: &str =
+    "function must be a DNS label starting with a letter (a-z, 0-9 and '-', at most 63 characters)";
+/// CEL rule on the ApiRoute: a shared function has no Preview Mode Deployment.
+pub const FUNCTION_PREVIEW_RULE: &str = "!has(self.spec.function) || !has(self.spec.preview)";
+pub const FUNCTION_PREVIEW_MESSAGE: &str =
+    "preview cannot be combined with spec.function: a shared function has no preview Deployment";
+
+/// Name of the Deployment of function `function`: `fn.<function>`. Route names have no
+/// '.', so no route's own Deployment (`<route>`, `<route>-preview`) can take it.
+pub fn function_object_name(function: &str) -> String {
+    format!("fn.{function}")
+}
 /// Set to `true` by the operator on its own pod while it holds the leader Lease; the
 /// autoscaler Service selects it so gateways reach the leader.
 pub const LEADER: &str = "apiroutes.dev/leader";

@@ -33,6 +33,7 @@ pub fn route(name: &str, path: &str) -> ApiRoute {
             trailing_slash: false,
             scaling: Scaling::default(),
             preview: None,
+            function: None,
         },
         status: None,
     }
@@ -67,6 +68,12 @@ impl ApiRoute {
             image: "echo:preview".to_owned(),
             env: vec![],
         });
+        self
+    }
+
+    /// Served by the shared function `name`.
+    pub fn function(mut self, name: &str) -> Self {
+        self.spec.function = Some(name.to_owned());
         self
     }
 

@@ -37,7 +37,8 @@ use crate::quantity;
     // The rules of `labels::ROUTE_NAME_RULES`, in order (attributes take no loops).
     validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[0].0).message(crate::labels::ROUTE_NAME_RULES[0].1),
     validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[1].0).message(crate::labels::ROUTE_NAME_RULES[1].1),
-    validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[2].0).message(crate::labels::ROUTE_NAME_RULES[2].1)
+    validation = kube::core::Rule::new(crate::labels::ROUTE_NAME_RULES[2].0).message(crate::labels::ROUTE_NAME_RULES[2].1),
+    validation = kube::core::Rule::new(crate::labels::FUNCTION_PREVIEW_RULE).message(crate::labels::FUNCTION_PREVIEW_MESSAGE).field_path(".spec.preview")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApiRouteSpec {
@@ -135,6 +136,17 @@ pub struct ApiRouteSpec {
     /// separate Deployment of this image instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<Preview>,
+
+    /// Serve this route from a function shared with the other ApiRoutes of the namespace
+    /// that name the same function: one Deployment (`fn.<function>`) runs them all, so
+    /// they share module state and cold starts. Its pod template comes from the group's
+    /// oldest route; a route whose image, port, env, envFrom, resources, readinessPath,
+    /// readOnlyRootFilesystem or scaling differ from it is not accepted
+    /// (`FunctionMismatch`). Absent: the route has its own Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = kube::core::Rule::new(crate::labels::FUNCTION_NAME_RULE).message(crate::labels::FUNCTION_NAME_MESSAGE))]
+    pub function: Option<String>,
 }
 
 const PATH_RULE: &str = r"self == '/' || self.matches('^(/([A-Za-z0-9._~!$&()*+,;=:@-]|%[0-9A-Fa-f]{2})+|/\\[[A-Za-z0-9_-]+\\])*(/\\[\\.\\.\\.[A-Za-z0-9_-]+\\]|/\\[\\[\\.\\.\\.[A-Za-z0-9_-]+\\]\\])?$')";

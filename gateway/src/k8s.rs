@@ -1507,6 +1507,43 @@ mod tests {
         );
     }
 
+    /// Routes of one shared function (`spec.function`): each keeps its own Service, whose
+    /// selector is the function's pods, so both routes resolve to the same endpoints
+    /// through the usual owner chain (and wake the one Deployment, see the operator's
+    /// `function::scale_unit`).
+    #[test]
+    fn routes_of_one_function_resolve_to_the_function_s_pods() {
+        let users = apiroutes_crds::testing::route("users", "/api/users")
+            .namespace("shop")
+            .function("shop");
+        let count = apiroutes_crds::testing::route("count", "/api/count")
+            .namespace("shop")
+            .function("shop");
+        let services = [
+            service_of(&users, Variant::Main),
+            service_of(&count, Variant::Main),
+        ];
+        let pod = [("10.0.0.7", Some(true), None)];
+        let slices = [
+            owned_by(
+                slice("shop", "users", "main", ("http", 8080), &pod),
+                &services[0],
+            ),
+            owned_by(
+                slice("shop", "count", "main", ("http", 8080), &pod),
+                &services[1],
+            ),
+        ];
+        let routes = [users, count];
+        let (slices, metas) = (records(&slices), metas(&services));
+        let split = trusted_slices(&slices, &metas, &routes);
+        assert!(split.untrusted.is_empty(), "{:?}", split.untrusted);
+        let got = endpoints_from_slices(split.trusted);
+        let users = &got[&key("shop", "users", Variant::Main)];
+        assert_eq!(users, &got[&key("shop", "count", Variant::Main)]);
+        assert_eq!(users[0].as_str(), "10.0.0.7:8080");
+    }
+
     #[test]
     fn forged_slices_with_the_operators_labels_are_ignored() {
         let route = user_route();

@@ -14,7 +14,10 @@ use apiroutes_crds::{
     ApiRoute, Pattern, RouteGrant,
     conflict::{Admission, admit_granted},
     grant::{REASON_HOST_NOT_ALLOWED, REASON_PATH_NOT_ALLOWED},
-    labels::{FIELD_MANAGER, ROUTE, VARIANT, Variant},
+    labels::{
+        FIELD_MANAGER, FUNCTION, MANAGED_BY, MANAGED_BY_VALUE, ROUTE, VARIANT, Variant,
+        function_object_name,
+    },
 };
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::{
@@ -43,6 +46,7 @@ use crate::{
     cache::{CachedDeployment, CachedService},
     error::{Error, Result},
     events::{EventType, Events, Pending},
+    function::{self, Group, Membership},
     groups::{self, PatternGroups},
     metrics::Metrics,
     reasons::*,
@@ -196,7 +200,15 @@ pub fn route_triggers(
                     .collect();
                 groups.update(&t);
                 let candidates = groups.members(&canonicals, &ObjectRef::from_obj(&t.obj), &routes);
-                fan_out(&t, &candidates).into_iter().map(Ok).collect()
+                let mut out = fan_out(&t, &candidates);
+                if [Some(&t.obj), t.previous.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r.spec.function.is_some())
+                {
+                    out.extend(function_siblings(&t, &routes.state()));
+                }
+                out.into_iter().map(Ok).collect::<Vec<_>>()
             }
             Err(e) => vec![Err(e)],
         })
@@ -209,6 +221,42 @@ pub fn pod_route(pod: &Pod) -> Option<ObjectRef<ApiRoute>> {
     Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
+/// The routes a pod serves: its route, or every route of its shared function in `all`.
+pub fn pod_routes(pod: &Pod, all: &[Arc<ApiRoute>]) -> Vec<ObjectRef<ApiRoute>> {
+    let (Some(function), Some(ns)) = (function::function_label(pod.labels()), pod.namespace())
+    else {
+        return pod_route(pod).into_iter().collect();
+    };
+    function::members(&ns, function, all.iter().map(|r| r.as_ref()))
+        .into_iter()
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
+/// The other routes of the shared functions `touched` names now or named before: their
+/// shared Deployment's owners (and perhaps its reference route) changed.
+pub fn function_siblings(touched: &Touched<ApiRoute>, all: &[Arc<ApiRoute>]) -> Vec<ApiRoute> {
+    if touched.initial {
+        return vec![];
+    }
+    let me = ObjectRef::from_obj(&touched.obj);
+    let mut functions: Vec<&str> = [Some(&touched.obj), touched.previous.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.spec.function.as_deref())
+        .collect();
+    functions.dedup();
+    let Some(ns) = touched.obj.metadata.namespace.as_deref() else {
+        return vec![];
+    };
+    functions
+        .into_iter()
+        .flat_map(|f| function::members(ns, f, all.iter().map(|r| r.as_ref())))
+        .filter(|r| ObjectRef::from_obj(*r) != me)
+        .cloned()
+        .collect()
+}
+
 /// Builds the controller over the given trigger streams.
 pub fn controller(
     routes: impl Stream<Item = Result<ApiRoute, watcher::Error>> + Send + 'static,
@@ -217,10 +265,18 @@ pub fn controller(
     pods: impl Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
     store: Store<ApiRoute>,
 ) -> Controller<ApiRoute> {
+    let all = store.clone();
     Controller::for_stream(routes, store)
         .owns_stream(deployments)
         .owns_stream(services)
-        .watches_stream(pods, |pod| pod_route(&pod))
+        .watches_stream(pods, move |pod| {
+            // The store's snapshot only for the pods of shared functions.
+            if function::function_label(pod.labels()).is_some() {
+                pod_routes(&pod, &all.state())
+            } else {
+                pod_route(&pod).into_iter().collect()
+            }
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(32))
 }
 
@@ -364,6 +420,85 @@ async fn apply_variant(
     Ok(applied)
 }
 
+/// Applies the shared Deployment of `group` and the route's own Service (selecting the
+/// function's pods); removes what the route ran before it joined the function (its own
+/// main Deployment, its preview variant). Returns the applied Deployment.
+async fn apply_function(
+    ctx: &Context,
+    route: &ApiRoute,
+    ns: &str,
+    group: &Group,
+) -> Result<CachedDeployment> {
+    let name = function_object_name(&group.function);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let before = ctx.deployments.get(&ObjectRef::new(&name).within(ns));
+    let desired = function::desired_function_deployment(group, &ctx.config);
+    let applied = match before.as_deref() {
+        Some(b) if resources::covers_json(&b.json(), &desired) => b.clone(),
+        _ => {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+            let applied =
+                CachedDeployment::from(api.patch(&name, &pp, &Patch::Apply(&desired)).await?);
+            if before.is_none() {
+                publish(
+                    ctx,
+                    route,
+                    EventType::Normal,
+                    EVENT_CREATED,
+                    format!("created Deployment {name} of function {}", group.function),
+                );
+            }
+            applied
+        }
+    };
+    let service_name = Variant::Main.object_name(&route.name_any());
+    let service = desired_service(route, Variant::Main, &ctx.config);
+    let svc_before = ctx.services.get(&ObjectRef::new(&service_name).within(ns));
+    if !svc_before
+        .as_deref()
+        .is_some_and(|s| resources::covers_json(&s.json(), &service))
+    {
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        api.patch(&service_name, &pp, &Patch::Apply(&service))
+            .await?;
+    }
+    delete_deployment(ctx, route, ns, &service_name).await?;
+    delete_variant(ctx, route, ns, Variant::Preview).await?;
+    Ok(applied)
+}
+
+/// Deletes the cached Deployment `name` when it is the operator's and owned by `route`
+/// (the route's own Deployment after it joined a function, or a function's that no route
+/// names any more).
+async fn delete_deployment(ctx: &Context, route: &ApiRoute, ns: &str, name: &str) -> Result<()> {
+    let key = ObjectRef::<CachedDeployment>::new(name).within(ns);
+    let uid = route.metadata.uid.as_deref();
+    let ours = ctx.deployments.get(&key).is_some_and(|d| {
+        d.labels().get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            && d.owner_references()
+                .iter()
+                .any(|o| Some(o.uid.as_str()) == uid)
+    });
+    if !ours {
+        return Ok(());
+    }
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            publish(
+                ctx,
+                route,
+                EventType::Normal,
+                EVENT_DELETED,
+                format!("deleted Deployment {name}"),
+            );
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Applies the route's NetworkPolicy when the operator is configured with the gateways'
 /// pods and the policy differs from the one last applied.
 async fn apply_network_policy(ctx: &Context, route: &ApiRoute, ns: &str) -> Result<()> {
@@ -403,8 +538,39 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
     ctx.metrics.routes.set(count as f64);
     let admission = admission_for(&route, &siblings, &ctx.grants.state());
 
+    let all_routes = ctx.routes.state();
+    let membership = function::membership(&route, &all_routes);
+    for orphan in function::orphaned(
+        &route,
+        ctx.deployments.state().iter().map(|d| d.as_ref()),
+        &all_routes,
+    ) {
+        delete_deployment(&ctx, &route, &ns, &orphan).await?;
+    }
     let mut main = None;
-    if admission == Admission::Accepted {
+    let mut mismatch = None;
+    if admission == Admission::Accepted && route.spec.function.is_some() {
+        match &membership {
+            Membership::Shared(group) => {
+                apply_network_policy(&ctx, &route, &ns).await?;
+                main = Some(apply_function(&ctx, &route, &ns, group).await?);
+            }
+            // Nothing is written or deleted: while `deploy --group` updates the routes one
+            // by one, they disagree for a moment and the function must keep serving.
+            Membership::Mismatch {
+                function,
+                reference,
+                field,
+            } => {
+                mismatch = Some(format!(
+                    "{field} differs from that of ApiRoute {reference}, the oldest route of function {function}; \
+                     the routes of a function must agree on image, port, env, envFrom, resources, \
+                     readinessPath, readOnlyRootFilesystem and scaling (apiroutes deploy --group makes them agree)"
+                ));
+            }
+            Membership::Own => {}
+        }
+    } else if admission == Admission::Accepted {
         apply_network_policy(&ctx, &route, &ns).await?;
         let wanted = wanted_variants(&route);
         for variant in [Variant::Main, Variant::Preview] {
@@ -426,12 +592,17 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
 
     let pods = ctx.pods.state();
     let name = route.name_any();
+    // The pods serving the route: its own, or its function's.
+    let (owner_label, owner) = match &route.spec.function {
+        Some(f) => (FUNCTION, f),
+        None => (ROUTE, &name),
+    };
     let pods: Vec<&Pod> = pods
         .iter()
         .map(|p| p.as_ref())
         .filter(|p| {
             p.namespace().as_deref() == Some(ns.as_str())
-                && p.labels().get(ROUTE) == Some(&name)
+                && p.labels().get(owner_label) == Some(owner)
                 && p.labels().get(VARIANT).map(String::as_str) == Some(Variant::Main.as_str())
         })
         .collect();
@@ -440,6 +611,7 @@ pub async fn reconcile(route: Arc<ApiRoute>, ctx: Arc<Context>) -> Result<Action
         admission: &admission,
         deployment: main.as_ref(),
         pods: &pods,
+        function_mismatch: mismatch.as_deref(),
     };
     let new = compute_status(&route, observed, &ctx.config, &now);
     if route.status.as_ref() != Some(&new) {

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod controller;
 pub mod error;
 pub mod events;
+pub mod function;
 pub mod groups;
 pub mod http;
 pub mod leader;

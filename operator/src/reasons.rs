@@ -16,6 +16,10 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// the CRD refused such names).
 pub const REASON_INVALID_NAME: &str = "InvalidName";
 
+/// `Accepted=False`: the route names a shared function (`spec.function`) but its pod
+/// fields differ from those of the function's oldest route.
+pub const REASON_FUNCTION_MISMATCH: &str = "FunctionMismatch";
+
 /// `Ready=True`: at least one replica is ready.
 pub const REASON_AVAILABLE: &str = "Available";
 /// `Ready=True`: no replicas, and the next request wakes the route.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use apiroutes_crds::{
     ApiRoute,
-    labels::{MANAGED_BY, MANAGED_BY_VALUE, ROUTE, VARIANT, Variant},
+    labels::{FUNCTION, MANAGED_BY, MANAGED_BY_VALUE, ROUTE, VARIANT, Variant},
 };
 use k8s_openapi::{
     api::{
@@ -154,7 +154,17 @@ fn readiness_probe(route: &ApiRoute) -> Probe {
 }
 
 /// The Deployment of one variant of `route`, with its [`APPLIED_HASH`].
-pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) -> Deployment {
+pub fn desired_deployment(route: &ApiRoute, variant: Variant, config: &Config) -> Deployment {
+    stamped(deployment(route, variant, config))
+}
+
+/// The pod's termination grace: the pre-stop sleep, a request's deadline, and a margin.
+pub fn grace_seconds(timeout_seconds: i32) -> i64 {
+    PRE_STOP_SECONDS + i64::from(timeout_seconds) + DRAIN_MARGIN_SECONDS
+}
+
+/// [`desired_deployment`] without the hash (also the base of a shared function's).
+pub fn deployment(route: &ApiRoute, variant: Variant, _config: &Config) -> Deployment {
     let labels = labels(route, variant);
     let image = match (variant, &route.spec.preview) {
         (Variant::Preview, Some(p)) => p.image.clone(),
@@ -207,7 +217,7 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
         }),
         ..Container::default()
     };
-    stamped(Deployment {
+    Deployment {
         metadata: metadata(route, variant),
         spec: Some(DeploymentSpec {
             // No `replicas`: the autoscaler owns them (scale subresource).
@@ -233,11 +243,9 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
                     containers: vec![container],
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(
-                        PRE_STOP_SECONDS
-                            + i64::from(route.spec.timeout_seconds)
-                            + DRAIN_MARGIN_SECONDS,
-                    ),
+                    termination_grace_period_seconds: Some(grace_seconds(
+                        route.spec.timeout_seconds,
+                    )),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(RUN_AS_USER),
@@ -259,7 +267,16 @@ pub fn desired_deployment(route: &ApiRoute, variant: Variant, _config: &Config) 
             ..DeploymentSpec::default()
         }),
         status: None,
-    })
+    }
+}
+
+/// The labels a variant's pods carry, which its Service and NetworkPolicy select: the
+/// route's own, or for a member of a shared function the function's.
+fn pod_selector(route: &ApiRoute, variant: Variant) -> BTreeMap<String, String> {
+    match (&route.spec.function, variant) {
+        (Some(f), Variant::Main) => crate::function::function_labels(f),
+        _ => labels(route, variant),
+    }
 }
 
 fn runtime_default() -> SeccompProfile {
@@ -278,7 +295,7 @@ pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> 
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             type_: Some("ClusterIP".to_owned()),
-            selector: Some(labels(route, variant)),
+            selector: Some(pod_selector(route, variant)),
             // `publishNotReadyAddresses` is left at its default (false): the API server
             // omits a false plain bool, so sending it made `covers` fail on every
             // reconcile and re-applied the Service each time.
@@ -300,9 +317,14 @@ pub fn desired_service(route: &ApiRoute, variant: Variant, _config: &Config) -> 
 /// cluster can call a function directly (and forge the `x-apiroute-*` headers the gateway
 /// sets). Enforced by CNIs that implement NetworkPolicy.
 pub fn desired_network_policy(route: &ApiRoute, peer: &GatewayPeer) -> NetworkPolicy {
+    // A shared function's pods: each member's policy selects them all (the same rule).
+    let (key, value) = match &route.spec.function {
+        Some(f) => (FUNCTION, f.clone()),
+        None => (ROUTE, route.name_any()),
+    };
     let selector = BTreeMap::from([
         (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-        (ROUTE.to_owned(), route.name_any()),
+        (key.to_owned(), value),
     ]);
     NetworkPolicy {
         metadata: ObjectMeta {

@@ -8,9 +8,9 @@ use std::{
 };
 
 use apiroutes_crds::{
-    ApiRoute,
+    ApiRoute, Scaling,
     autoscale::{DEMAND_PATH, Demand, LOAD_PATH, LoadReport, RouteRef},
-    labels::{FIELD_MANAGER, ROUTE, VARIANT, Variant},
+    labels::{FIELD_MANAGER, ROUTE, VARIANT, Variant, function_object_name},
 };
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -28,7 +28,8 @@ use tracing::{info, warn};
 use crate::cache::CachedDeployment;
 use crate::{
     auth::{Authenticator, Verdict},
-    autoscale::{Direction, History, Tracker, recommend, wake_replicas},
+    autoscale::{Direction, History, Sample, Tracker, recommend, wake_replicas},
+    function::{self, scale_unit},
     http::{Body, read_body, respond},
     metrics::Metrics,
 };
@@ -55,9 +56,17 @@ pub struct Scaler {
     state: Mutex<State>,
 }
 
-/// The variant a Deployment of ours serves, from its labels.
+/// The variant a Deployment of ours serves, from its labels; for a shared function's
+/// Deployment, the function's [`scale_unit`].
 pub fn route_ref(dep: &CachedDeployment) -> Option<RouteRef> {
     let labels = dep.labels();
+    if let Some(f) = function::function_label(labels) {
+        return Some(RouteRef {
+            namespace: dep.namespace()?,
+            name: function_object_name(f),
+            variant: Variant::Main,
+        });
+    }
     Some(RouteRef {
         namespace: dep.namespace()?,
         name: labels.get(ROUTE)?.clone(),
@@ -93,6 +102,28 @@ impl Scaler {
     fn route(&self, r: &RouteRef) -> Option<Arc<ApiRoute>> {
         self.routes
             .get(&ObjectRef::new(&r.name).within(&r.namespace))
+    }
+
+    /// The scaling of a unit (a route variant, or a shared function) and the route
+    /// variants whose load it serves. A function scales by its oldest route's `scaling`
+    /// (its members agree on it) on the sum of its members' load.
+    fn unit(&self, unit: &RouteRef) -> Option<(Scaling, Vec<RouteRef>)> {
+        if let Some(route) = self.route(unit) {
+            return Some((route.spec.scaling.clone(), vec![unit.clone()]));
+        }
+        let function = unit.name.strip_prefix(&function_object_name(""))?;
+        let all = self.routes.state();
+        let members = function::members(&unit.namespace, function, all.iter().map(|r| r.as_ref()));
+        let scaling = members.first()?.spec.scaling.clone();
+        let refs = members
+            .iter()
+            .map(|m| RouteRef {
+                namespace: unit.namespace.clone(),
+                name: m.name_any(),
+                variant: Variant::Main,
+            })
+            .collect();
+        Some((scaling, refs))
     }
 
     /// Current replicas of a variant: the last write if recent, else the cache.
@@ -137,25 +168,31 @@ impl Scaler {
         }
     }
 
-    /// A demand push: record it and, if the variant is at zero, wake it now.
+    /// A demand push: record it and, if the variant (or its shared function) is at zero,
+    /// wake it now. The routes of one function share a unit: one write wakes them all.
     pub async fn demand(self: &Arc<Self>, demand: Demand, received: Instant) {
         let now = self.now();
+        let route = self.route(&demand.route);
+        let unit = match &route {
+            Some(r) => scale_unit(r, demand.route.variant),
+            None => demand.route.clone(),
+        };
         let wake = {
             let mut state = self.lock();
             state.tracker.observe_demand(&demand, now);
-            let current = self.current(&state, &demand.route, now);
-            match (current, self.route(&demand.route)) {
-                (Some(0), Some(route)) if !state.waking.contains(&demand.route) => {
+            let current = self.current(&state, &unit, now);
+            match (current, route) {
+                (Some(0), Some(route)) if !state.waking.contains(&unit) => {
                     let n = wake_replicas(&route.spec.scaling);
-                    state.waking.insert(demand.route.clone());
-                    state.written.insert(demand.route.clone(), (n, now));
+                    state.waking.insert(unit.clone());
+                    state.written.insert(unit.clone(), (n, now));
                     Some(n)
                 }
                 _ => None,
             }
         };
         if let Some(n) = wake {
-            let ok = self.write(&demand.route, n, "demand").await;
+            let ok = self.write(&unit, n, "demand").await;
             let took = received.elapsed();
             self.metrics
                 .activation_duration
@@ -167,7 +204,7 @@ impl Scaler {
                 millis = took.as_secs_f64() * 1000.0,
                 "woke from zero"
             );
-            self.lock().waking.remove(&demand.route);
+            self.lock().waking.remove(&unit);
         }
     }
 
@@ -185,7 +222,7 @@ impl Scaler {
             let mut seen = HashSet::new();
             for dep in self.deployments.state() {
                 let Some(r) = route_ref(&dep) else { continue };
-                let Some(route) = self.route(&r) else {
+                let Some((scaling, served)) = self.unit(&r) else {
                     continue;
                 };
                 let Some(current) = self.current(&state, &r, now) else {
@@ -194,13 +231,19 @@ impl Scaler {
                 if state.waking.contains(&r) {
                     continue;
                 }
-                let sample = state.tracker.sample(&r, now);
+                let sample = served.iter().map(|v| state.tracker.sample(v, now)).fold(
+                    Sample {
+                        at: now,
+                        ..Sample::default()
+                    },
+                    add_samples,
+                );
                 let history = state
                     .histories
                     .entry(r.clone())
                     .or_insert_with(|| History::new(now));
                 history.push(sample);
-                let decision = recommend(history, &route.spec.scaling, current, now);
+                let decision = recommend(history, &scaling, current, now);
                 history.panic_since = decision.panic_since;
                 self.metrics
                     .decisions
@@ -252,6 +295,16 @@ impl Scaler {
                 _ = every.tick() => self.tick().await,
             }
         }
+    }
+}
+
+/// The load of a unit serving several route variants: theirs added up.
+pub fn add_samples(a: Sample, b: Sample) -> Sample {
+    Sample {
+        at: a.at,
+        concurrency: a.concurrency + b.concurrency,
+        requests: a.requests + b.requests,
+        held: a.held + b.held,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Observed<'a> {
     pub deployment: Option<&'a CachedDeployment>,
     /// Pods of the main variant (may be empty when none are visible).
     pub pods: &'a [&'a Pod],
+    /// Why the route cannot join its shared function (`FunctionMismatch`), if it cannot.
+    pub function_mismatch: Option<&'a str>,
 }
 
 /// A pod-level failure worth reporting.
@@ -111,7 +113,10 @@ pub fn compute_status(
     let desired = observed.deployment.and_then(|d| d.replicas);
 
     let (accepted, accepted_reason, accepted_message) = match observed.admission {
-        Admission::Accepted => (true, REASON_ACCEPTED, "routed by the gateways".to_owned()),
+        Admission::Accepted => match observed.function_mismatch {
+            Some(m) => (false, REASON_FUNCTION_MISMATCH, m.to_owned()),
+            None => (true, REASON_ACCEPTED, "routed by the gateways".to_owned()),
+        },
         Admission::Conflict { winner } => (
             false,
             REASON_CONFLICT,

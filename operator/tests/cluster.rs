@@ -924,3 +924,111 @@ async fn one_leader_labels_its_pod_and_a_standby_takes_over() {
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("op-b"));
     env.operator = Some(b);
 }
+
+#[tokio::test]
+async fn routes_naming_one_function_share_one_deployment_woken_once() {
+    let Some(env) = Env::new("function").await else {
+        return;
+    };
+    let spec = |path: &str, image: &str| json!({"path": path, "image": image, "function": "shop", "readinessPath": "/healthz"});
+    env.apply(json!({"metadata": {"name": "users"}, "spec": spec("/api/users", "echo:1")}))
+        .await;
+    // Creation timestamps have second resolution: "users" is the older, the controller.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.apply(json!({"metadata": {"name": "count"}, "spec": spec("/api/count", "echo:1")}))
+        .await;
+    for name in ["users", "count"] {
+        env.status_where(name, |r| {
+            condition(r, "Accepted").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    // One Deployment, owned by both routes; no Deployment of their own.
+    eventually("fn.shop owned by both routes", TIMEOUT, || async {
+        let d = env.deployments().get_opt("fn.shop").await.ok()??;
+        let mut owners: Vec<(String, Option<bool>)> = d
+            .owner_references()
+            .iter()
+            .map(|o| (o.name.clone(), o.controller))
+            .collect();
+        owners.sort();
+        (owners == [("count".to_owned(), None), ("users".to_owned(), Some(true))]).then_some(())
+    })
+    .await;
+    for name in ["users", "count"] {
+        assert!(env.deployments().get_opt(name).await.unwrap().is_none());
+        // Each route's own Service selects the function's pods.
+        let svc = env.services().get(name).await.unwrap();
+        let selector = svc.spec.unwrap().selector.unwrap();
+        assert_eq!(selector["apiroutes.dev/function"], "shop", "{selector:?}");
+    }
+
+    // A route that disagrees with the function's oldest route is refused, naming the field.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.apply(json!({"metadata": {"name": "odd"}, "spec": spec("/api/odd", "echo:2")}))
+        .await;
+    let odd = env
+        .status_where("odd", |r| {
+            condition(r, "Accepted").is_some_and(|c| c.0 == "False")
+        })
+        .await;
+    let (_, reason, message) = condition(&odd, "Accepted").unwrap();
+    assert_eq!(reason, "FunctionMismatch");
+    assert!(message.contains("spec.image"), "{message}");
+    let d = env.deployments().get("fn.shop").await.unwrap();
+    assert_eq!(d.owner_references().len(), 2);
+    assert_eq!(container_of(&d)["image"], "echo:1");
+
+    // At zero, demand for both routes wakes the function with one scale write.
+    env.deployments()
+        .patch_scale(
+            "fn.shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    eventually("scaled to zero", TIMEOUT, || async {
+        let r = env.routes().get("count").await.ok()?;
+        (condition(&r, "Ready")?.1 == "ScaledToZero").then_some(())
+    })
+    .await;
+    let op = env.operator.as_ref().unwrap();
+    for name in ["users", "count"] {
+        let demand = json!({"gateway": "gw-test", "route": {"namespace": env.ns, "name": name, "variant": "main"}, "held": 1});
+        let (status, _) = http_request(
+            &op.autoscaler.to_string(),
+            "POST",
+            "/v1/demand",
+            &demand.to_string(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 202);
+    }
+    eventually("woken", Duration::from_secs(5), || async {
+        let d = env.deployments().get("fn.shop").await.ok()?;
+        (d.spec?.replicas == Some(1)).then_some(())
+    })
+    .await;
+    let metrics = http_body(&format!("http://{}/metrics", op.admin))
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("apiroutes_operator_activation_duration_seconds_count{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+
+    // Kubernetes deletes the shared Deployment with the last of its routes.
+    for name in ["users", "count", "odd"] {
+        env.routes()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("fn.shop deleted", Duration::from_secs(60), || async {
+        let d = env.deployments().get_opt("fn.shop").await.ok()?;
+        d.is_none().then_some(())
+    })
+    .await;
+}

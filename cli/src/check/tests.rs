@@ -263,3 +263,34 @@ fn every_cel_rule_of_the_crd_has_an_offline_equivalent() {
         "CEL rules without an offline check: {missing:#?}"
     );
 }
+
+#[test]
+fn function_names_and_their_preview_rule_are_checked() {
+    assert_eq!(
+        errors(&route(
+            "a",
+            "  path: /api/a\n  image: echo:1\n  function: shop"
+        )),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        errors(&route(
+            "a",
+            "  path: /api/a\n  image: echo:1\n  function: Shop.x"
+        )),
+        [format!(
+            "r.yaml#1 default/a: spec.function: {}",
+            labels::FUNCTION_NAME_MESSAGE
+        )]
+    );
+    assert_eq!(
+        errors(&route(
+            "a",
+            "  path: /api/a\n  image: echo:1\n  function: shop\n  preview: {image: echo:2}"
+        )),
+        [format!(
+            "r.yaml#1 default/a: spec.preview: {}",
+            labels::FUNCTION_PREVIEW_MESSAGE
+        )]
+    );
+}

@@ -248,6 +248,7 @@ fn an_app_with_trailing_slash_true_builds_routes_that_carry_it() {
         tag: None,
         labels: BTreeMap::new(),
         epoch: 0,
+        group: None,
     };
     let out = tempfile::tempdir().unwrap();
     let built = build(app.path(), &tools, &options, out.path()).unwrap();
@@ -270,4 +271,174 @@ fn an_app_with_trailing_slash_true_builds_routes_that_carry_it() {
         serde_json::to_value(&manifest).unwrap()["spec"]["trailingSlash"],
         true
     );
+}
+
+fn bundled(name: &str, file: &str, path: &str, handler: &str, bundle: &str) -> BundledRoute {
+    let mut route = live(name, "placeholder", None);
+    route.spec.path = path.into();
+    route.spec.env = vec![EnvVar {
+        name: import::HANDLER_ENV.into(),
+        value: Some(handler.into()),
+        value_from: None,
+    }];
+    BundledRoute {
+        imported: Imported {
+            file: file.into(),
+            route,
+        },
+        bundle: bundle.into(),
+    }
+}
+
+#[test]
+fn group_puts_every_route_in_one_function_with_the_same_environment() {
+    let mut routes = vec![
+        bundled(
+            "api-users",
+            "pages/api/users.ts",
+            "/api/users",
+            "pages/api/users.mjs",
+            "sha256:a",
+        ),
+        bundled(
+            "api-users-id",
+            "app/api/users/[id]/route.ts",
+            "/api/users/[id]",
+            "app/api/users/[id]/route.mjs",
+            "sha256:b",
+        ),
+    ];
+    group_routes(&mut routes, "shop", "sha256:all").unwrap();
+    let manifests: Vec<ApiRoute> = routes
+        .iter()
+        .map(|r| {
+            route_manifest(
+                r,
+                "shop",
+                "team",
+                "reg/shop@sha256:d",
+                false,
+                Some(("shop-env", "7")),
+            )
+        })
+        .collect();
+    for m in &manifests {
+        assert_eq!(m.spec.function.as_deref(), Some("shop"));
+        assert_eq!(m.annotations()[BUNDLE_ANNOTATION], "sha256:all");
+        assert!(m.spec.env.iter().all(|e| e.name != import::HANDLER_ENV));
+        let handlers = m.spec.env.iter().find(|e| e.name == HANDLERS_ENV).unwrap();
+        let map: BTreeMap<String, String> =
+            serde_json::from_str(handlers.value.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            map,
+            BTreeMap::from([
+                ("/api/users".to_owned(), "pages/api/users.mjs".to_owned()),
+                (
+                    "/api/users/[id]".to_owned(),
+                    "app/api/users/[id]/route.mjs".to_owned()
+                ),
+            ])
+        );
+    }
+    // What the operator compares must agree, or it would refuse a route (FunctionMismatch).
+    let (a, b) = (&manifests[0].spec, &manifests[1].spec);
+    assert_eq!(
+        (
+            &a.image,
+            a.port,
+            &a.env,
+            &a.env_from,
+            &a.resources,
+            &a.readiness_path,
+            &a.scaling
+        ),
+        (
+            &b.image,
+            b.port,
+            &b.env,
+            &b.env_from,
+            &b.resources,
+            &b.readiness_path,
+            &b.scaling
+        )
+    );
+    // The per-route parts stay per route.
+    assert_ne!(a.path, b.path);
+
+    let mut bad = routes.clone();
+    assert!(group_routes(&mut bad, "Shop", "x").is_err());
+    assert_eq!(function_name_problem("shop-api"), None);
+    for name in ["", "1shop", "shop-", "a.b", &"a".repeat(64)] {
+        assert!(function_name_problem(name).is_some(), "{name}");
+    }
+}
+
+/// `build --group` of a real app: one esbuild run puts the module two route files share in
+/// one chunk, and every route's manifest names the function. Needs `node` on PATH.
+#[test]
+fn an_app_built_as_one_function_shares_its_modules_and_names_the_function() {
+    let app = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let p = app.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    write("lib/store.js", "export const users = [];\n");
+    write(
+        "pages/api/users.js",
+        "import { users } from '../../lib/store';\nexport default function handler(req, res) { users.push(1); res.json({ n: users.length }); }\n",
+    );
+    write(
+        "app/api/count/route.ts",
+        "import { users } from '../../../lib/store';\nexport async function GET() { return Response.json({ n: users.length }); }\n",
+    );
+    let node = std::process::Command::new("sh")
+        .args(["-c", "command -v node"])
+        .output()
+        .unwrap();
+    assert!(node.status.success(), "node is not on PATH");
+    let tools = Toolchain {
+        host_node: PathBuf::from("node"),
+        image_node: PathBuf::from(String::from_utf8(node.stdout).unwrap().trim()),
+        runtime: runtime_dir(None).unwrap(),
+    };
+    let mut options = BuildOptions {
+        import: import::Options::default(),
+        repository: "registry.test/shop".into(),
+        tag: None,
+        labels: BTreeMap::new(),
+        epoch: 0,
+        group: Some("shop".into()),
+    };
+    let out = tempfile::tempdir().unwrap();
+    let built = build(app.path(), &tools, &options, out.path()).unwrap();
+    assert_eq!(built.routes.len(), 2);
+    let bundles: BTreeSet<&str> = built.routes.iter().map(|r| r.bundle.as_str()).collect();
+    assert_eq!(bundles.len(), 1, "one digest for the whole function");
+    for r in &built.routes {
+        let m = route_manifest(r, "shop", "team", "i", false, None);
+        assert_eq!(m.spec.function.as_deref(), Some("shop"));
+        let handlers = m.spec.env.iter().find(|e| e.name == HANDLERS_ENV).unwrap();
+        let map: BTreeMap<String, String> =
+            serde_json::from_str(handlers.value.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            map.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["/api/count", "/api/users"]
+        );
+    }
+    // The same app built again gives the same digest (redeploying changes nothing).
+    let again = tempfile::tempdir().unwrap();
+    let rebuilt = build(app.path(), &tools, &options, again.path()).unwrap();
+    assert_eq!(rebuilt.routes[0].bundle, built.routes[0].bundle);
+    assert_eq!(rebuilt.digest, built.digest);
+    // Without --group each route has its own bundle, as before.
+    options.group = None;
+    let single = tempfile::tempdir().unwrap();
+    let own = build(app.path(), &tools, &options, single.path()).unwrap();
+    assert!(
+        own.routes
+            .iter()
+            .all(|r| r.imported.route.spec.function.is_none())
+    );
+    assert_ne!(own.routes[0].bundle, own.routes[1].bundle);
 }

@@ -352,6 +352,7 @@ fn manifest(
             trailing_slash: false,
             scaling: Scaling::default(),
             preview,
+            function: None,
         },
     );
     route.metadata.namespace = options.namespace.clone();

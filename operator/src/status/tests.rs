@@ -156,6 +156,7 @@ fn status_table() {
                 admission,
                 deployment: dep,
                 pods: &pods,
+                function_mismatch: None,
             },
             &cfg(),
             &t(100),
@@ -181,6 +182,7 @@ fn fields_and_messages() {
             admission: &Admission::Accepted,
             deployment: Some(&dep),
             pods: &[],
+            function_mismatch: None,
         },
         &cfg(),
         &t(100),
@@ -200,6 +202,7 @@ fn fields_and_messages() {
             admission: &conflict,
             deployment: None,
             pods: &[],
+            function_mismatch: None,
         },
         &Config::default(),
         &t(100),
@@ -217,6 +220,7 @@ fn fields_and_messages() {
             admission: &invalid,
             deployment: None,
             pods: &[],
+            function_mismatch: None,
         },
         &Config::default(),
         &t(100),
@@ -243,6 +247,7 @@ fn transition_time_kept_while_status_unchanged_and_recompute_is_identical() {
         admission: &Admission::Accepted,
         deployment: Some(d),
         pods: &[],
+        function_mismatch: None,
     };
     let s1 = compute_status(&r, obs(&starting), &cfg(), &t(100));
     assert_eq!(s1.conditions[1].last_transition_time, t(100));

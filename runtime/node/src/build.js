@@ -114,31 +114,99 @@ export async function build(src, outDir, options = {}) {
 }
 
 /**
- * @param {typeof import('esbuild')} esbuild
- * @param {string} file
- * @param {string} outfile
+ * Bundles the route files of every tree in `srcs` together, for a function that serves
+ * them all in one process (`apiroutes deploy --group`): modules two route files import
+ * go into shared chunks (`_chunks/` in `outDir`), loaded once, so the route files share
+ * their state as under `next start`. Each tree is a path relative to the working
+ * directory (the app root) and its files land in `outDir` under that same path
+ * (`pages/api/a.ts` → `<out>/pages/api/a.mjs`), as {@link build} of each tree into
+ * `<out>/<tree>` would place them. One esbuild run: when it fails, every error is listed
+ * with its file.
+ * @param {string[]} srcs
+ * @param {string} outDir
+ * @param {{ minify?: boolean, external?: string[], base?: string }} [options] `base`: the
+ *   app root the trees are relative to (default: the working directory)
+ * @returns {Promise<string[]>} written route bundles
+ */
+export async function buildShared(srcs, outDir, options = {}) {
+  const esbuild = await import('esbuild');
+  const base = path.resolve(options.base ?? process.cwd());
+  srcs = srcs.map((src) => path.resolve(base, src));
+  /** @type {{ in: string, out: string }[]} */
+  const entries = [];
+  for (const src of srcs) {
+    const { files } = await findSources(src);
+    for (const file of files) entries.push({ in: file, out: path.relative(base, file).replace(SOURCE, '') });
+  }
+  /** @type {import('esbuild').BuildResult & { metafile: import('esbuild').Metafile }} */
+  let result;
+  try {
+    result = await esbuild.build({
+      ...esbuildOptions(options),
+      entryPoints: entries,
+      outdir: outDir,
+      splitting: true,
+      chunkNames: '_chunks/[name]-[hash]',
+      outExtension: { '.js': '.mjs' },
+      metafile: true,
+    });
+  } catch (err) {
+    const errors = /** @type {{ errors?: { text: string, location?: { file: string, line: number, column: number } | null }[] }} */ (err).errors;
+    const failures = Array.isArray(errors) && errors.length
+      ? errors.map((e) => ({ file: e.location?.file ?? srcs.join(', '), reason: e.location ? `${e.location.line}:${e.location.column}: ${e.text}` : e.text }))
+      : [{ file: srcs.join(', '), reason: reasonOf(err) }];
+    throw new BuildError([], failures);
+  }
+  warn(result.warnings);
+  const written = entries.map((e) => path.join(outDir, `${e.out}.mjs`));
+  for (const output of Object.keys(result.metafile.outputs)) {
+    if (!output.endsWith('.mjs')) continue;
+    const outfile = path.resolve(output);
+    const entry = entries.find((e) => path.resolve(outDir, `${e.out}.mjs`) === outfile);
+    // A chunk stands where it would sit in the app (`<root>/_chunks/...`).
+    const as = entry ? entry.in : path.join(base, path.relative(outDir, outfile));
+    await relocateSourceMap(as, outfile);
+  }
+  return written;
+}
+
+/**
+ * What every esbuild run of route files shares.
  * @param {{ minify?: boolean, external?: string[] }} options
  */
-async function esbuildOne(esbuild, file, outfile, options) {
-  const result = await esbuild.build({
-    entryPoints: [file],
-    outfile,
+function esbuildOptions(options) {
+  return {
     bundle: true,
-    platform: 'node',
-    format: 'esm',
+    platform: /** @type {const} */ ('node'),
+    format: /** @type {const} */ ('esm'),
     target: 'node20',
-    sourcemap: 'linked',
+    sourcemap: /** @type {const} */ ('linked'),
     minify: options.minify ?? false,
     external: options.external ?? [],
     alias: { 'next/server': NEXT_SERVER_SHIM, 'next/headers': NEXT_HEADERS_SHIM, 'next/navigation': NEXT_NAVIGATION_SHIM },
     resolveExtensions: RESOLVE_EXTENSIONS,
     // Bundled CommonJS dependencies may call require(); give ESM output one.
     banner: { js: "import { createRequire as __apiroutesCreateRequire } from 'node:module'; const require = __apiroutesCreateRequire(import.meta.url);" },
-    logLevel: 'silent',
-  });
-  for (const w of result.warnings) {
+    logLevel: /** @type {const} */ ('silent'),
+  };
+}
+
+/** @param {import('esbuild').Message[]} warnings */
+function warn(warnings) {
+  for (const w of warnings) {
     console.warn(`warning: ${w.location ? `${w.location.file}:${w.location.line}:${w.location.column}: ` : ''}${w.text}`);
   }
+}
+
+/**
+ * @param {typeof import('esbuild')} esbuild
+ * @param {string} file
+ * @param {string} outfile
+ * @param {{ minify?: boolean, external?: string[] }} options
+ */
+async function esbuildOne(esbuild, file, outfile, options) {
+  const result = await esbuild.build({ ...esbuildOptions(options), entryPoints: [file], outfile });
+  warn(result.warnings);
   await relocateSourceMap(file, outfile);
 }
 

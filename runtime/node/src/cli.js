@@ -1,18 +1,25 @@
 // Command line: serve one handler file, or build a handler tree.
 
 import { readFile } from 'node:fs/promises';
-import { BuildError, build } from './build.js';
+import { BuildError, build, buildShared } from './build.js';
 import { loadEnvConfig } from './dotenv.js';
 import { runtimeLog } from './log.js';
 import { loadHandler } from './load.js';
 import { loadNextConfig } from './next-config.js';
 import { declaresEdgeRuntime, defineNextGlobals } from './next-globals.js';
-import { createRuntimeServer } from './server.js';
+import { createRuntimeServer, parseHandlers } from './server.js';
 import { installNextServerResolution, needsResolveHooks } from './resolve.js';
 
 const USAGE = `usage:
   apiroutes-node <handler-file>            serve one route file (or env APIROUTES_HANDLER)
+  apiroutes-node                           with env APIROUTES_HANDLERS='{"<pattern>":"<file>",...}':
+                                           serve several route files in one process, each
+                                           request by its x-apiroute-pattern header
   apiroutes-node build <src> --out <dir>   compile route files (TS, ESM, CJS) with esbuild
+  apiroutes-node build <tree>... --out <dir> --shared
+                                           the same for one function serving all the trees'
+                                           route files: modules they share are bundled once
+                                           (in <dir>/_chunks), so the files share their state
   apiroutes-node env <app-dir> [--local]   print the variables of the app's .env, .env.production
                                            (and .local files with --local) as JSON, expanded
                                            as next start does, without the process environment
@@ -52,8 +59,11 @@ export async function main(argv, env = process.env) {
     const src = argv[1];
     const out = outIndex > 0 ? argv[outIndex + 1] : undefined;
     if (!src || src === '--out' || !out) throw new Error(`build needs a source and --out\n${USAGE}`);
+    const options = { minify: argv.includes('--minify') };
+    // Every argument that is no flag and not the --out folder is a tree.
+    const srcs = argv.filter((a, i) => i > 0 && i !== outIndex + 1 && !a.startsWith('--'));
     try {
-      const written = await build(src, out, { minify: argv.includes('--minify') });
+      const written = argv.includes('--shared') ? await buildShared(srcs, out, options) : await build(src, out, options);
       for (const file of written) console.log(file);
     } catch (err) {
       if (!(err instanceof BuildError)) throw err;
@@ -81,16 +91,23 @@ export async function main(argv, env = process.env) {
     console.log(JSON.stringify(await loadNextConfig(dir)));
     return;
   }
+  if (argv[0] === undefined && env.APIROUTES_HANDLERS) {
+    await serve(parseHandlers(env.APIROUTES_HANDLERS), env);
+    return;
+  }
   const file = argv[0] ?? env.APIROUTES_HANDLER;
   if (!file) throw new Error(`no handler file given\n${USAGE}`);
   await serve(file, env);
 }
 
 /**
- * @param {string} file
+ * @param {string | Map<string, string>} what one handler file, or pattern → file for a
+ *   shared function (`APIROUTES_HANDLERS`)
  * @param {NodeJS.ProcessEnv} env
  */
-export async function serve(file, env) {
+export async function serve(what, env) {
+  const files = typeof what === 'string' ? [what] : [...new Set(what.values())];
+  const file = files.join(', ');
   const host = env.HOST || '0.0.0.0';
   const port = Number(env.PORT || 3000);
   const timeoutSeconds = positiveNumber(env.APIROUTES_TIMEOUT_SECONDS, 'APIROUTES_TIMEOUT_SECONDS');
@@ -101,10 +118,27 @@ export async function serve(file, env) {
     const { loaded } = loadEnvConfig(env.APIROUTES_APP_DIR, { env: process.env, log: (line) => runtimeLog('info', line) });
     if (loaded.length) runtimeLog('info', `environments: ${loaded.join(', ')} (${env.APIROUTES_APP_DIR})`, { files: loaded });
   }
-  const edge = declaresEdgeRuntime(await readFile(file, 'utf8').catch(() => ''));
+  // The process globals are the process's: edge ones only when every file is an edge route.
+  const sources = await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')));
+  const edge = sources.every((source) => declaresEdgeRuntime(source));
   defineNextGlobals({ host, port, edge, env: process.env });
-  if (await needsResolveHooks(file)) installNextServerResolution();
-  const loaded = await loadHandler(file);
+  for (const f of files) {
+    if (await needsResolveHooks(f)) {
+      installNextServerResolution();
+      break;
+    }
+  }
+  /** @type {import('./load.js').LoadedHandler | import('./server.js').LoadedHandlers} */
+  let loaded;
+  if (typeof what === 'string') {
+    loaded = await loadHandler(what);
+  } else {
+    // One module instance per file, loaded once: handlers of the function share the
+    // modules they import (and their state), as under next start.
+    const byFile = new Map();
+    for (const f of files) byFile.set(f, await loadHandler(f));
+    loaded = { kind: 'many', byPattern: new Map([...what].map(([pattern, f]) => [pattern, byFile.get(f)])) };
+  }
   const { server, drain } = createRuntimeServer(loaded, {
     readinessPath: env.APIROUTES_READINESS_PATH || '/healthz',
     timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
@@ -132,6 +166,13 @@ export async function serve(file, env) {
   });
   const address = server.address();
   const where = typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address);
-  const what = loaded.kind === 'pages' ? 'pages/api handler' : loaded.kind === 'edge' ? 'edge API route' : `app route (${loaded.exported.join(', ')})`;
-  runtimeLog('info', `serving ${what} ${file} on ${where}`, { file, address: where });
+  const kind =
+    loaded.kind === 'many'
+      ? `${loaded.byPattern.size} routes`
+      : loaded.kind === 'pages'
+        ? 'pages/api handler'
+        : loaded.kind === 'edge'
+          ? 'edge API route'
+          : `app route (${loaded.exported.join(', ')})`;
+  runtimeLog('info', `serving ${kind} ${file} on ${where}`, { file, address: where });
 }

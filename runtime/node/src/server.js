@@ -1,10 +1,56 @@
-// The server loop: one handler per process, a readiness answer that never calls the
+// The server loop: one handler per process (or, for a shared function, several, chosen
+// by the route pattern the gateway names), a readiness answer that never calls a
 // handler, a deadline per request, and draining on SIGTERM.
 
 import http from 'node:http';
 import { runAppRoute, runEdgeApi } from './app.js';
 import { runPagesHandler } from './pages.js';
 import { runtimeLog } from './log.js';
+import { PATTERN_HEADER } from './query.js';
+
+/**
+ * Several route files served by one process (`APIROUTES_HANDLERS`): the handler of a
+ * request is the one of the pattern in its `x-apiroute-pattern` header.
+ * @typedef {{ kind: 'many', byPattern: Map<string, import('./load.js').LoadedHandler> }} LoadedHandlers
+ */
+
+/**
+ * Parses `APIROUTES_HANDLERS`: a JSON object from route pattern (as the gateway sends it
+ * in `x-apiroute-pattern`) to handler file.
+ * @param {string} text
+ * @returns {Map<string, string>}
+ */
+export function parseHandlers(text) {
+  /** @type {unknown} */
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`APIROUTES_HANDLERS must be a JSON object of pattern to file: ${/** @type {Error} */ (err).message}`);
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    throw new Error('APIROUTES_HANDLERS must be a JSON object of pattern to file, e.g. {"/api/a":"pages/api/a.mjs"}');
+  }
+  const map = new Map();
+  for (const [pattern, file] of Object.entries(value)) {
+    if (typeof file !== 'string' || file === '') throw new Error(`APIROUTES_HANDLERS: the file of ${pattern} must be a non-empty string`);
+    map.set(pattern, file);
+  }
+  if (map.size === 0) throw new Error('APIROUTES_HANDLERS names no handler');
+  return map;
+}
+
+/**
+ * The handler serving `req`: the only one, or the one of its pattern header.
+ * @param {import('./load.js').LoadedHandler | LoadedHandlers} loaded
+ * @param {http.IncomingMessage} req
+ * @returns {import('./load.js').LoadedHandler | undefined}
+ */
+function handlerFor(loaded, req) {
+  if (loaded.kind !== 'many') return loaded;
+  const pattern = req.headers[PATTERN_HEADER];
+  return typeof pattern === 'string' ? loaded.byPattern.get(pattern) : undefined;
+}
 
 /**
  * @typedef {{
@@ -33,12 +79,11 @@ export function stripBasePath(target, basePath) {
 export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 /**
- * @param {import('./load.js').LoadedHandler} loaded
+ * @param {import('./load.js').LoadedHandler | LoadedHandlers} loaded
  * @param {ServerOptions} [options]
  */
 export function createRuntimeServer(loaded, options = {}) {
   const readinessPath = options.readinessPath ?? '/healthz';
-  const timeoutMs = options.timeoutMs ?? (loaded.maxDuration ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
   const log = options.log ?? ((line) => runtimeLog('warn', line));
   let draining = false;
   let inFlight = 0;
@@ -58,13 +103,22 @@ export function createRuntimeServer(loaded, options = {}) {
       res.end(draining ? 'draining\n' : 'ok\n');
       return;
     }
+    const handler = handlerFor(loaded, req);
+    if (!handler) {
+      // Only the gateway calls functions, and it names a pattern of this function.
+      res.statusCode = 404;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ error: 'no handler of this function serves the route pattern', pattern: req.headers[PATTERN_HEADER] ?? null }));
+      return;
+    }
+    const timeoutMs = options.timeoutMs ?? (handler.maxDuration ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
     inFlight++;
     if (draining) res.setHeader('connection', 'close');
     const started = Date.now();
     const timer = setTimeout(() => {
       if (res.writableEnded) return;
       log(
-        `handler did not answer ${req.method} ${target} within ${timeoutMs / 1000}s (${loaded.file}); ` +
+        `handler did not answer ${req.method} ${target} within ${timeoutMs / 1000}s (${handler.file}); ` +
           (res.headersSent ? 'closing the connection' : 'answering 504'),
       );
       if (res.headersSent) {
@@ -84,12 +138,12 @@ export function createRuntimeServer(loaded, options = {}) {
       if (inFlight === 0 && onIdle) onIdle();
     };
     res.once('close', done);
-    if (loaded.kind === 'pages') {
-      void runPagesHandler(loaded.handler, loaded.config, req, res);
-    } else if (loaded.kind === 'edge') {
-      void runEdgeApi(loaded.handler, req, res);
+    if (handler.kind === 'pages') {
+      void runPagesHandler(handler.handler, handler.config, req, res);
+    } else if (handler.kind === 'edge') {
+      void runEdgeApi(handler.handler, req, res);
     } else {
-      void runAppRoute(loaded.module, req, res, { methods: loaded.methods });
+      void runAppRoute(handler.module, req, res, { methods: handler.methods });
     }
   };
 

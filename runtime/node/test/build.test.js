@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
-import { BuildError, build, findSources } from '../src/build.js';
+import { BuildError, build, buildShared, findSources } from '../src/build.js';
 import { loadHandler } from '../src/load.js';
 import { listen, request } from './helpers.js';
 
@@ -113,5 +113,46 @@ test('build: the same files give the same bytes wherever the output goes (source
   } finally {
     await fs.rm(shallow, { recursive: true, force: true });
     await fs.rm(deep, { recursive: true, force: true });
+  }
+});
+
+test('build --shared: the route files of two trees share the modules they import (one function)', async () => {
+  const app = path.join(fixtures, 'shared-app');
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'apiroutes-build-'));
+  try {
+    const written = await buildShared(['pages', 'app'], out, { base: app });
+    const users = path.join(out, 'pages/api/users.mjs');
+    const count = path.join(out, 'app/api/count/route.mjs');
+    assert.deepEqual(written.sort(), [count, users]);
+    // The store is in a chunk both bundles import, not copied into each.
+    const chunks = await fs.readdir(path.join(out, '_chunks'));
+    assert.ok(chunks.some((c) => c.endsWith('.mjs')), String(chunks));
+    assert.ok(!(await fs.readFile(users, 'utf8')).includes('const users = []'));
+    // Maps name the app's files wherever the output went.
+    const map = JSON.parse(await fs.readFile(`${users}.map`, 'utf8'));
+    assert.ok(map.sources.includes('users.ts'), String(map.sources));
+
+    const srv = await listen({
+      kind: 'many',
+      byPattern: new Map([
+        ['/api/users', await loadHandler(users)],
+        ['/api/count', await loadHandler(count)],
+      ]),
+    });
+    try {
+      const added = await request(srv.port, {
+        method: 'POST',
+        path: '/api/users',
+        headers: { 'content-type': 'application/json', 'x-apiroute-pattern': '/api/users' },
+        body: '{"name":"ada"}',
+      });
+      assert.equal(added.status, 201);
+      const read = await request(srv.port, { path: '/api/count', headers: { 'x-apiroute-pattern': '/api/count' } });
+      assert.deepEqual(JSON.parse(read.body), { users: ['ada'] });
+    } finally {
+      await srv.close();
+    }
+  } finally {
+    await fs.rm(out, { recursive: true, force: true });
   }
 });

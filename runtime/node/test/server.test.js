@@ -186,3 +186,55 @@ test('edge API route: params replace query keys in place in the Request URL', as
     await srv.close();
   }
 });
+
+test('APIROUTES_HANDLERS: one process serves several route files by pattern header, sharing module state', async () => {
+  const port = await freePort();
+  const shared = path.join(fixtures, 'shared');
+  const child = spawn(process.execPath, [bin], {
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      APIROUTES_HANDLERS: JSON.stringify({
+        '/api/users': path.join(shared, 'users.mjs'),
+        '/api/users/count': path.join(shared, 'count.mjs'),
+      }),
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    for (let i = 0; i < 100; i++) {
+      if ((await request(port, { path: '/healthz' }).catch(() => null))?.status === 200) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const added = await request(port, {
+      method: 'POST',
+      path: '/api/users',
+      headers: { 'content-type': 'application/json', 'x-apiroute-pattern': '/api/users' },
+      body: '{"name":"ada"}',
+    });
+    assert.equal(added.status, 201, stderr);
+    const read = await request(port, { path: '/api/users/count', headers: { 'x-apiroute-pattern': '/api/users/count' } });
+    assert.equal(read.status, 200, stderr);
+    assert.deepEqual(JSON.parse(read.body), { users: ['ada'] });
+    // A pattern the function does not serve is no handler's.
+    const other = await request(port, { path: '/api/x', headers: { 'x-apiroute-pattern': '/api/x' } });
+    assert.equal(other.status, 404);
+    assert.equal((await request(port, { path: '/api/users' })).status, 404);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+});
+
+test('APIROUTES_HANDLERS must be a JSON object of pattern to file', async () => {
+  const { parseHandlers } = await import('../src/server.js');
+  assert.deepEqual([...parseHandlers('{"/api/a":"a.mjs"}')], [['/api/a', 'a.mjs']]);
+  assert.throws(() => parseHandlers('[]'), /JSON object/);
+  assert.throws(() => parseHandlers('{'), /JSON object/);
+  assert.throws(() => parseHandlers('{}'), /no handler/);
+  assert.throws(() => parseHandlers('{"/a":1}'), /non-empty string/);
+});

@@ -384,3 +384,83 @@ async fn next_config_base_path_is_honoured_and_api_redirects_are_refused() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["url"], "/api/where/?x=1");
 }
+
+/// `apiroutes deploy --group`: an app whose route files share an in-memory store (written
+/// by a `pages/api` route, read by an App Router route) runs as one function: one
+/// Deployment `fn.NAME` serves both routes, so the second sees what the first wrote.
+#[tokio::test]
+async fn an_app_deployed_as_one_function_shares_module_state() {
+    let Some(cluster) = Cluster::platform_from_env("group_shares_state").await else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-group");
+    let dir = std::env::temp_dir().join(format!("apiroutes-e2e-{}", ns.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    let app = App(dir);
+    for sub in ["lib", "pages/api", "app/api/count"] {
+        std::fs::create_dir_all(app.0.join(sub)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    app.write("lib/store.js", "export const users = [];\n");
+    app.write(
+        "pages/api/users.js",
+        "import { users } from '../../lib/store';\nexport default function handler(req, res) { users.push(req.body.name); res.status(201).json({ users }); }\n",
+    );
+    app.write(
+        "app/api/count/route.js",
+        "import { users } from '../../../lib/store';\nexport function GET() { return Response.json({ users }); }\n",
+    );
+    let registry = std::env::var("APIROUTES_REGISTRY")
+        .expect("APIROUTES_REGISTRY: the node's registry, exported with the cluster");
+    let out = Command::new(cli())
+        .arg("deploy")
+        .arg(&app.0)
+        .args([
+            "--app",
+            "store",
+            "--group",
+            "store",
+            "--namespace",
+            &ns.name,
+            "--insecure",
+            "--registry",
+            &registry,
+        ])
+        .arg("--kubeconfig")
+        .arg(cluster.dir.join("kubeconfig"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "apiroutes deploy --group failed: {report}"
+    );
+    assert!(report.contains("apiroute/api-users created"), "{report}");
+    assert!(report.contains("apiroute/api-count created"), "{report}");
+
+    let gw = cluster.gateway_url().to_owned();
+    let http = Http::default();
+    let added = eventually("POST /api/users", Duration::from_secs(120), || async {
+        let a = http
+            .request(
+                "POST",
+                &format!("{gw}/api/users"),
+                &[("content-type", "application/json")],
+                r#"{"name":"ada"}"#,
+            )
+            .await
+            .ok()?;
+        (a.status == 201).then_some(a)
+    })
+    .await;
+    assert_eq!(added.json()["users"][0], "ada");
+    let count = eventually("GET /api/count", Duration::from_secs(60), || async {
+        let a = http.get(&format!("{gw}/api/count")).await.ok()?;
+        (a.status == 200).then(|| a.json())
+    })
+    .await;
+    assert_eq!(count["users"][0], "ada", "{count}");
+    // One Deployment for the two routes.
+    let deployments: Vec<String> = images(&cluster, &ns.name).into_keys().collect();
+    assert_eq!(deployments, ["fn.store"]);
+}
