@@ -37,9 +37,14 @@ fn trim_meta(meta: &mut ObjectMeta) {
     }
 }
 
-/// `{"metadata": …, "spec": …}` of a cached object, for the drift check.
-fn as_json(metadata: &ObjectMeta, spec: &str) -> Value {
+/// The object as JSON (`apiVersion`, `kind`, `metadata`, `spec`), for the drift check.
+fn as_json<K: Resource<DynamicType = ()>>(metadata: &ObjectMeta, spec: &str) -> Value {
     let mut obj = serde_json::Map::new();
+    obj.insert(
+        "apiVersion".to_owned(),
+        Value::String(K::api_version(&()).into_owned()),
+    );
+    obj.insert("kind".to_owned(), Value::String(K::kind(&()).into_owned()));
     obj.insert(
         "metadata".to_owned(),
         serde_json::to_value(metadata).unwrap_or(Value::Null),
@@ -66,7 +71,7 @@ pub struct CachedDeployment {
 impl CachedDeployment {
     /// The object's fields the drift check compares, as JSON.
     pub fn json(&self) -> Value {
-        as_json(&self.metadata, &self.spec)
+        as_json::<Self>(&self.metadata, &self.spec)
     }
 }
 
@@ -132,7 +137,7 @@ pub struct CachedService {
 impl CachedService {
     /// The object's fields the drift check compares, as JSON.
     pub fn json(&self) -> Value {
-        as_json(&self.metadata, &self.spec)
+        as_json::<Self>(&self.metadata, &self.spec)
     }
 }
 
@@ -237,5 +242,24 @@ mod tests {
         assert_eq!(c.json()["spec"], live["spec"]);
         assert_eq!(CachedService::api_version(&()), "v1");
         assert_eq!(CachedService::plural(&()), "services");
+    }
+}
+
+#[cfg(test)]
+mod covers_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use apiroutes_crds::{labels::Variant, testing::route};
+
+    use super::*;
+    use crate::resources::{Config, covers_json, desired_deployment, desired_service};
+
+    #[test]
+    fn a_cached_child_covers_the_object_it_was_applied_from() {
+        let r = route("a", "/api/a").created(1);
+        let d = desired_deployment(&r, Variant::Main, &Config::default());
+        assert!(covers_json(&CachedDeployment::from(d.clone()).json(), &d));
+        let s = desired_service(&r, Variant::Main, &Config::default());
+        assert!(covers_json(&CachedService::from(s.clone()).json(), &s));
     }
 }
