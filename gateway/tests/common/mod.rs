@@ -81,22 +81,39 @@ pub fn wait_listening(addr: SocketAddr) {
 /// The gateway binary on free loopback ports (`--listen`, `--admin-listen`) with `args`;
 /// `configure` sets its environment and stdio. Returns once the admin port listens, with the
 /// process (`addr` is the proxy port) and the admin address.
-pub fn gateway_bin(args: &[&str], configure: impl FnOnce(&mut Command)) -> (Proc, SocketAddr) {
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"));
-    cmd.args(["--listen", &listen.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    configure(&mut cmd);
-    let gw = Proc {
-        child: cmd.spawn().unwrap(),
-        addr: listen,
-    };
-    wait_listening(admin);
-    (gw, admin)
+pub fn gateway_bin(args: &[&str], configure: impl Fn(&mut Command)) -> (Proc, SocketAddr) {
+    // A free port can be taken again before the gateway binds it (the local cluster's
+    // components open connections from the same ephemeral range): a gateway that exits
+    // before listening is started again on other ports.
+    for _ in 0..5 {
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiroutes-gateway"));
+        cmd.args(["--listen", &listen.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        configure(&mut cmd);
+        let mut gw = Proc {
+            child: cmd.spawn().unwrap(),
+            addr: listen,
+        };
+        // Up to 10 s: a loaded CI machine starts processes slowly.
+        for _ in 0..1000 {
+            if StdStream::connect(admin).is_ok() {
+                return (gw, admin);
+            }
+            if gw.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if gw.child.try_wait().ok().flatten().is_none() {
+            panic!("{admin} never listened");
+        }
+    }
+    panic!("the gateway exited before listening, five times");
 }
 
 /// Starts an echo function named `name` on a free port.
