@@ -1011,13 +1011,15 @@ async fn routes_naming_one_function_share_one_deployment_woken_once() {
         (d.spec?.replicas == Some(1)).then_some(())
     })
     .await;
-    let metrics = http_body(&format!("http://{}/metrics", op.admin))
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("apiroutes_operator_activation_duration_seconds_count{result=\"ok\"} 1"),
-        "{metrics}"
-    );
+    // The test can see the new replicas before the operator has read its write's answer
+    // and counted it: wait for the count, then check it is one.
+    let want = "apiroutes_operator_activation_duration_seconds_count{result=\"ok\"}";
+    let metrics = eventually("the wake counted", Duration::from_secs(10), || async {
+        let m = http_body(&format!("http://{}/metrics", op.admin)).await?;
+        m.contains(want).then_some(m)
+    })
+    .await;
+    assert!(metrics.contains(&format!("{want} 1")), "{metrics}");
 
     // Kubernetes deletes the shared Deployment with the last of its routes.
     for name in ["users", "count", "odd"] {
