@@ -56,6 +56,13 @@ fn as_json<K: Resource<DynamicType = ()>>(metadata: &ObjectMeta, spec: &str) -> 
     Value::Object(obj)
 }
 
+/// A spec as compact JSON (`null` when absent).
+fn spec_json<T: serde::Serialize>(spec: Option<T>) -> Box<str> {
+    spec.and_then(|s| serde_json::to_string(&s).ok())
+        .unwrap_or_else(|| "null".to_owned())
+        .into()
+}
+
 /// A Deployment of the operator's, as cached.
 #[derive(Clone, Debug, Default)]
 pub struct CachedDeployment {
@@ -84,11 +91,7 @@ impl From<Deployment> for CachedDeployment {
         }
         CachedDeployment {
             replicas: d.spec.as_ref().and_then(|s| s.replicas),
-            spec: d
-                .spec
-                .and_then(|s| serde_json::to_string(&s).ok())
-                .unwrap_or_else(|| "null".to_owned())
-                .into(),
+            spec: spec_json(d.spec),
             metadata: d.metadata,
             status,
         }
@@ -145,11 +148,7 @@ impl From<Service> for CachedService {
     fn from(mut s: Service) -> Self {
         trim_meta(&mut s.metadata);
         CachedService {
-            spec: s
-                .spec
-                .and_then(|s| serde_json::to_string(&s).ok())
-                .unwrap_or_else(|| "null".to_owned())
-                .into(),
+            spec: spec_json(s.spec),
             metadata: s.metadata,
         }
     }
