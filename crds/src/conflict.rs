@@ -24,6 +24,48 @@ use crate::{
     types::ApiRoute,
 };
 
+/// What the conflict and grant rules read of a route: an [`ApiRoute`], or a consumer's
+/// compact copy of one (the gateway keeps a small record per route, not the object), so the
+/// rules have one home whatever holds the route.
+pub trait Claimant {
+    fn namespace(&self) -> &str;
+    fn name(&self) -> &str;
+    /// `metadata.creationTimestamp`.
+    fn created(&self) -> Option<&Time>;
+    /// `spec.path`.
+    fn path(&self) -> &str;
+    /// `spec.host`.
+    fn host(&self) -> Option<&str>;
+    /// `spec.methods`.
+    fn methods(&self) -> Option<&[String]>;
+
+    /// `namespace/name`.
+    fn claimant_key(&self) -> String {
+        format!("{}/{}", self.namespace(), self.name())
+    }
+}
+
+impl Claimant for ApiRoute {
+    fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or_default()
+    }
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+    fn created(&self) -> Option<&Time> {
+        self.metadata.creation_timestamp.as_ref()
+    }
+    fn path(&self) -> &str {
+        &self.spec.path
+    }
+    fn host(&self) -> Option<&str> {
+        self.spec.host.as_deref()
+    }
+    fn methods(&self) -> Option<&[String]> {
+        self.spec.methods.as_deref()
+    }
+}
+
 /// The decision for one ApiRoute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -69,28 +111,23 @@ pub fn hosts_overlap(a: Option<&str>, b: Option<&str>) -> bool {
 
 /// Age order: older first; ties by namespace, then name. A missing creation time (an
 /// object not yet stored) counts as newest.
-pub fn age_key(route: &ApiRoute) -> (bool, Option<&Time>, &str, &str) {
-    let created = route.metadata.creation_timestamp.as_ref();
-    (
-        created.is_none(),
-        created,
-        route.metadata.namespace.as_deref().unwrap_or_default(),
-        route.metadata.name.as_deref().unwrap_or_default(),
-    )
+pub fn age_key<R: Claimant + ?Sized>(route: &R) -> (bool, Option<&Time>, &str, &str) {
+    let created = route.created();
+    (created.is_none(), created, route.namespace(), route.name())
 }
 
 /// Decides, for every route, whether it is routed, with no RouteGrants (single-tenant).
-pub fn admit<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<Admission> {
-    admit_granted::<RouteGrant>(routes, &[])
+pub fn admit<'a, R: Claimant + 'a>(routes: impl IntoIterator<Item = &'a R>) -> Vec<Admission> {
+    admit_granted::<R, RouteGrant>(routes, &[])
 }
 
 /// Decides, for every route, whether it is routed under `grants` (empty: isolation off).
 /// The result is in input order.
-pub fn admit_granted<'a, G: std::borrow::Borrow<RouteGrant>>(
-    routes: impl IntoIterator<Item = &'a ApiRoute>,
+pub fn admit_granted<'a, R: Claimant + 'a, G: std::borrow::Borrow<RouteGrant>>(
+    routes: impl IntoIterator<Item = &'a R>,
     grants: &[G],
 ) -> Vec<Admission> {
-    let routes: Vec<&ApiRoute> = routes.into_iter().collect();
+    let routes: Vec<&R> = routes.into_iter().collect();
     let grants = grant::GrantIndex::new(grants);
     let mut out = vec![Admission::Accepted; routes.len()];
     let mut order: Vec<usize> = (0..routes.len()).collect();
@@ -100,13 +137,11 @@ pub fn admit_granted<'a, G: std::borrow::Borrow<RouteGrant>>(
     let mut accepted: HashMap<String, Vec<usize>> = HashMap::new();
     for i in order {
         let route = routes[i];
-        if let Some(problem) =
-            labels::route_name_problem(route.metadata.name.as_deref().unwrap_or_default())
-        {
+        if let Some(problem) = labels::route_name_problem(route.name()) {
             out[i] = Admission::InvalidName(problem);
             continue;
         }
-        let canonical = match Pattern::parse(&route.spec.path) {
+        let canonical = match Pattern::parse(route.path()) {
             Ok(p) => {
                 if let Some(d) = grant::denial(route, &p, &grants) {
                     out[i] = Admission::NotGranted(d);
@@ -122,13 +157,13 @@ pub fn admit_granted<'a, G: std::borrow::Borrow<RouteGrant>>(
         let group = accepted.entry(canonical).or_default();
         let winner = group.iter().copied().find(|&j| {
             let other = routes[j];
-            hosts_overlap(route.spec.host.as_deref(), other.spec.host.as_deref())
-                && methods_overlap(route.spec.methods.as_deref(), other.spec.methods.as_deref())
+            hosts_overlap(route.host(), other.host())
+                && methods_overlap(route.methods(), other.methods())
         });
         match winner {
             Some(j) => {
                 out[i] = Admission::Conflict {
-                    winner: routes[j].key(),
+                    winner: routes[j].claimant_key(),
                 }
             }
             None => group.push(i),

@@ -22,8 +22,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    conflict::Claimant,
     pattern::{Pattern, Segment},
-    types::ApiRoute,
 };
 
 /// Lets the listed namespaces claim the listed hosts and path prefixes (cluster-scoped;
@@ -154,12 +154,16 @@ impl<'a> GrantIndex<'a> {
 }
 
 /// The grant rule for one route whose pattern parsed; `None`: the route may be routed.
-pub fn denial(route: &ApiRoute, pattern: &Pattern, grants: &GrantIndex<'_>) -> Option<Denial> {
+pub fn denial<R: Claimant + ?Sized>(
+    route: &R,
+    pattern: &Pattern,
+    grants: &GrantIndex<'_>,
+) -> Option<Denial> {
     if !grants.any {
         return None;
     }
-    let namespace = route.metadata.namespace.as_deref().unwrap_or_default();
-    let host = route.spec.host.as_deref();
+    let namespace = route.namespace();
+    let host = route.host();
     let covering = grants.covering(namespace);
     let for_host: Vec<&RouteGrant> = covering
         .iter()
@@ -193,7 +197,7 @@ pub fn denial(route: &ApiRoute, pattern: &Pattern, grants: &GrantIndex<'_>) -> O
         reason: REASON_PATH_NOT_ALLOWED,
         message: format!(
             "path {} is outside the path prefixes the RouteGrants {} allow namespace {namespace} for {what_host}",
-            route.spec.path,
+            route.path(),
             names(&for_host)
         ),
     })

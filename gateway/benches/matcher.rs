@@ -25,6 +25,7 @@ use apiroutes_crds::{
 use apiroutes_gateway::{
     metrics::Metrics,
     path::{PathOutcome, normalize},
+    route::RouteRecord,
     table::{Lookup, Registry, RouteTable, split},
 };
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -165,7 +166,7 @@ fn rebuilding(c: &mut Criterion) {
     });
     // What the gateway does when a watch lists (again): the routes are the store's
     // `Arc`s, the endpoints a map from the EndpointSlices.
-    let stored: Vec<Arc<ApiRoute>> = all.iter().cloned().map(Arc::new).collect();
+    let stored: Vec<Arc<RouteRecord>> = all.iter().map(RouteRecord::shared).collect();
     let backend = Authority::from_static("127.0.0.1:9001");
     let ready: HashMap<RouteRef, Vec<Authority>> = all
         .iter()
@@ -194,7 +195,7 @@ fn rebuilding(c: &mut Criterion) {
     group.bench_function("10000-relist-unchanged", |b| {
         b.iter_batched(
             || {
-                let fresh: Vec<Arc<ApiRoute>> =
+                let fresh: Vec<Arc<RouteRecord>> =
                     stored.iter().map(|r| Arc::new((**r).clone())).collect();
                 (fresh, ready.clone())
             },
@@ -240,7 +241,7 @@ fn updating(c: &mut Criterion) {
         r.spec.timeout_seconds += 1;
         r
     }]
-    .map(Arc::new);
+    .map(|r| RouteRecord::shared(&r));
     let mut flip = false;
     group.bench_function("10000/apply-changed-route", |b| {
         b.iter(|| {
@@ -251,7 +252,7 @@ fn updating(c: &mut Criterion) {
         })
     });
     // A new route is added, then deleted, in turn.
-    let extra = Arc::new(route("extra", "/api/t500/users/[id]/extra").created(20_000));
+    let extra = RouteRecord::shared(&route("extra", "/api/t500/users/[id]/extra").created(20_000));
     let mut flip = false;
     group.bench_function("10000/add-or-delete-route", |b| {
         b.iter(|| {

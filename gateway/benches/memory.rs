@@ -4,17 +4,18 @@
 //! 10,000 routes: the reflector stores of ApiRoutes, their main Services and their
 //! EndpointSlices (each object decoded from its own JSON, as a watch event is, with
 //! managed fields, annotations, env, resources and status as the API server sends them,
-//! then kept as the gateway's watches keep them: ApiRoutes stripped, Services and slices
+//! then kept as the gateway's watches keep them: ApiRoutes as route records, Services and slices
 //! as records by namespace and name, with their claims) and the route table over them.
 //! `ROUTES=N` changes the count; `PROBE=1` prints the memory of N routes' metric handles
 //! alone (Prometheus series), the largest part of the table.
 
 use std::{collections::HashMap, sync::Arc};
 
-use apiroutes_crds::{ApiRoute, autoscale::RouteRef, labels::Variant};
+use apiroutes_crds::{ApiRoute, autoscale::RouteRef, conflict::Claimant, labels::Variant};
 use apiroutes_gateway::{
-    k8s::{Claims, OwnedMeta, SliceRecord, endpoints_from_slices, strip_route, trusted_slices},
+    k8s::{Claims, OwnedMeta, SliceRecord, endpoints_from_slices, trusted_slices},
     metrics::Metrics,
+    route::RouteRecord,
     table::Registry,
 };
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
@@ -187,10 +188,9 @@ fn decode<K: serde::de::DeserializeOwned>(v: &Value) -> Option<Arc<K>> {
     serde_json::from_slice(&bytes).ok().map(Arc::new)
 }
 
-fn decode_stripped<K: serde::de::DeserializeOwned>(v: &Value, strip: fn(&mut K)) -> Option<Arc<K>> {
-    let mut obj = Arc::into_inner(decode::<K>(v)?)?;
-    strip(&mut obj);
-    Some(Arc::new(obj))
+/// An ApiRoute as the gateway's watch keeps it.
+fn route_record(v: &Value) -> Option<Arc<RouteRecord>> {
+    decode::<ApiRoute>(v).map(|r| RouteRecord::shared(&r))
 }
 
 fn main() {
@@ -208,8 +208,8 @@ fn main() {
         return;
     }
     // The ApiRoute store and the table: the gateway's route state.
-    let routes: Vec<Arc<ApiRoute>> = (0..n)
-        .filter_map(|i| decode_stripped(&route_json(i), strip_route))
+    let routes: Vec<Arc<RouteRecord>> = (0..n)
+        .filter_map(|i| route_record(&route_json(i)))
         .collect();
     let (store, _) = rss();
     let registry = Registry::new(Metrics::new());
@@ -219,8 +219,8 @@ fn main() {
         .enumerate()
         .filter_map(|(i, r)| {
             let key = RouteRef {
-                namespace: r.metadata.namespace.clone()?,
-                name: r.metadata.name.clone()?,
+                namespace: r.namespace().to_owned(),
+                name: r.name().to_owned(),
                 variant: Variant::Main,
             };
             let addr = format!("10.244.{}.{}:8080", i / 250, i % 250)

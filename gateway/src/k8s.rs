@@ -1,7 +1,7 @@
 //! The Kubernetes route source: reflectors over ApiRoutes (all namespaces or the
 //! `--namespace` list), over operator-owned Services and over their EndpointSlices (label
 //! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices). The
-//! stores keep only what routing reads: ApiRoutes stripped ([`strip_route`]), Services and
+//! stores keep only what routing reads: ApiRoutes as [`RouteRecord`]s, Services and
 //! slices as small records ([`OwnedMeta`], [`SliceRecord`]). Every event notes the object it touched; a debounced task applies
 //! those to the route index (an ApiRoute, and the endpoints of the route variants the
 //! touched objects claim: see [`Claims`]) and swaps the new snapshot in. A (re)list
@@ -31,6 +31,7 @@ use std::{
 use apiroutes_crds::{
     ApiRoute, RouteGrant,
     autoscale::RouteRef,
+    conflict::Claimant,
     labels::{self, Variant},
 };
 use futures::{StreamExt, stream::BoxStream};
@@ -47,7 +48,7 @@ use kube::{
     Api, Resource, ResourceExt,
     runtime::{
         WatchStreamExt,
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, Store},
         watcher,
     },
 };
@@ -56,6 +57,7 @@ use tokio::{sync::Notify, task::JoinHandle};
 use crate::{
     probe::Starting,
     proxy::Gateway,
+    route::RouteRecord,
     server::Readiness,
     table::{Registry, Target, Update},
 };
@@ -271,10 +273,10 @@ pub struct Trusted<'a> {
 
 /// Splits `slices` into those whose owner chain leads through an operator-labelled Service
 /// in `services` to an ApiRoute in `routes` (see [`check_chain`]) and the rest.
-pub fn trusted_slices<'a>(
+pub fn trusted_slices<'a, 'r>(
     slices: impl IntoIterator<Item = &'a SliceRecord>,
     services: impl IntoIterator<Item = &'a OwnedMeta>,
-    routes: impl IntoIterator<Item = &'a ApiRoute>,
+    routes: impl IntoIterator<Item = &'r RouteRecord>,
 ) -> Trusted<'a> {
     let services: HashMap<&str, &OwnedMeta> = services
         .into_iter()
@@ -282,13 +284,7 @@ pub fn trusted_slices<'a>(
         .collect();
     let routes: HashMap<(&str, &str), &str> = routes
         .into_iter()
-        .filter_map(|r| {
-            let m = &r.metadata;
-            Some((
-                (m.namespace.as_deref()?, m.name.as_deref()?),
-                m.uid.as_deref()?,
-            ))
-        })
+        .filter_map(|r| Some(((r.namespace(), r.name()), r.uid.as_deref()?)))
         .collect();
     let mut out = Trusted::default();
     for slice in slices {
@@ -397,31 +393,6 @@ impl AutoscalerStores {
             None => autoscaler_url_from_slices(slices),
         }
     }
-}
-
-/// What the gateway keeps of an ApiRoute: what routing, the conflict and grant rules and
-/// the owner-chain check read. The rest (managed fields, annotations, env, resources,
-/// status, ...) is dropped before the reflector stores it.
-pub fn strip_route(route: &mut ApiRoute) {
-    let m = &mut route.metadata;
-    // The watcher has read the resource version before this step; the store needs none.
-    m.resource_version = None;
-    m.managed_fields = None;
-    m.annotations = None;
-    m.labels = None;
-    m.finalizers = None;
-    m.owner_references = None;
-    let s = &mut route.spec;
-    s.image = String::new();
-    s.env = Vec::new();
-    s.env_from = Vec::new();
-    s.resources = None;
-    s.readiness_path = None;
-    if let Some(p) = &mut s.preview {
-        p.image = String::new();
-        p.env = Vec::new();
-    }
-    route.status = None;
 }
 
 /// The kinds an owner chain may name (kind and apiVersion together).
@@ -562,6 +533,10 @@ impl<C> Records<C> {
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<C>> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+
+    fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     fn all(&self) -> Vec<Arc<C>> {
@@ -818,22 +793,13 @@ where
     (store, stream)
 }
 
-fn find<K>(stores: &[Store<K>], namespace: &str, name: &str) -> Option<Arc<K>>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    let key = ObjectRef::<K>::new(name).within(namespace);
-    stores.iter().find_map(|s| s.get(&key))
-}
-
 fn find_record<C>(stores: &[Records<C>], namespace: &str, name: &str) -> Option<Arc<C>> {
     stores.iter().find_map(|s| s.get(namespace, name))
 }
 
 /// The stores and what is derived from them between updates.
 struct Sources {
-    routes: Vec<Store<ApiRoute>>,
+    routes: Vec<Records<RouteRecord>>,
     slices: Vec<Records<SliceRecord>>,
     services: Vec<Records<OwnedMeta>>,
     grants: Store<RouteGrant>,
@@ -848,12 +814,12 @@ impl Sources {
     }
 
     fn route_count(&self) -> usize {
-        self.routes.iter().map(|s| s.state().len()).sum()
+        self.routes.iter().map(|s| s.len()).sum()
     }
 
     /// Everything from the stores (a watch listed).
     fn resync(&mut self, registry: &Registry) -> (Update, HashMap<RouteRef, Option<Starting>>) {
-        let routes: Vec<Arc<ApiRoute>> = self.routes.iter().flat_map(|s| s.state()).collect();
+        let routes: Vec<Arc<RouteRecord>> = self.routes.iter().flat_map(|s| s.all()).collect();
         let slices: Vec<Arc<SliceRecord>> = self.slices.iter().flat_map(|s| s.all()).collect();
         let services: Vec<Arc<OwnedMeta>> = self.services.iter().flat_map(|s| s.all()).collect();
         let split = trusted_slices(
@@ -884,10 +850,10 @@ impl Sources {
         if endpoints.is_empty() {
             return None;
         }
-        let route = find(&self.routes, &variant.namespace, &variant.name);
+        let route = find_record(&self.routes, &variant.namespace, &variant.name);
         Some(Starting {
             endpoints: endpoints.into(),
-            http_path: route.and_then(|r| r.spec.readiness_path.as_deref().map(Into::into)),
+            http_path: route.and_then(|r| r.readiness_path.clone()),
         })
     }
 
@@ -917,7 +883,7 @@ impl Sources {
             edit.set_grants(self.grants());
         }
         for (namespace, name) in pending.routes {
-            match find(&self.routes, &namespace, &name) {
+            match find_record(&self.routes, &namespace, &name) {
                 Some(route) => edit.apply(route),
                 None => edit.delete(&format!("{namespace}/{name}")),
             }
@@ -954,7 +920,7 @@ impl Sources {
             .services_of(variant)
             .filter_map(|name| find_record(&self.services, ns, name))
             .collect();
-        let route = find(&self.routes, ns, &variant.name);
+        let route = find_record(&self.routes, ns, &variant.name);
         let split = trusted_slices(
             slices.iter().map(|s| &**s),
             services.iter().map(|s| &**s),
@@ -1003,7 +969,7 @@ impl Source {
             synced: Arc::clone(&synced),
         };
         let mut streams: Vec<Events> = Vec::new();
-        let mut route_stores: Vec<Store<ApiRoute>> = Vec::new();
+        let mut route_stores: Vec<Records<RouteRecord>> = Vec::new();
         let mut slice_stores: Vec<Records<SliceRecord>> = Vec::new();
         let mut service_stores: Vec<Records<OwnedMeta>> = Vec::new();
         // Services and slices by the same label: the slice's owner chain is checked
@@ -1027,10 +993,10 @@ impl Source {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             };
-            let (store, s) = watch(
+            let (store, s) = watch_records(
                 routes,
                 watcher::Config::default(),
-                strip_route,
+                |r| RouteRecord::from(r),
                 w(Kind::Route),
             );
             route_stores.push(store);
@@ -1461,6 +1427,27 @@ mod tests {
         services.into_iter().map(OwnedMeta::from).collect()
     }
 
+    #[test]
+    fn records_keep_what_the_owner_chain_reads() {
+        let route = user_route();
+        let svc = service_of(&route, Variant::Main);
+        let slice = owned_by(user_slice(), &svc);
+        let (slices, services) = (records([&slice]), metas([&svc]));
+        let split = trusted_slices(&slices, &services, &recs([&route]));
+        assert!(split.untrusted.is_empty());
+        assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
+        // The records keep nothing else of the objects.
+        let mut noisy = svc.clone();
+        noisy.metadata.managed_fields = Some(vec![Default::default()]);
+        noisy.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        noisy.spec = Some(Default::default());
+        assert_eq!(OwnedMeta::from(&noisy), OwnedMeta::from(&svc));
+    }
+
+    fn recs<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<RouteRecord> {
+        routes.into_iter().map(RouteRecord::from).collect()
+    }
+
     fn user_route() -> ApiRoute {
         apiroutes_crds::testing::route("user", "/api/user").namespace("shop")
     }
@@ -1471,7 +1458,7 @@ mod tests {
         routes: &[ApiRoute],
     ) -> Option<Untrusted> {
         let (slices, services) = (records([slice]), metas(services));
-        let split = trusted_slices(&slices, &services, routes);
+        let split = trusted_slices(&slices, &services, &recs(routes));
         split.untrusted.first().map(|(_, why)| *why)
     }
 
@@ -1494,7 +1481,7 @@ mod tests {
         let routes = [route];
         let services = [main, preview];
         let (slices, metas) = (records([&real, &real_preview]), metas(&services));
-        let split = trusted_slices(&slices, &metas, &routes);
+        let split = trusted_slices(&slices, &metas, &recs(&routes));
         assert!(split.untrusted.is_empty(), "{:?}", split.untrusted);
         let got = endpoints_from_slices(split.trusted);
         assert_eq!(
@@ -1536,7 +1523,7 @@ mod tests {
         ];
         let routes = [users, count];
         let (slices, metas) = (records(&slices), metas(&services));
-        let split = trusted_slices(&slices, &metas, &routes);
+        let split = trusted_slices(&slices, &metas, &recs(&routes));
         assert!(split.untrusted.is_empty(), "{:?}", split.untrusted);
         let got = endpoints_from_slices(split.trusted);
         let users = &got[&key("shop", "users", Variant::Main)];
@@ -1637,7 +1624,7 @@ mod tests {
         // And none of them yields an endpoint.
         let forged = [user_slice(), uid_mismatch];
         let (forged, services) = (records(&forged), metas(&services));
-        let split = trusted_slices(&forged, &services, &routes);
+        let split = trusted_slices(&forged, &services, &recs(&routes));
         assert!(endpoints_from_slices(split.trusted).is_empty());
         assert_eq!(
             untrusted_per_namespace(&untrusted_keys(&split.untrusted))["shop"],
@@ -1711,56 +1698,6 @@ mod tests {
         assert_eq!(claims.services_of(&a).collect::<Vec<_>>(), ["user"]);
         let from_all = Claims::from_objects(&records([&user_slice()]), &metas([&svc]));
         assert_eq!(from_all.services_of(&a).count(), 1);
-    }
-
-    #[test]
-    fn stripping_keeps_what_routing_reads() {
-        let mut r = user_route().with_preview();
-        r.spec.trailing_slash = true;
-        r.metadata.managed_fields = Some(vec![Default::default()]);
-        r.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
-        r.spec.env = vec![Default::default()];
-        let before = r.clone();
-        strip_route(&mut r);
-        assert!(r.metadata.managed_fields.is_none() && r.metadata.annotations.is_none());
-        assert!(r.spec.env.is_empty() && r.spec.preview.as_ref().unwrap().env.is_empty());
-        // Everything routing, the conflict and grant rules and the owner chain read.
-        assert_eq!(r.key(), before.key());
-        assert_eq!(r.metadata.uid, before.metadata.uid);
-        assert_eq!(
-            r.metadata.creation_timestamp,
-            before.metadata.creation_timestamp
-        );
-        assert_eq!(
-            (&r.spec.path, &r.spec.methods, &r.spec.host),
-            (&before.spec.path, &before.spec.methods, &before.spec.host)
-        );
-        assert_eq!(
-            (
-                r.spec.timeout_seconds,
-                r.spec.body_limit_bytes(),
-                r.spec.trailing_slash
-            ),
-            (
-                before.spec.timeout_seconds,
-                before.spec.body_limit_bytes(),
-                before.spec.trailing_slash
-            )
-        );
-        assert!(r.spec.preview.is_some());
-        let route = user_route();
-        let svc = service_of(&route, Variant::Main);
-        let slice = owned_by(user_slice(), &svc);
-        let (slices, services) = (records([&slice]), metas([&svc]));
-        let split = trusted_slices(&slices, &services, [&route]);
-        assert!(split.untrusted.is_empty());
-        assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
-        // The records keep nothing else of the objects.
-        let mut noisy = svc.clone();
-        noisy.metadata.managed_fields = Some(vec![Default::default()]);
-        noisy.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
-        noisy.spec = Some(Default::default());
-        assert_eq!(OwnedMeta::from(&noisy), OwnedMeta::from(&svc));
     }
 
     #[test]

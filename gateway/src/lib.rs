@@ -20,6 +20,7 @@ pub mod pool;
 pub mod preview;
 pub mod probe;
 pub mod proxy;
+pub mod route;
 pub mod server;
 pub mod static_file;
 pub mod table;

@@ -24,7 +24,7 @@ use std::{
 use apiroutes_crds::{
     ApiRoute, Pattern, RouteGrant,
     autoscale::RouteRef,
-    conflict::{Admission, admit_granted, effective_methods},
+    conflict::{Admission, Claimant, admit_granted, effective_methods},
     labels::Variant,
     pattern::Segment,
 };
@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::{
     metrics::{Metrics, RouteMetrics},
+    route::RouteRecord,
     variant::VariantState,
 };
 
@@ -487,7 +488,7 @@ struct Group {
 }
 
 struct Known {
-    route: Arc<ApiRoute>,
+    route: Arc<RouteRecord>,
     /// The last [`Index::generation`] that listed it.
     seen: u64,
     /// `None` when `spec.path` does not parse (never routed).
@@ -523,13 +524,9 @@ pub struct Update {
 
 /// The group of a route (its key, a new group for it), or `None` when its path does not
 /// parse.
-fn group_of(route: &ApiRoute) -> Option<(GroupKey, Group)> {
-    let pattern = Pattern::parse(&route.spec.path).ok()?;
-    let host: Option<Arc<str>> = route
-        .spec
-        .host
-        .as_deref()
-        .map(|h| h.to_ascii_lowercase().into());
+fn group_of(route: &RouteRecord) -> Option<(GroupKey, Group)> {
+    let pattern = Pattern::parse(&route.path).ok()?;
+    let host: Option<Arc<str>> = route.host.as_deref().map(|h| h.to_ascii_lowercase().into());
     let canonical = pattern.canonical();
     let mut key = String::with_capacity(host.as_deref().map_or(0, str::len) + 1 + canonical.len());
     key.push_str(host.as_deref().unwrap_or(""));
@@ -543,9 +540,8 @@ fn group_of(route: &ApiRoute) -> Option<(GroupKey, Group)> {
     Some((key.into(), group))
 }
 
-/// Whether two ApiRoutes are the same object content (the CRD's root type has no `==`).
-fn same_route(a: &Arc<ApiRoute>, b: &Arc<ApiRoute>) -> bool {
-    Arc::ptr_eq(a, b) || (a.metadata == b.metadata && a.spec == b.spec && a.status == b.status)
+fn same_route(a: &Arc<RouteRecord>, b: &Arc<RouteRecord>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 fn same_grants(a: &[RouteGrant], b: &[RouteGrant]) -> bool {
@@ -601,8 +597,8 @@ impl Registry {
     ) -> RouteTable {
         let mut ready = HashMap::new();
         for route in routes {
-            let namespace = route.metadata.namespace.clone().unwrap_or_default();
-            let name = route.metadata.name.clone().unwrap_or_default();
+            let namespace = Claimant::namespace(route).to_owned();
+            let name = Claimant::name(route).to_owned();
             for variant in [Variant::Main, Variant::Preview] {
                 let key = RouteRef {
                     namespace: namespace.clone(),
@@ -615,7 +611,7 @@ impl Registry {
                 }
             }
         }
-        let routes = routes.iter().map(|r| Arc::new(r.clone()));
+        let routes = routes.iter().map(RouteRecord::shared);
         self.rebuild(routes, grants.to_vec(), ready).table
     }
 
@@ -625,11 +621,11 @@ impl Registry {
     /// little, and per-route and per-variant state of routes still routed is kept.
     pub fn rebuild(
         &self,
-        routes: impl IntoIterator<Item = Arc<ApiRoute>>,
+        routes: impl IntoIterator<Item = Arc<RouteRecord>>,
         grants: Vec<RouteGrant>,
         ready: HashMap<RouteRef, Vec<Authority>>,
     ) -> Update {
-        let routes: Vec<Arc<ApiRoute>> = routes.into_iter().collect();
+        let routes: Vec<Arc<RouteRecord>> = routes.into_iter().collect();
         let mut edit = self.edit();
         let index = &mut *edit.index;
         if index.known.is_empty() {
@@ -646,13 +642,13 @@ impl Registry {
         index.generation += 1;
         let now = index.generation;
         for route in routes {
-            let key = route.key();
-            match index.known.get_mut(key.as_str()) {
+            let key = Arc::clone(route.key());
+            match index.known.get_mut(&*key) {
                 Some(k) if same_route(&k.route, &route) => {
                     k.seen = now;
                     k.route = route; // the store's copy, not two
                 }
-                _ => index.apply_keyed(key.into(), route),
+                _ => index.apply_keyed(key, route),
             }
         }
         let gone: Vec<Arc<str>> = index
@@ -698,7 +694,7 @@ pub struct Edit<'r> {
 
 impl Edit<'_> {
     /// An ApiRoute was added or changed.
-    pub fn apply(&mut self, route: Arc<ApiRoute>) {
+    pub fn apply(&mut self, route: Arc<RouteRecord>) {
         self.index.apply(route);
     }
 
@@ -754,20 +750,20 @@ impl Edit<'_> {
 }
 
 impl Index {
-    fn apply(&mut self, route: Arc<ApiRoute>) {
-        let key = route.key();
+    fn apply(&mut self, route: Arc<RouteRecord>) {
+        let key = Arc::clone(route.key());
         // A status update, or one of what the store strips: nothing to decide (keep the
         // store's copy, not two).
-        if let Some(known) = self.known.get_mut(key.as_str())
+        if let Some(known) = self.known.get_mut(&*key)
             && same_route(&known.route, &route)
         {
             known.route = route;
             return;
         }
-        self.apply_keyed(key.into(), route);
+        self.apply_keyed(key, route);
     }
 
-    fn apply_keyed(&mut self, key: Arc<str>, route: Arc<ApiRoute>) {
+    fn apply_keyed(&mut self, key: Arc<str>, route: Arc<RouteRecord>) {
         self.forget(&key);
         let group = group_of(&route).map(|(id, new)| {
             let members = &mut self.groups.entry(Arc::clone(&id)).or_insert(new).members;
@@ -792,7 +788,7 @@ impl Index {
             if let Some(g) = self.groups.get_mut(&group) {
                 g.members.retain(|k| &**k != key);
                 if g.members.is_empty() {
-                    g.vacated = Pattern::parse(&route.spec.path).ok();
+                    g.vacated = Pattern::parse(&route.path).ok();
                 }
             }
             self.dirty.insert(group);
@@ -858,7 +854,7 @@ impl Index {
         let Some(mut group) = self.groups.remove(id) else {
             return;
         };
-        let members: Vec<(Arc<str>, Arc<ApiRoute>)> = group
+        let members: Vec<(Arc<str>, Arc<RouteRecord>)> = group
             .members
             .iter()
             .filter_map(|k| Some((Arc::clone(k), Arc::clone(&self.known.get(k)?.route))))
@@ -877,7 +873,7 @@ impl Index {
         let leaf = (!routed.is_empty()).then(|| Arc::new(Leaf::new(routed)));
         // Members share the shape (the canonical pattern).
         let shape = match members.first() {
-            Some((_, route)) => Pattern::parse(&route.spec.path).ok(),
+            Some((_, route)) => Pattern::parse(&route.path).ok(),
             None => group.vacated.take(),
         };
         let Some(shape) = shape else {
@@ -960,10 +956,10 @@ impl Index {
     fn route(
         &mut self,
         key: &Arc<str>,
-        route: &ApiRoute,
+        route: &RouteRecord,
         metrics: &Arc<Metrics>,
     ) -> Option<Arc<RouteEntry>> {
-        let pattern = Pattern::parse(&route.spec.path).ok()?;
+        let pattern = Pattern::parse(&route.path).ok()?;
         let key = Arc::clone(key);
         let (Ok(name_header), Ok(pattern_header)) = (
             HeaderValue::try_from(&*key),
@@ -972,23 +968,22 @@ impl Index {
             self.unroute(&key);
             return None;
         };
-        let namespace = route.metadata.namespace.clone().unwrap_or_default();
-        let name = route.metadata.name.clone().unwrap_or_default();
+        let namespace = route.namespace().to_owned();
+        let name = route.name().to_owned();
         let rref = |variant| RouteRef {
             namespace: namespace.clone(),
             name: name.clone(),
             variant,
         };
         let main = self.target(rref(Variant::Main));
-        let preview = match route.spec.preview {
-            Some(_) => Some(self.target(rref(Variant::Preview))),
-            None => {
-                let gone = rref(Variant::Preview);
-                if let Some(t) = self.table.targets.remove(&gone) {
-                    self.dropped_targets.insert(Arc::clone(&t.state.key), t);
-                }
-                None
+        let preview = if route.preview {
+            Some(self.target(rref(Variant::Preview)))
+        } else {
+            let gone = rref(Variant::Preview);
+            if let Some(t) = self.table.targets.remove(&gone) {
+                self.dropped_targets.insert(Arc::clone(&t.state.key), t);
             }
+            None
         };
         let metrics = self
             .table
@@ -997,7 +992,7 @@ impl Index {
             .map(|e| Arc::clone(&e.metrics))
             .or_else(|| self.dropped_metrics.remove(&*key))
             .unwrap_or_else(|| metrics.route(&key));
-        let methods = effective_methods(route.spec.methods.as_deref()).map(|set| {
+        let methods = effective_methods(route.methods.as_deref()).map(|set| {
             set.iter()
                 .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
                 .collect::<Box<[Method]>>()
@@ -1008,19 +1003,13 @@ impl Index {
             methods,
             name_header,
             pattern_header,
-            timeout: Duration::from_secs(
-                u64::try_from(route.spec.timeout_seconds.max(1)).unwrap_or(30),
-            ),
-            body_limit: route.spec.body_limit_bytes().unwrap_or(1 << 20),
+            timeout: Duration::from_secs(u64::try_from(route.timeout_seconds.max(1)).unwrap_or(30)),
+            body_limit: route.body_limit.unwrap_or(1 << 20),
             main,
             preview,
             metrics,
-            host: route
-                .spec
-                .host
-                .as_ref()
-                .map(|h| h.to_ascii_lowercase().into()),
-            trailing_slash: route.spec.trailing_slash,
+            host: route.host.as_ref().map(|h| h.to_ascii_lowercase().into()),
+            trailing_slash: route.trailing_slash,
             params,
         });
         self.table.entries.insert(key, Arc::clone(&entry));

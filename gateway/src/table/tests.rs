@@ -506,7 +506,7 @@ proptest! {
             match ev {
                 Event::Apply(r) => {
                     routes.insert(r.key(), (**r).clone());
-                    edit.apply(Arc::new((**r).clone()));
+                    edit.apply(RouteRecord::shared(r));
                 }
                 Event::Delete(who) => {
                     let key = format!("{}/{}", NAMES[*who].0, NAMES[*who].1);
@@ -528,7 +528,7 @@ proptest! {
                 Event::Commit => {
                     let _ = edit.commit();
                     let _ = relist.rebuild(
-                        routes.values().cloned().map(Arc::new),
+                        routes.values().map(RouteRecord::shared),
                         grants[granted].clone(),
                         ready.clone(),
                     );
@@ -538,10 +538,10 @@ proptest! {
         }
         let incremental = edit.commit().table;
         let full = registry()
-            .rebuild(routes.values().cloned().map(Arc::new), grants[granted].clone(), ready.clone())
+            .rebuild(routes.values().map(RouteRecord::shared), grants[granted].clone(), ready.clone())
             .table;
         let relisted = relist
-            .rebuild(routes.values().cloned().map(Arc::new), grants[granted].clone(), ready.clone())
+            .rebuild(routes.values().map(RouteRecord::shared), grants[granted].clone(), ready.clone())
             .table;
         prop_assert_eq!(observe(&incremental, &paths), observe(&full, &paths));
         prop_assert_eq!(observe(&relisted, &paths), observe(&full, &paths));
@@ -568,7 +568,8 @@ fn an_event_keeps_the_state_of_routes_it_does_not_touch() {
     };
     let t1 = reg
         .rebuild(
-            [route("x", "/api/x"), route("y", "/api/y")].map(|r| Arc::new(r.created(1))),
+            [route("x", "/api/x"), route("y", "/api/y")]
+                .map(|r| RouteRecord::shared(&r.created(1))),
             Vec::new(),
             HashMap::from([(main("x"), vec![a.clone()])]),
         )
@@ -592,7 +593,7 @@ fn an_event_keeps_the_state_of_routes_it_does_not_touch() {
     // A route moving to another pattern keeps its metrics (counters survive).
     let before = Arc::clone(&t2.entry("default/x").unwrap().metrics);
     let mut edit = reg.edit();
-    edit.apply(Arc::new(route("x", "/api/x2").created(1)));
+    edit.apply(RouteRecord::shared(&route("x", "/api/x2").created(1)));
     let t3 = edit.commit().table;
     assert!(Arc::ptr_eq(
         &before,
