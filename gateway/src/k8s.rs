@@ -1089,11 +1089,12 @@ impl Source {
         // Once every store has its first list, one update installs the first table (also
         // when nothing was listed, so no event would wake the update task).
         let first = {
-            let (synced, note) = (synced.clone(), note(Kind::Route));
+            let (synced, pending, dirty) =
+                (synced.clone(), Arc::clone(&pending), Arc::clone(&dirty));
             async move {
                 Ready::all(&synced).await;
-                lock(&note.pending).resync = true;
-                note.dirty.notify_one();
+                lock(&pending).resync = true;
+                dirty.notify_one();
             }
         };
         let pump = tokio::spawn(async move {
@@ -1168,8 +1169,8 @@ impl Source {
                 gauged = counts.into_keys().collect();
                 // Before the initial sync a real slice may be seen before its Service or
                 // ApiRoute: warn only once every store is complete.
-                let synced = synced.iter().all(Ready::is_ready);
-                if synced {
+                let listed = synced.iter().all(Ready::is_ready);
+                if listed {
                     let (new, now) = newly_untrusted(&logged, current);
                     for (namespace, name, why) in new {
                         tracing::warn!(%namespace, %name, why = why.as_str(),
@@ -1180,7 +1181,7 @@ impl Source {
                 if let Some(stores) = &autoscaler_stores {
                     follow_autoscaler(&gateway, stores);
                 }
-                if !ready.is_ready() && synced {
+                if !ready.is_ready() && listed {
                     tracing::info!(routes = sources.route_count(), "initial sync done; ready");
                     ready.set_ready();
                 }

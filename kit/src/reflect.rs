@@ -104,11 +104,6 @@ impl<V> Clone for Touched<V> {
 pub struct Ready(watch::Receiver<bool>);
 
 impl Ready {
-    /// A signal that is set already (a store that needs no watch).
-    pub fn done() -> Self {
-        Ready(watch::channel(true).1)
-    }
-
     pub fn is_ready(&self) -> bool {
         *self.0.borrow()
     }
