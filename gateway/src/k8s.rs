@@ -1,12 +1,14 @@
 //! The Kubernetes route source: reflectors over ApiRoutes (all namespaces or the
 //! `--namespace` list), over operator-owned Services and over their EndpointSlices (label
-//! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices). The
-//! stores keep only what routing reads: ApiRoutes as [`RouteRecord`]s, Services and
-//! slices as small records ([`OwnedMeta`], [`SliceRecord`]). Every event notes the object it touched; a debounced task applies
-//! those to the route index (an ApiRoute, and the endpoints of the route variants the
-//! touched objects claim: see [`Claims`]) and swaps the new snapshot in. A (re)list
-//! rebuilds everything from the stores. `/readyz` turns ready once every watch had its
-//! initial sync and the first table is installed.
+//! `app.kubernetes.io/managed-by=apiroutes-operator`, never all Services or slices), one
+//! per kind over every watched namespace (`apiroutes_kit::reflect`), each into one store.
+//! The stores keep only what routing reads: ApiRoutes as [`RouteRecord`]s, Services and
+//! slices as small records ([`OwnedMeta`], [`SliceRecord`] in [`Records`]).
+//! Every event notes the object it touched; a debounced task applies those to the route
+//! index (an ApiRoute, and the endpoints of the route variants the touched objects claim:
+//! see [`Claims`]) and swaps the new snapshot in. A (re)list rebuilds everything from the
+//! stores. `/readyz` turns ready once every store had its first complete list and the
+//! first table is installed.
 //!
 //! Labels alone are not trusted: anyone who may create an EndpointSlice can copy them and
 //! point a route at any `ip:port`. A slice is used only when its owner chain is the
@@ -21,10 +23,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering::*},
-    },
+    sync::{Arc, Mutex, MutexGuard, atomic::Ordering::*},
     time::Duration,
 };
 
@@ -34,7 +33,10 @@ use apiroutes_crds::{
     conflict::Claimant,
     labels::{self, Variant},
 };
-use futures::{StreamExt, stream::BoxStream};
+use apiroutes_kit::reflect::{
+    self, Key, Ready, Sink, Touched, drop_managed_fields, key_of, reflect,
+};
+use futures::{Stream, StreamExt, stream::BoxStream};
 use http::uri::Authority;
 use k8s_openapi::{
     api::{
@@ -45,10 +47,9 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, Resource,
     runtime::{
-        WatchStreamExt,
-        reflector::{self, Store},
+        reflector::{Store, store::Writer},
         watcher,
     },
 };
@@ -501,14 +502,11 @@ impl From<&EndpointSlice> for SliceRecord {
 }
 
 /// `namespace`, `name` of an object.
-pub type ObjKey = (String, String);
+pub type ObjKey = Key;
 
-fn obj_key<K: Resource>(obj: &K) -> ObjKey {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
-/// Compact records of one watch's objects by namespace and name: the reflector's store,
-/// for [`SliceRecord`]s and [`OwnedMeta`]s instead of whole objects.
+/// Compact records of one kind's objects (all watched namespaces) by namespace and name:
+/// the reflector's store, for [`SliceRecord`]s and [`OwnedMeta`]s instead of whole
+/// objects.
 pub struct Records<C> {
     map: Arc<std::sync::RwLock<HashMap<ObjKey, Arc<C>>>>,
 }
@@ -546,6 +544,42 @@ impl<C> Records<C> {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjKey, Arc<C>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The reflector's writer into [`Records`]: `record` makes each object's record.
+struct RecordSink<K, C> {
+    store: Records<C>,
+    record: fn(&K) -> C,
+}
+
+impl<K: 'static, C: Send + Sync + 'static> Sink<K> for RecordSink<K, C> {
+    type Value = C;
+
+    fn value(&self, obj: K) -> C {
+        (self.record)(&obj)
+    }
+
+    fn fill(&mut self, values: impl Iterator<Item = (Key, C)>) -> Vec<Arc<C>> {
+        let map: HashMap<ObjKey, Arc<C>> = values.map(|(k, v)| (k, Arc::new(v))).collect();
+        let all = map.values().cloned().collect();
+        *self.store.write() = map;
+        all
+    }
+
+    fn apply(&mut self, key: &Key, value: C) -> (Arc<C>, Option<Arc<C>>) {
+        let value = Arc::new(value);
+        let previous = self.store.write().insert(key.clone(), Arc::clone(&value));
+        (value, previous)
+    }
+
+    fn delete(&mut self, key: &Key) -> Option<Arc<C>> {
+        self.store.write().remove(key)
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        let map = self.store.map.read().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
     }
 }
 
@@ -692,116 +726,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-struct Watch {
+/// Where one reflector's events go.
+#[derive(Clone)]
+struct Note {
     kind: Kind,
     dirty: Arc<Notify>,
     pending: Arc<Mutex<Pending>>,
-    synced: Arc<AtomicUsize>,
 }
 
-impl Watch {
-    /// Notes what one event touched (the store has it already) and wakes the update task.
-    fn note<K: Resource>(&self, ev: &watcher::Event<K>, seen_init: &mut bool) {
-        match ev {
-            watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
-                lock(&self.pending).note(self.kind, obj_key(obj));
-            }
-            watcher::Event::InitDone => {
+impl Note {
+    /// Notes what the reflector touched (its store has it already) and wakes the update
+    /// task. A (re-)list rebuilds everything from the stores, so its objects are not
+    /// noted one by one.
+    fn events<V: Send + Sync + 'static>(
+        self,
+        touched: impl Stream<Item = Result<Touched<V>, watcher::Error>> + Send + 'static,
+        key: fn(&V) -> ObjKey,
+    ) -> Events {
+        touched
+            .map(move |t| {
+                let t = t?;
                 if !matches!(self.kind, Kind::Autoscaler) {
-                    lock(&self.pending).resync = true;
+                    let mut pending = lock(&self.pending);
+                    if t.initial {
+                        pending.resync = true;
+                    } else {
+                        pending.note(self.kind, key(&t.obj));
+                    }
                 }
-                if !*seen_init {
-                    *seen_init = true;
-                    self.synced.fetch_add(1, AcqRel);
-                }
-            }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        }
-        self.dirty.notify_one();
+                self.dirty.notify_one();
+                Ok(())
+            })
+            .boxed()
     }
-}
-
-fn watch<K>(api: Api<K>, config: watcher::Config, strip: fn(&mut K), w: Watch) -> (Store<K>, Events)
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    let (reader, writer) = reflector::store::<K>();
-    let mut seen_init = false;
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(strip)
-        .reflect(writer)
-        .map(move |ev| {
-            w.note(&ev?, &mut seen_init);
-            Ok(())
-        })
-        .boxed();
-    (reader, stream)
-}
-
-/// A watch whose objects are kept as records made by `record` (a relist replaces them
-/// all at its end, as the reflector's store does).
-fn watch_records<K, C>(
-    api: Api<K>,
-    config: watcher::Config,
-    record: fn(&K) -> C,
-    w: Watch,
-) -> (Records<C>, Events)
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
-    C: Send + Sync + 'static,
-{
-    let store = Records::default();
-    let writer = store.clone();
-    let mut seen_init = false;
-    let mut relist: Option<HashMap<ObjKey, Arc<C>>> = None;
-    let stream = watcher(api, config)
-        .default_backoff()
-        .map(move |ev| {
-            let ev = ev?;
-            match &ev {
-                watcher::Event::Init => relist = Some(HashMap::new()),
-                watcher::Event::InitApply(obj) => {
-                    if let Some(r) = relist.as_mut() {
-                        r.insert(obj_key(obj), Arc::new(record(obj)));
-                    }
-                }
-                watcher::Event::InitDone => {
-                    if let Some(r) = relist.take() {
-                        *writer.write() = r;
-                    }
-                }
-                watcher::Event::Apply(obj) => {
-                    writer.write().insert(obj_key(obj), Arc::new(record(obj)));
-                }
-                watcher::Event::Delete(obj) => {
-                    writer.write().remove(&obj_key(obj));
-                }
-            }
-            w.note(&ev, &mut seen_init);
-            Ok(())
-        })
-        .boxed();
-    (store, stream)
-}
-
-fn find_record<C>(stores: &[Records<C>], namespace: &str, name: &str) -> Option<Arc<C>> {
-    stores.iter().find_map(|s| s.get(namespace, name))
 }
 
 /// The stores and what is derived from them between updates.
 struct Sources {
-    routes: Vec<Records<RouteRecord>>,
-    slices: Vec<Records<SliceRecord>>,
-    services: Vec<Records<OwnedMeta>>,
+    routes: Records<RouteRecord>,
+    slices: Records<SliceRecord>,
+    services: Records<OwnedMeta>,
     grants: Store<RouteGrant>,
     claims: Claims,
     /// Slices not used, with why.
@@ -814,14 +778,18 @@ impl Sources {
     }
 
     fn route_count(&self) -> usize {
-        self.routes.iter().map(|s| s.len()).sum()
+        self.routes.len()
+    }
+
+    fn route(&self, namespace: &str, name: &str) -> Option<Arc<RouteRecord>> {
+        self.routes.get(namespace, name)
     }
 
     /// Everything from the stores (a watch listed).
     fn resync(&mut self, registry: &Registry) -> (Update, HashMap<RouteRef, Option<Starting>>) {
-        let routes: Vec<Arc<RouteRecord>> = self.routes.iter().flat_map(|s| s.all()).collect();
-        let slices: Vec<Arc<SliceRecord>> = self.slices.iter().flat_map(|s| s.all()).collect();
-        let services: Vec<Arc<OwnedMeta>> = self.services.iter().flat_map(|s| s.all()).collect();
+        let routes: Vec<Arc<RouteRecord>> = self.routes.all();
+        let slices: Vec<Arc<SliceRecord>> = self.slices.all();
+        let services: Vec<Arc<OwnedMeta>> = self.services.all();
         let split = trusted_slices(
             slices.iter().map(|s| &**s),
             services.iter().map(|s| &**s),
@@ -850,7 +818,7 @@ impl Sources {
         if endpoints.is_empty() {
             return None;
         }
-        let route = find_record(&self.routes, &variant.namespace, &variant.name);
+        let route = self.route(&variant.namespace, &variant.name);
         Some(Starting {
             endpoints: endpoints.into(),
             http_path: route.and_then(|r| r.readiness_path.clone()),
@@ -865,7 +833,7 @@ impl Sources {
     ) -> (Update, HashMap<RouteRef, Option<Starting>>) {
         let mut touched: HashSet<RouteRef> = HashSet::new();
         for key in pending.slices {
-            let slice = find_record(&self.slices, &key.0, &key.1);
+            let slice = self.slices.get(&key.0, &key.1);
             self.untrusted.remove(&key);
             if let Some(s) = &slice
                 && s.meta.claim.is_none()
@@ -875,7 +843,7 @@ impl Sources {
             touched.extend(self.claims.slice(key, slice.as_deref()));
         }
         for key in pending.services {
-            let service = find_record(&self.services, &key.0, &key.1);
+            let service = self.services.get(&key.0, &key.1);
             touched.extend(self.claims.service(key, service.as_deref()));
         }
         let mut edit = registry.edit();
@@ -883,7 +851,7 @@ impl Sources {
             edit.set_grants(self.grants());
         }
         for (namespace, name) in pending.routes {
-            match find_record(&self.routes, &namespace, &name) {
+            match self.route(&namespace, &name) {
                 Some(route) => edit.apply(route),
                 None => edit.delete(&format!("{namespace}/{name}")),
             }
@@ -913,14 +881,14 @@ impl Sources {
         let slices: Vec<Arc<SliceRecord>> = self
             .claims
             .slices_of(variant)
-            .filter_map(|name| find_record(&self.slices, ns, name))
+            .filter_map(|name| self.slices.get(ns, name))
             .collect();
         let services: Vec<Arc<OwnedMeta>> = self
             .claims
             .services_of(variant)
-            .filter_map(|name| find_record(&self.services, ns, name))
+            .filter_map(|name| self.services.get(ns, name))
             .collect();
-        let route = find_record(&self.routes, ns, &variant.name);
+        let route = self.route(ns, &variant.name);
         let split = trusted_slices(
             slices.iter().map(|s| &**s),
             services.iter().map(|s| &**s),
@@ -961,84 +929,74 @@ impl Source {
         let client = apiroutes_kit::cluster::client(None).await?;
         let dirty = Arc::new(Notify::new());
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let synced = Arc::new(AtomicUsize::new(0));
-        let w = |kind| Watch {
+        let note = |kind| Note {
             kind,
             dirty: Arc::clone(&dirty),
             pending: Arc::clone(&pending),
-            synced: Arc::clone(&synced),
         };
-        let mut streams: Vec<Events> = Vec::new();
-        let mut route_stores: Vec<Records<RouteRecord>> = Vec::new();
-        let mut slice_stores: Vec<Records<SliceRecord>> = Vec::new();
-        let mut service_stores: Vec<Records<OwnedMeta>> = Vec::new();
+        // One reflector per kind over every watched namespace, each into one store.
+        let routes = Records::<RouteRecord>::default();
+        let (routes_ready, touched) = reflect(
+            reflect::apis::<ApiRoute>(&client, &namespaces),
+            watcher::Config::default(),
+            |_| {},
+            RecordSink {
+                store: routes.clone(),
+                record: |r| RouteRecord::from(r),
+            },
+        );
+        let mut streams: Vec<Events> = vec![
+            note(Kind::Route).events(touched, |r| (r.namespace().to_owned(), r.name().to_owned())),
+        ];
         // Services and slices by the same label: the slice's owner chain is checked
         // against the Services (and ApiRoutes) seen here.
         let owned_config = watcher::Config::default().labels(&labels::owned_selector());
-        let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
-            vec![None]
-        } else {
-            namespaces.iter().map(|n| Some(n.as_str())).collect()
-        };
-        for ns in &scopes {
-            let routes: Api<ApiRoute> = match ns {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            let slices: Api<EndpointSlice> = match ns {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            let services: Api<Service> = match ns {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            let (store, s) = watch_records(
-                routes,
-                watcher::Config::default(),
-                |r| RouteRecord::from(r),
-                w(Kind::Route),
-            );
-            route_stores.push(store);
-            streams.push(s);
-            let (store, s) = watch_records(
-                slices,
-                owned_config.clone(),
-                |s| SliceRecord::from(s),
-                w(Kind::Slice),
-            );
-            slice_stores.push(store);
-            streams.push(s);
-            let (store, s) = watch_records(
-                services,
-                owned_config.clone(),
-                |s| OwnedMeta::from(s),
-                w(Kind::Service),
-            );
-            service_stores.push(store);
-            streams.push(s);
-        }
+        let slices = Records::<SliceRecord>::default();
+        let (slices_ready, touched) = reflect(
+            reflect::apis::<EndpointSlice>(&client, &namespaces),
+            owned_config.clone(),
+            |_| {},
+            RecordSink {
+                store: slices.clone(),
+                record: |s| SliceRecord::from(s),
+            },
+        );
+        streams.push(note(Kind::Slice).events(touched, |s| s.meta.key()));
+        let services = Records::<OwnedMeta>::default();
+        let (services_ready, touched) = reflect(
+            reflect::apis::<Service>(&client, &namespaces),
+            owned_config,
+            |_| {},
+            RecordSink {
+                store: services.clone(),
+                record: |s| OwnedMeta::from(s),
+            },
+        );
+        streams.push(note(Kind::Service).events(touched, OwnedMeta::key));
         // RouteGrants are cluster-scoped: one watch, and readiness waits for it (a table
         // built before the grants are known could route what isolation denies). Without
-        // the RouteGrant CRD no grant can exist: isolation is off, said once.
+        // the RouteGrant CRD no grant can exist: isolation is off, said once, and the
+        // store (no watch) is ready at once.
         let grants_api = Api::<RouteGrant>::all(client.clone());
-        let grant_store = if apiroutes_crds::served::resource_served(&grants_api).await {
-            let (store, s) = watch(
-                grants_api,
-                watcher::Config::default(),
-                |g| g.metadata.managed_fields = None,
-                w(Kind::Grant),
-            );
-            streams.push(s);
-            store
+        let grant_apis = if apiroutes_crds::served::resource_served(&grants_api).await {
+            vec![(None, grants_api)]
         } else {
             tracing::warn!(
                 "the RouteGrant CRD is not installed: isolation between namespaces is off \
                  (apply charts/apiroutes/crds/ and restart to enable it)"
             );
-            reflector::store::<RouteGrant>().0
+            vec![]
         };
-        let needed = streams.len();
+        let grant_writer = Writer::<RouteGrant>::default();
+        let grants = grant_writer.as_reader();
+        let (grants_ready, touched) = reflect(
+            grant_apis,
+            watcher::Config::default(),
+            drop_managed_fields,
+            grant_writer,
+        );
+        streams.push(note(Kind::Grant).events(touched, key_of));
+        let synced = [routes_ready, slices_ready, services_ready, grants_ready];
         // The Lease changes at every renew (every 2 s): it only moves the autoscaler URL,
         // never rebuilds the route table.
         let leader_changed = Arc::new(Notify::new());
@@ -1055,33 +1013,33 @@ impl Source {
                     watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}"));
                 // Whole slices, not records: the Lease holder's endpoint is found by its
                 // pod name (targetRef).
-                let (slices, s) = watch(
-                    api,
+                let writer = Writer::<EndpointSlice>::default();
+                let slices = writer.as_reader();
+                let (_, touched) = reflect(
+                    vec![(Some(ns.to_owned()), api)],
                     config,
-                    |s: &mut EndpointSlice| s.metadata.managed_fields = None,
-                    Watch {
-                        synced: Arc::new(AtomicUsize::new(0)),
-                        ..w(Kind::Autoscaler)
-                    },
+                    drop_managed_fields,
+                    writer,
                 );
-                streams.push(s);
+                streams.push(note(Kind::Autoscaler).events(touched, key_of));
                 let lease = match autoscaler_lease.as_deref().and_then(|l| l.split_once('/')) {
                     Some((ns, name)) => {
                         let api: Api<Lease> = Api::namespaced(client.clone(), ns);
                         let config =
                             watcher::Config::default().fields(&format!("metadata.name={name}"));
-                        let (store, s) = watch(
-                            api,
+                        let writer = Writer::<Lease>::default();
+                        let store = writer.as_reader();
+                        let (_, touched) = reflect(
+                            vec![(Some(ns.to_owned()), api)],
                             config,
-                            |l: &mut Lease| l.metadata.managed_fields = None,
-                            Watch {
-                                kind: Kind::Autoscaler,
-                                dirty: Arc::clone(&leader_changed),
-                                synced: Arc::new(AtomicUsize::new(0)),
-                                ..w(Kind::Autoscaler)
-                            },
+                            drop_managed_fields,
+                            writer,
                         );
-                        streams.push(s);
+                        let note = Note {
+                            dirty: Arc::clone(&leader_changed),
+                            ..note(Kind::Autoscaler)
+                        };
+                        streams.push(note.events(touched, key_of));
                         Some(store)
                     }
                     None => {
@@ -1107,18 +1065,32 @@ impl Source {
         };
 
         let mut events = futures::stream::select_all(streams);
-        let pump = tokio::spawn(async move {
-            while let Some(ev) = events.next().await {
-                if let Err(e) = ev {
-                    tracing::warn!(error = %e, "watch error (retrying with backoff)");
-                }
+        // Once every store has its first list, one update installs the first table (also
+        // when nothing was listed, so no event would wake the update task).
+        let first = {
+            let (synced, pending, dirty) =
+                (synced.clone(), Arc::clone(&pending), Arc::clone(&dirty));
+            async move {
+                Ready::all(&synced).await;
+                lock(&pending).resync = true;
+                dirty.notify_one();
             }
+        };
+        let pump = tokio::spawn(async move {
+            let watch = async {
+                while let Some(ev) = events.next().await {
+                    if let Err(e) = ev {
+                        tracing::warn!(error = %e, "watch error (retrying with backoff)");
+                    }
+                }
+            };
+            tokio::join!(first, watch);
         });
         let mut sources = Sources {
-            routes: route_stores,
-            slices: slice_stores,
-            services: service_stores,
-            grants: grant_store,
+            routes,
+            slices,
+            services,
+            grants,
             claims: Claims::default(),
             untrusted: HashMap::new(),
         };
@@ -1176,7 +1148,8 @@ impl Source {
                 gauged = counts.into_keys().collect();
                 // Before the initial sync a real slice may be seen before its Service or
                 // ApiRoute: warn only once every store is complete.
-                if synced.load(Acquire) >= needed {
+                let listed = synced.iter().all(Ready::is_ready);
+                if listed {
                     let (new, now) = newly_untrusted(&logged, current);
                     for (namespace, name, why) in new {
                         tracing::warn!(%namespace, %name, why = why.as_str(),
@@ -1187,7 +1160,7 @@ impl Source {
                 if let Some(stores) = &autoscaler_stores {
                     follow_autoscaler(&gateway, stores);
                 }
-                if !ready.is_ready() && synced.load(Acquire) >= needed {
+                if !ready.is_ready() && listed {
                     tracing::info!(routes = sources.route_count(), "initial sync done; ready");
                     ready.set_ready();
                 }
@@ -1233,6 +1206,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use kube::ResourceExt;
 
     fn slice(
         ns: &str,
@@ -1425,27 +1399,6 @@ mod tests {
 
     fn metas<'a>(services: impl IntoIterator<Item = &'a Service>) -> Vec<OwnedMeta> {
         services.into_iter().map(OwnedMeta::from).collect()
-    }
-
-    #[test]
-    fn records_keep_what_the_owner_chain_reads() {
-        let route = user_route();
-        let svc = service_of(&route, Variant::Main);
-        let slice = owned_by(user_slice(), &svc);
-        let (slices, services) = (records([&slice]), metas([&svc]));
-        let split = trusted_slices(&slices, &services, &recs([&route]));
-        assert!(split.untrusted.is_empty());
-        assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
-        // The records keep nothing else of the objects.
-        let mut noisy = svc.clone();
-        noisy.metadata.managed_fields = Some(vec![Default::default()]);
-        noisy.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
-        noisy.spec = Some(Default::default());
-        assert_eq!(OwnedMeta::from(&noisy), OwnedMeta::from(&svc));
-    }
-
-    fn recs<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<RouteRecord> {
-        routes.into_iter().map(RouteRecord::from).collect()
     }
 
     fn user_route() -> ApiRoute {
@@ -1667,7 +1620,7 @@ mod tests {
         let b = key("shop", "user", Variant::Preview);
         let mut s = user_slice();
         s.metadata.name = Some("user-abcde".into());
-        let k = obj_key(&s);
+        let k = key_of(&s);
         assert_eq!(
             claims.slice(k.clone(), Some(&SliceRecord::from(&s))),
             std::slice::from_ref(&a)
@@ -1692,12 +1645,58 @@ mod tests {
         let route = user_route();
         let svc = service_of(&route, Variant::Main);
         assert_eq!(
-            claims.service(obj_key(&svc), Some(&OwnedMeta::from(&svc))),
+            claims.service(key_of(&svc), Some(&OwnedMeta::from(&svc))),
             std::slice::from_ref(&a)
         );
         assert_eq!(claims.services_of(&a).collect::<Vec<_>>(), ["user"]);
         let from_all = Claims::from_objects(&records([&user_slice()]), &metas([&svc]));
         assert_eq!(from_all.services_of(&a).count(), 1);
+    }
+
+    /// One store for the records of every watched namespace: a lookup is by key alone.
+    #[test]
+    fn records_of_every_namespace_share_one_store() {
+        let store = Records::<SliceRecord>::default();
+        let mut sink = RecordSink {
+            store: store.clone(),
+            record: |s: &EndpointSlice| SliceRecord::from(s),
+        };
+        let mut other = user_slice();
+        other.metadata.namespace = Some("blog".into());
+        let (shop, blog) = (key_of(&user_slice()), key_of(&other));
+        let filled = sink.fill([(shop.clone(), sink.value(user_slice()))].into_iter());
+        assert_eq!(filled.len(), 1);
+        let (_, previous) = sink.apply(&blog, sink.value(other));
+        assert!(previous.is_none());
+        assert_eq!(&*store.get("blog", &blog.1).unwrap().meta.namespace, "blog");
+        assert_eq!(&*store.get("shop", &shop.1).unwrap().meta.namespace, "shop");
+        let mut keys = sink.keys();
+        keys.sort();
+        assert_eq!(keys, [blog.clone(), shop.clone()]);
+        assert!(sink.delete(&shop).is_some());
+        assert!(store.get("shop", &shop.1).is_none());
+        assert_eq!(store.all().len(), 1);
+    }
+
+    #[test]
+    fn records_keep_what_the_owner_chain_reads() {
+        let route = user_route();
+        let svc = service_of(&route, Variant::Main);
+        let slice = owned_by(user_slice(), &svc);
+        let (slices, services) = (records([&slice]), metas([&svc]));
+        let split = trusted_slices(&slices, &services, &recs([&route]));
+        assert!(split.untrusted.is_empty());
+        assert_eq!(endpoints_from_slices(split.trusted).len(), 1);
+        // The records keep nothing else of the objects.
+        let mut noisy = svc.clone();
+        noisy.metadata.managed_fields = Some(vec![Default::default()]);
+        noisy.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        noisy.spec = Some(Default::default());
+        assert_eq!(OwnedMeta::from(&noisy), OwnedMeta::from(&svc));
+    }
+
+    fn recs<'a>(routes: impl IntoIterator<Item = &'a ApiRoute>) -> Vec<RouteRecord> {
+        routes.into_iter().map(RouteRecord::from).collect()
     }
 
     #[test]

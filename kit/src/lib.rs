@@ -1,9 +1,11 @@
 //! Process plumbing shared by the gateway and the operator, so both start, log and stop
 //! the same way: one log format (JSON lines on stdout, the event's fields at the top level
-//! beside `timestamp`, `level`, `target` and `message`), and shutdown on SIGTERM or SIGINT.
+//! beside `timestamp`, `level`, `target` and `message`), and shutdown on SIGTERM or SIGINT;
+//! and both watch their namespaces through one reflector ([`reflect`]).
 
 pub mod admin;
 pub mod cluster;
+pub mod reflect;
 pub mod telemetry;
 
 use clap::ValueEnum;

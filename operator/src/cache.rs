@@ -7,15 +7,17 @@
 //! kept as its compact JSON (what the drift check compares anyway) and decoded only for
 //! that check. Watch events decode into these types directly ([`serde::Deserialize`]),
 //! and [`kube::Resource`] makes them usable with watchers, stores and the controller like
-//! the objects they stand for.
+//! the objects they stand for. ApiRoutes and Pods stay k8s-openapi objects, trimmed
+//! ([`trim_route`], [`trim_pod`]).
 
 use std::borrow::Cow;
 
+use apiroutes_crds::ApiRoute;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::{Deployment, DeploymentStatus},
-        core::v1::Service,
+        core::v1::{Pod, Service},
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -183,6 +185,21 @@ impl Resource for CachedService {
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
     }
+}
+
+/// An ApiRoute without managed fields and `kubectl`'s copy of its last applied spec.
+pub fn trim_route(r: &mut ApiRoute) {
+    r.metadata.managed_fields = None;
+    if let Some(a) = r.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// A pod's metadata and status: the operator reads its labels, owner and readiness, never
+/// its spec.
+pub fn trim_pod(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    p.spec = None;
 }
 
 #[cfg(test)]

@@ -1,14 +1,7 @@
 //! The reconciler: each ApiRoute → its Deployments and Services (server-side apply) and
 //! its status. Replicas are never written here (see [`crate::scaler`]).
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use apiroutes_crds::{
     ApiRoute, Pattern, RouteGrant,
@@ -19,6 +12,7 @@ use apiroutes_crds::{
         function_object_name,
     },
 };
+use apiroutes_kit::reflect::{Ready, Touched};
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::{
     api::{
@@ -50,7 +44,6 @@ use crate::{
     groups::{self, PatternGroups},
     metrics::Metrics,
     reasons::*,
-    reflect::{Touched, ready},
     resources::{
         self, Config, desired_deployment, desired_network_policy, desired_service, wanted_variants,
     },
@@ -74,8 +67,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per route, for back-off.
     pub failures: Mutex<HashMap<ObjectRef<ApiRoute>, u32>>,
-    /// Set once every cache has listed (the controller itself only waits for ApiRoutes).
-    pub synced: AtomicBool,
+    /// Whether the caches of grants, children and pods have listed (the controller itself
+    /// only waits for ApiRoutes).
+    pub listed: Vec<Ready>,
     /// The hash of the NetworkPolicy last applied per route (no cache of them is kept: after a
     /// restart each is applied once more, a no-op for the API server).
     pub policies: Mutex<HashMap<ObjectRef<ApiRoute>, String>>,
@@ -99,17 +93,10 @@ impl Context {
 impl Context {
     /// Waits until the caches of children and pods have listed once, so that the first
     /// reconciles after a start do not mistake "not cached yet" for "missing" (which
-    /// would publish spurious Created events and skip deletions).
+    /// would publish spurious Created events and skip deletions), and the grants (before
+    /// they are known, a route could be accepted that isolation denies).
     pub async fn wait_synced(&self) {
-        if self.synced.load(Ordering::Acquire) {
-            return;
-        }
-        // Before the grants are known, a route could be accepted that isolation denies.
-        ready(&self.grants).await;
-        ready(&self.deployments).await;
-        ready(&self.services).await;
-        ready(&self.pods).await;
-        self.synced.store(true, Ordering::Release);
+        Ready::all(&self.listed).await;
     }
 }
 
@@ -136,13 +123,13 @@ pub fn admission_for(
 pub fn fan_out(touched: &Touched<ApiRoute>, all: &[Arc<ApiRoute>]) -> Vec<ApiRoute> {
     let mut out = vec![];
     if !touched.deleted {
-        out.push(touched.obj.clone());
+        out.push(ApiRoute::clone(&touched.obj));
     }
     if touched.initial {
         return out;
     }
     // The current pattern, and the previous one if the path changed.
-    let mut canonicals: Vec<String> = [Some(&touched.obj), touched.previous.as_ref()]
+    let mut canonicals: Vec<String> = [Some(&*touched.obj), touched.previous.as_deref()]
         .into_iter()
         .flatten()
         .filter_map(|r| Pattern::parse(&r.spec.path).ok())
@@ -152,7 +139,7 @@ pub fn fan_out(touched: &Touched<ApiRoute>, all: &[Arc<ApiRoute>]) -> Vec<ApiRou
     if canonicals.is_empty() {
         return out;
     }
-    let me = ObjectRef::from_obj(&touched.obj);
+    let me = ObjectRef::from_obj(&*touched.obj);
     out.extend(
         all.iter()
             .filter(|r| ObjectRef::from_obj(r.as_ref()) != me)
@@ -193,15 +180,16 @@ pub fn route_triggers(
             Ok(t) => {
                 let mut groups = lock(&groups);
                 // The groups of the pattern before and after the change.
-                let canonicals: Vec<String> = [Some(&t.obj), t.previous.as_ref()]
+                let canonicals: Vec<String> = [Some(&*t.obj), t.previous.as_deref()]
                     .into_iter()
                     .flatten()
                     .filter_map(groups::canonical)
                     .collect();
                 groups.update(&t);
-                let candidates = groups.members(&canonicals, &ObjectRef::from_obj(&t.obj), &routes);
+                let candidates =
+                    groups.members(&canonicals, &ObjectRef::from_obj(&*t.obj), &routes);
                 let mut out = fan_out(&t, &candidates);
-                if [Some(&t.obj), t.previous.as_ref()]
+                if [Some(&*t.obj), t.previous.as_deref()]
                     .into_iter()
                     .flatten()
                     .any(|r| r.spec.function.is_some())
@@ -239,8 +227,8 @@ pub fn function_siblings(touched: &Touched<ApiRoute>, all: &[Arc<ApiRoute>]) -> 
     if touched.initial {
         return vec![];
     }
-    let me = ObjectRef::from_obj(&touched.obj);
-    let mut functions: Vec<&str> = [Some(&touched.obj), touched.previous.as_ref()]
+    let me = ObjectRef::from_obj(&*touched.obj);
+    let mut functions: Vec<&str> = [Some(&*touched.obj), touched.previous.as_deref()]
         .into_iter()
         .flatten()
         .filter_map(|r| r.spec.function.as_deref())
@@ -774,7 +762,7 @@ mod tests {
         let c = route("c", "/api/x").created(3);
         let all = arcs(&[&b, &c]);
         let t = |obj: &ApiRoute, initial, deleted| Touched {
-            obj: obj.clone(),
+            obj: Arc::new(obj.clone()),
             initial,
             deleted,
             previous: None,

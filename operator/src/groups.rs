@@ -11,9 +11,8 @@ use std::{
 };
 
 use apiroutes_crds::{ApiRoute, Pattern};
+use apiroutes_kit::reflect::Touched;
 use kube::runtime::reflector::{ObjectRef, Store};
-
-use crate::reflect::Touched;
 
 /// The canonical pattern of a route's path; `None` when the path is not a valid pattern.
 pub fn canonical(route: &ApiRoute) -> Option<String> {
@@ -30,7 +29,7 @@ pub struct PatternGroups {
 impl PatternGroups {
     /// Follows one watch event (the store has already applied it).
     pub fn update(&mut self, touched: &Touched<ApiRoute>) {
-        let key = ObjectRef::from_obj(&touched.obj);
+        let key = ObjectRef::from_obj(&*touched.obj);
         let now = (!touched.deleted)
             .then(|| canonical(&touched.obj))
             .flatten();
@@ -91,7 +90,7 @@ mod tests {
 
     fn touched(obj: &ApiRoute, deleted: bool) -> Touched<ApiRoute> {
         Touched {
-            obj: obj.clone(),
+            obj: Arc::new(obj.clone()),
             initial: false,
             deleted,
             previous: None,

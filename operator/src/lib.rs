@@ -4,8 +4,8 @@
 //!
 //! - Pure core: [`resources`] (desired children), [`status`] (conditions, with the words
 //!   in [`reasons`]), [`autoscale`] (the replica decision), [`leader::step`] (the Lease rule).
-//! - Edges: [`controller`] (kube-runtime Controller, server-side apply), [`reflect`]
-//!   (watches of one or several namespaces into one cache), [`scaler`] (the gateways'
+//! - Edges: [`controller`] (kube-runtime Controller, server-side apply; its caches are
+//!   filled by `apiroutes_kit::reflect`), [`scaler`] (the gateways'
 //!   push endpoint and the scale-subresource writes), [`leader`] (Lease election),
 //!   [`metrics`], [`http`], and [`run`] (flags and the process).
 
@@ -21,7 +21,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reasons;
-pub mod reflect;
 pub mod resources;
 pub mod run;
 pub mod scaler;

@@ -14,17 +14,17 @@ use apiroutes_crds::{
 };
 use apiroutes_kit::{
     admin::{self, Readiness},
+    reflect::{Ready, apis, drop_managed_fields, reflect},
     telemetry::Telemetry,
 };
 use clap::Parser;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api, Client, Resource,
+    Api, Client,
     api::{Patch, PatchParams},
     runtime::{reflector::store::Writer, watcher},
 };
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -32,14 +32,13 @@ use tracing::{error, info, warn};
 
 use crate::{
     auth::Authenticator,
-    cache::{CachedDeployment, CachedService},
+    cache::{CachedDeployment, CachedService, trim_pod, trim_route},
     controller::{self, Context},
     error::{Error, Result},
     events::{Events, Reporter},
     http::serve,
     leader::{Elector, Fence, LeaseConfig, fenced_client, lease_client_config},
     metrics::Metrics,
-    reflect::{ready, reflect, strip_managed_fields, strip_route},
     resources::{Config, GatewayPeer},
     scaler::{self, Scaler},
 };
@@ -166,23 +165,6 @@ impl Args {
         apiroutes_kit::cluster::config(self.kubeconfig.as_deref())
             .await
             .map_err(|e| Error::Config(e.to_string()))
-    }
-
-    fn apis<K>(&self, client: &Client) -> Vec<(Option<String>, Api<K>)>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-    {
-        if self.namespaces.is_empty() {
-            vec![(None, Api::all(client.clone()))]
-        } else {
-            self.namespaces
-                .iter()
-                .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
-                .collect()
-        }
     }
 
     /// Runs until SIGTERM (Ok) or until leadership is lost (Err, so the process restarts
@@ -352,39 +334,52 @@ impl Args {
         let deps_w = Writer::<CachedDeployment>::default();
         let svcs_w = Writer::<CachedService>::default();
         let pods_w = Writer::<Pod>::default();
-        let mut grants_w = Writer::<RouteGrant>::default();
-        let grants = grants_w.as_reader();
-        let (routes, deps, svcs, pods) = (
+        let grants_w = Writer::<RouteGrant>::default();
+        let (routes, deps, svcs, pods, grants) = (
             routes_w.as_reader(),
             deps_w.as_reader(),
             svcs_w.as_reader(),
             pods_w.as_reader(),
+            grants_w.as_reader(),
         );
-        let route_stream = reflect(
-            self.apis::<ApiRoute>(client),
+        let ns = &self.namespaces;
+        let (routes_ready, route_stream) = reflect(
+            apis::<ApiRoute>(client, ns),
             watcher::Config::default(),
+            trim_route,
             routes_w,
-            strip_route,
         );
-        let dep_stream = reflect(
-            self.apis::<CachedDeployment>(client),
+        let (deps_ready, dep_stream) = reflect(
+            apis::<CachedDeployment>(client, ns),
             owned.clone(),
+            |_| {},
             deps_w,
-            |_| {},
-        )
-        .map(|t| t.map(|t| t.obj));
-        let svc_stream = reflect(
-            self.apis::<CachedService>(client),
+        );
+        let (svcs_ready, svc_stream) = reflect(
+            apis::<CachedService>(client, ns),
             owned.clone(),
-            svcs_w,
             |_| {},
-        )
-        .map(|t| t.map(|t| t.obj));
-        let pod_stream = reflect(self.apis::<Pod>(client), owned, pods_w, |p: &mut Pod| {
-            p.metadata.managed_fields = None;
-            p.spec = None;
-        })
-        .map(|t| t.map(|t| t.obj));
+            svcs_w,
+        );
+        let (pods_ready, pod_stream) = reflect(apis::<Pod>(client, ns), owned, trim_pod, pods_w);
+        // The controller maps children and pods to routes from the objects themselves.
+        let dep_stream = dep_stream.map(|t| t.map(|t| Arc::unwrap_or_clone(t.obj)));
+        let svc_stream = svc_stream.map(|t| t.map(|t| Arc::unwrap_or_clone(t.obj)));
+        let pod_stream = pod_stream.map(|t| t.map(|t| Arc::unwrap_or_clone(t.obj)));
+        // RouteGrants are cluster-scoped: one watch whatever namespaces are watched. Without
+        // the CRD (not yet applied after an upgrade) no grant can exist: isolation is off,
+        // and with no watch the store is ready at once, so reconciles do not wait for it.
+        let grant_apis = if grants_installed {
+            vec![(None, Api::<RouteGrant>::all(client.clone()))]
+        } else {
+            vec![]
+        };
+        let (grants_ready, grant_stream) = reflect(
+            grant_apis,
+            watcher::Config::default(),
+            drop_managed_fields,
+            grants_w,
+        );
 
         let reporter = Reporter {
             controller: apiroutes_crds::labels::FIELD_MANAGER.to_owned(),
@@ -409,26 +404,15 @@ impl Args {
             events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
             metrics: metrics.clone(),
             failures: Default::default(),
-            synced: Default::default(),
+            listed: vec![
+                grants_ready,
+                deps_ready.clone(),
+                svcs_ready.clone(),
+                pods_ready.clone(),
+            ],
             policies: Default::default(),
             groups: Default::default(),
         });
-        // RouteGrants are cluster-scoped: one watch whatever namespaces are watched. Without
-        // the CRD (not yet applied after an upgrade) no grant can exist: isolation is off,
-        // and the store is marked listed so that reconciles do not wait for it.
-        let grant_apis = if grants_installed {
-            vec![(None, Api::<RouteGrant>::all(client.clone()))]
-        } else {
-            grants_w.apply_watcher_event(&watcher::Event::Init);
-            grants_w.apply_watcher_event(&watcher::Event::InitDone);
-            vec![]
-        };
-        let grant_stream = reflect(
-            grant_apis,
-            watcher::Config::default(),
-            grants_w,
-            strip_managed_fields,
-        );
         let triggers = stream::select(
             controller::route_triggers(route_stream, routes.clone(), ctx.groups.clone()).boxed(),
             controller::grant_triggers(grant_stream, routes.clone()).boxed(),
@@ -451,12 +435,8 @@ impl Args {
         let (r, l) = (Arc::clone(readiness), leading.clone());
         let scaler_task = tokio::spawn(async move {
             // Decide only on synced caches (a new leader starts from the replicas it finds).
-            let synced = async {
-                ready(&routes).await;
-                ready(&deps).await;
-                ready(&svcs).await;
-                ready(&pods).await;
-            };
+            let caches = [routes_ready, deps_ready, svcs_ready, pods_ready];
+            let synced = Ready::all(&caches);
             tokio::select! {
                 _ = l.cancelled() => return,
                 _ = synced => {}
