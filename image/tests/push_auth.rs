@@ -1,6 +1,6 @@
 //! Pushing to a real registry that wants credentials or TLS: the distribution registry (see
 //! `common/mod.rs`) with htpasswd auth (a bcrypt entry made here), with a certificate from a
-//! private CA made here (rcgen), and with token auth, its tokens issued by a small real
+//! private CA from the test kit, and with token auth, its tokens issued by a small real
 //! token server in this file (JWTs signed with a key the registry is told to trust).
 //! Credentials come from a Docker config file written by each test.
 
@@ -186,36 +186,11 @@ async fn htpasswd_push_takes_credentials_from_the_docker_config() -> TestResult 
     Ok(())
 }
 
-/// A private CA and a certificate for 127.0.0.1 and localhost signed by it, as PEM files
-/// in `dir`: `(ca, certificate, key)`.
-fn private_ca(dir: &Path) -> TestResult<(PathBuf, PathBuf, PathBuf)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "apiroutes test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
-        .signed_by(&key, &issuer)?;
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("registry.pem"),
-        dir.join("registry-key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem())?;
-    std::fs::write(&paths.1, cert.pem())?;
-    std::fs::write(&paths.2, key.serialize_pem())?;
-    Ok(paths)
-}
-
 #[tokio::test]
 async fn tls_push_trusts_a_private_ca_when_given_and_refuses_otherwise() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (ca, cert, key) = private_ca(dir.path())?;
+    let apiroutes_testkit::tls::PrivateCa { ca, cert, key } =
+        apiroutes_testkit::tls::private_ca(dir.path()).map_err(|e| e.to_string())?;
     let setup = Setup {
         tls: Some((cert, key)),
         ..Setup::default()

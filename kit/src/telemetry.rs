@@ -13,10 +13,11 @@
 //!
 //! [`Telemetry::shutdown`] flushes what is queued.
 
-use std::{borrow::Cow, sync::Arc, time::Duration, time::SystemTime};
+use std::{borrow::Cow, path::Path, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -34,6 +35,7 @@ use opentelemetry_sdk::{
         SpanProcessor,
     },
 };
+use rustls::{RootCertStore, pki_types::CertificateDer, pki_types::pem::PemObject};
 
 pub use opentelemetry::{
     KeyValue,
@@ -44,16 +46,23 @@ pub use opentelemetry::{
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct TelemetryArgs {
     /// OTLP/HTTP collector base URL (spans are posted to `<URL>/v1/traces`, protobuf), e.g.
-    /// http://otel-collector.observability:4318. Unset or empty: no spans are exported.
+    /// http://otel-collector.observability:4318 or https://collector.example:4318. Unset
+    /// or empty: no spans are exported.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// PEM file of CA certificates trusted for an https:// collector, besides the system's
+    /// (a collector with a private CA).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_CERTIFICATE", value_name = "FILE")]
+    pub otlp_certificate: Option<PathBuf>,
 }
 
 /// Why span export could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("--otlp-endpoint {0:?}: only http:// endpoints are supported")]
+    #[error("--otlp-endpoint {0:?}: only http:// and https:// endpoints are supported")]
     Scheme(String),
+    #[error("--otlp-certificate {path}: {reason}")]
+    Certificate { path: PathBuf, reason: String },
     #[error("OTLP exporter: {0}")]
     Exporter(String),
 }
@@ -71,7 +80,7 @@ pub fn traces_url(endpoint: Option<&str>) -> Result<Option<String>, TelemetryErr
     let Some(base) = endpoint.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    if !base.starts_with("http://") {
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
         return Err(TelemetryError::Scheme(base.to_owned()));
     }
     Ok(Some(format!("{}/v1/traces", base.trim_end_matches('/'))))
@@ -119,7 +128,10 @@ impl Telemetry {
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(url.clone())
             .with_timeout(EXPORT_TIMEOUT)
-            .with_http_client(TokioHttp::new(rt))
+            .with_http_client(TokioHttp::new(
+                rt,
+                tls_config(args.otlp_certificate.as_deref())?,
+            ))
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
         // The resource goes to the exporter itself: the processor is shared below, and the
@@ -258,7 +270,7 @@ impl SpanProcessor for Shared {
 /// onto the runtime and its `JoinHandle` awaited from there.
 #[derive(Debug)]
 struct TokioHttp {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     rt: tokio::runtime::Handle,
     /// When a failed export was last logged (the SDK reports none without its internal
     /// logs, so a wrong endpoint would otherwise go unnoticed).
@@ -266,10 +278,17 @@ struct TokioHttp {
 }
 
 impl TokioHttp {
-    fn new(rt: tokio::runtime::Handle) -> Self {
+    fn new(rt: tokio::runtime::Handle, tls: rustls::ClientConfig) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(EXPORT_TIMEOUT));
+        // https_or_http: the scheme of the endpoint decides.
+        conn.enforce_http(false);
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         TokioHttp {
             client: Client::builder(TokioExecutor::new()).build(conn),
             rt,
@@ -290,6 +309,36 @@ impl TokioHttp {
             tracing::warn!(error = %what, "exporting spans failed (spans are dropped; logged at most once a minute)");
         }
     }
+}
+
+/// TLS toward the collector: the system's roots, plus `ca_file`'s certificates. A
+/// missing or empty file is an error at start, not a silent fallback.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TelemetryError> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let bad = |reason: String| TelemetryError::Certificate {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TelemetryError::Exporter(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// How often a failing export is logged at most.
@@ -352,10 +401,30 @@ mod tests {
                 .flatten(),
             Some("http://collector:4318/otlp/v1/traces".to_owned())
         );
+        assert_eq!(
+            traces_url(Some("https://collector:4318")).ok().flatten(),
+            Some("https://collector:4318/v1/traces".to_owned())
+        );
         assert!(matches!(
-            traces_url(Some("https://collector:4318")),
+            traces_url(Some("grpc://collector:4317")),
             Err(TelemetryError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn a_ca_file_that_gives_no_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("kit-tls-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let empty = dir.join("empty.pem");
+        let _ = std::fs::write(&empty, "not a certificate\n");
+        for path in [empty.as_path(), dir.join("missing.pem").as_path()] {
+            match tls_config(Some(path)) {
+                Err(TelemetryError::Certificate { path: p, .. }) => assert_eq!(p, path),
+                other => panic!("{path:?}: {:?}", other.map(|_| ())),
+            }
+        }
+        assert!(tls_config(None).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

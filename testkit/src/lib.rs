@@ -5,9 +5,11 @@
 //!   by an environment variable. `tests/run.sh` starts the cluster and sets
 //!   `APIROUTES_REQUIRE_CLUSTER=1`: then a test that cannot find its part fails instead of
 //!   skipping. Run alone (`cargo test` without the runner) it says it skipped;
-//! - [`otlp::Collector`]: an OTLP/HTTP collector double that hands out the spans it got.
+//! - [`otlp::Collector`]: an OTLP/HTTP collector double that hands out the spans it got;
+//! - [`tls::private_ca`]: a private CA and a server certificate for TLS tests.
 
 pub mod otlp;
+pub mod tls;
 
 use std::{future::Future, net::TcpListener, time::Duration};
 

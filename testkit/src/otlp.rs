@@ -1,9 +1,10 @@
 //! A test double standing in for an OpenTelemetry collector: an OTLP/HTTP server on
 //! 127.0.0.1 that decodes every `POST /v1/traces` (protobuf `ExportTraceServiceRequest`)
-//! and hands out the spans it got. Not a real collector: no other signals, no JSON, no
-//! gzip; it answers 200 with an empty `ExportTraceServiceResponse`.
+//! and hands out the spans it got, over plain HTTP or over TLS with a private CA
+//! ([`Collector::start_tls`]). Not a real collector: no other signals, no JSON, no gzip;
+//! it answers 200 with an empty `ExportTraceServiceResponse`.
 
-use std::{convert::Infallible, net::SocketAddr, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -15,7 +16,15 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use prost::Message;
-use tokio::{net::TcpListener, sync::mpsc};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::mpsc,
+};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::{PrivateCa, private_ca};
 
 /// One span received, with the `service.name` of its resource.
 #[derive(Clone, Debug)]
@@ -47,6 +56,8 @@ pub fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
 /// The collector double: serves until dropped (its task is aborted).
 pub struct Collector {
     pub addr: SocketAddr,
+    /// With TLS: the CA a client must trust.
+    pub ca: Option<PrivateCa>,
     spans: mpsc::UnboundedReceiver<Received>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -62,32 +73,75 @@ impl Collector {
     ///
     /// # Panics
     /// When no port can be bound (tests only).
-    #[allow(clippy::unwrap_used)]
     pub async fn start() -> Collector {
+        Self::listen(None).await
+    }
+
+    /// Listens over TLS with a certificate for 127.0.0.1 from a new private CA, written to
+    /// `dir` (its `ca.pem` is [`Collector::ca`]).
+    ///
+    /// # Panics
+    /// When the CA cannot be made or no port bound (tests only).
+    #[allow(clippy::unwrap_used)]
+    pub async fn start_tls(dir: &Path) -> Collector {
+        let ca = private_ca(dir).unwrap();
+        let certs = CertificateDer::pem_file_iter(&ca.cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&ca.key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let mut c = Self::listen(Some(TlsAcceptor::from(Arc::new(config)))).await;
+        c.ca = Some(ca);
+        c
+    }
+
+    #[allow(clippy::unwrap_used)]
+    async fn listen(tls: Option<TlsAcceptor>) -> Collector {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let tx = tx.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, tx.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => serve(stream, tx).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve(stream, tx).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         Collector {
             addr,
+            ca: None,
             spans: rx,
             task,
         }
     }
 
-    /// `http://127.0.0.1:PORT`: the value of `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS): the value of
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// A span already received, if any (does not wait).
+    pub fn try_span(&mut self) -> Option<Received> {
+        self.spans.try_recv().ok()
     }
 
     /// The next span received for which `pred` holds (others are passed over).
@@ -112,6 +166,16 @@ impl Collector {
             }
         }
     }
+}
+
+async fn serve<S>(stream: S, tx: mpsc::UnboundedSender<Received>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(req, tx.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn handle(

@@ -259,6 +259,9 @@ def test_defaults():
     oc, gc = container(op), container(gw)
     for c in (oc, gc):
         check("OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(c), f"{c['name']}: no span export by default")
+        check("OTEL_EXPORTER_OTLP_CERTIFICATE" not in env_of(c)
+              and not any(m["name"] == "otlp-ca" for m in c.get("volumeMounts", [])),
+              f"{c['name']}: no collector CA by default")
     check(oc["image"] == "ghcr.io/apiroutes/operator:0.1.0", f"operator image = appVersion tag ({oc['image']})")
     check(gc["image"] == "ghcr.io/apiroutes/gateway:0.1.0", f"gateway image = appVersion tag ({gc['image']})")
     oargs = oc["args"]
@@ -414,7 +417,16 @@ def test_nondefault():
         check(ns_args == ["--namespace=team-a", "--namespace=team-b"], f"{c['name']}: --namespace per watched namespace")
         check("--log-format=text" in c["args"], f"{c['name']}: log format text")
         check(env_of(c).get("OTEL_EXPORTER_OTLP_ENDPOINT", {}).get("value")
-              == "http://otel-collector.observability:4318", f"{c['name']}: OTLP endpoint in the environment")
+              == "https://otel-collector.observability:4318", f"{c['name']}: OTLP endpoint in the environment")
+        check(env_of(c).get("OTEL_EXPORTER_OTLP_CERTIFICATE", {}).get("value")
+              == "/etc/apiroutes/otlp-ca/ca.crt", f"{c['name']}: the collector's CA file in the environment")
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        check(mounts.get("otlp-ca", {}).get("mountPath") == "/etc/apiroutes/otlp-ca"
+              and mounts["otlp-ca"].get("readOnly") is True, f"{c['name']}: the collector's CA mounted read-only")
+    for dep in (op, gw):
+        vols = {v["name"]: v for v in dep["spec"]["template"]["spec"].get("volumes", [])}
+        check(vols.get("otlp-ca", {}).get("secret", {}).get("secretName") == "otel-ca",
+              f"{dep['metadata']['name']}: the otlpCaSecret volume")
     check("--log-level=trace" in oc["args"] and "--log-level=debug" in gc["args"], "per-component log level override")
     check("--gateway-url=http://gateway.example" in oc["args"] and "--lease-name=my-lease" in oc["args"],
           "operator gateway URL and lease name")

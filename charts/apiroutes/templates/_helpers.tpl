@@ -179,3 +179,38 @@ minAvailable: {{ .pdb.minAvailable }}
 maxUnavailable: {{ .pdb.maxUnavailable }}
 {{- end }}
 {{- end }}
+
+{{/*
+Span export settings of both components: the collector URL, and with
+tracing.otlpCaSecret the CA its https:// certificate is checked against (a Secret with
+ca.crt, mounted read-only). Each part takes the root context.
+*/}}
+{{- define "apiroutes.otlp.env" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.tracing.otlpCaSecret }}
+- name: OTEL_EXPORTER_OTLP_CERTIFICATE
+  value: /etc/apiroutes/otlp-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "apiroutes.otlp.volumeMount" -}}
+{{- if .Values.tracing.otlpCaSecret }}
+- name: otlp-ca
+  mountPath: /etc/apiroutes/otlp-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "apiroutes.otlp.volume" -}}
+{{- with .Values.tracing.otlpCaSecret }}
+- name: otlp-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end }}
