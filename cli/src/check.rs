@@ -4,10 +4,12 @@
 //! 1. **The CRD's structural schema**, walked from `ApiRoute::crd()` itself (types,
 //!    required fields, unknown fields, bounds, lengths, item counts), so a bound changed in
 //!    `apiroutes-crds` is checked here without an edit.
-//! 2. **The CRD's CEL rules**, each by a Rust equivalent keyed by the rule's text (the
-//!    offline CEL interpreter is not used: `kube-core`'s `cel` feature pulls a crate this
-//!    workspace does not vendor). A test fails when the CRD gains a rule without one here.
-//!    `spec.path` is checked with `Pattern::parse`, whose errors say what and where.
+//! 2. **The CRD's CEL rules** (`x-kubernetes-validations`, the object-level ones included),
+//!    evaluated by a CEL interpreter (`kube-cel`, with the Kubernetes extension functions)
+//!    on the defaulted object, as the API server evaluates them: a rule added to the CRD is
+//!    checked here without an edit. Where one of our own parsers can say more than the
+//!    rule's message (`spec.path`: `Pattern::parse`, what and where; `spec.bodyLimit`; the
+//!    replica bounds), it words the failure; it never decides it.
 //! 3. **The conflict rule**, `apiroutes_crds::conflict::admit`, across every manifest given.
 //!
 //! [`check`] is pure (texts in, findings out); reading files is the caller's.
@@ -15,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use apiroutes_crds::{
-    ApiRoute, Pattern, PatternError,
+    ApiRoute, Pattern,
     conflict::{Admission, admit},
     labels, quantity,
 };
@@ -106,6 +108,7 @@ struct Valid {
 pub fn check(inputs: &[Input], namespace: &str) -> Report {
     let mut report = Report::default();
     let spec_schema = spec_schema();
+    let rules = Rules::new();
     let mut valid: Vec<Valid> = Vec::new();
     for input in inputs {
         for (location, doc) in documents(input, &mut report) {
@@ -114,6 +117,7 @@ pub fn check(inputs: &[Input], namespace: &str) -> Report {
                 doc,
                 namespace,
                 &spec_schema,
+                &rules,
                 &mut report,
                 &mut valid,
             );
@@ -162,6 +166,7 @@ fn check_document(
     doc: Value,
     namespace: &str,
     spec_schema: &JSONSchemaProps,
+    rules: &Rules,
     report: &mut Report,
     valid: &mut Vec<Valid>,
 ) {
@@ -217,31 +222,27 @@ fn check_document(
         Some(spec) => structural(spec_schema, spec, "spec", &mut problems),
     }
 
-    if problems.is_empty() {
-        match serde_json::from_value::<ApiRoute>(doc.clone()) {
-            Ok(mut route) => {
-                // CEL rules see the object after defaulting, as the API server's do.
-                match serde_json::to_value(&route.spec) {
-                    Ok(defaulted) => cel(spec_schema, &defaulted, "spec", &mut problems),
-                    Err(e) => problems.push(format!("spec: {e}")),
-                }
-                // The CRD's object-level rule `labels::FUNCTION_PREVIEW_RULE`.
-                if route.spec.function.is_some() && route.spec.preview.is_some() {
-                    problems.push(format!(
-                        "spec.preview: {}",
-                        labels::FUNCTION_PREVIEW_MESSAGE
-                    ));
-                }
-                if problems.is_empty() {
-                    route.metadata.namespace = Some(ns.to_owned());
-                    valid.push(Valid {
-                        location: location.clone(),
-                        route,
-                    });
-                }
+    // The CEL rules run whenever the object decodes, beside the schema's findings, as the
+    // API server reports both (an empty image and minReplicas > maxReplicas: two errors).
+    let structural_ok = problems.is_empty();
+    match serde_json::from_value::<ApiRoute>(doc.clone()) {
+        Ok(mut route) => {
+            // CEL rules see the object after defaulting, as the API server's do.
+            match serde_json::to_value(&route) {
+                Ok(defaulted) => rules.check(&defaulted, &mut problems),
+                Err(e) => problems.push(format!("spec: {e}")),
             }
-            Err(e) => problems.push(e.to_string()),
+            if problems.is_empty() {
+                route.metadata.namespace = Some(ns.to_owned());
+                valid.push(Valid {
+                    location: location.clone(),
+                    route,
+                });
+            }
         }
+        // What does not decode was already named by the schema walk.
+        Err(e) if structural_ok => problems.push(e.to_string()),
+        Err(_) => {}
     }
     report
         .findings
@@ -426,151 +427,149 @@ fn structural(schema: &JSONSchemaProps, value: &Value, path: &str, problems: &mu
     }
 }
 
-/// The CEL rules of the schema, by their Rust equivalents, on the defaulted value.
-fn cel(schema: &JSONSchemaProps, value: &Value, path: &str, problems: &mut Vec<String>) {
-    if value.is_null() {
-        return;
+/// The CRD's CEL rules, compiled once.
+struct Rules {
+    schema: kube_cel::CompiledSchema,
+    validator: kube_cel::Validator,
+}
+
+impl Rules {
+    fn new() -> Self {
+        let schema = ApiRoute::crd()
+            .spec
+            .versions
+            .into_iter()
+            .next()
+            .and_then(|v| v.schema)
+            .and_then(|s| s.open_api_v3_schema)
+            .and_then(|s| serde_json::to_value(s).ok())
+            .map(respell_reserved)
+            .unwrap_or(Value::Null);
+        Rules {
+            schema: kube_cel::compile_schema(&schema),
+            validator: kube_cel::Validator::new(),
+        }
     }
-    for rule in schema.x_kubernetes_validations.iter().flatten() {
-        let verdict = match cel_equivalent(&rule.rule) {
-            Some(check) => check(value),
-            None => Verdict::Pass, // covered by a test: every rule has an equivalent
+
+    /// Every rule the (defaulted) `object` breaks, as `field: message`.
+    fn check(&self, object: &Value, problems: &mut Vec<String>) {
+        let Err(errors) = self.validator.validate_compiled(&self.schema, object, None) else {
+            return;
         };
-        let at = match &rule.field_path {
-            Some(field) => format!("{path}{field}"),
-            None => path.to_owned(),
-        };
-        let message = rule
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("failed rule: {}", rule.rule));
-        match verdict {
-            Verdict::Pass => {}
-            Verdict::Fail => problems.push(format!("{at}: {message}")),
-            Verdict::FailWith(why) => problems.push(format!("{at}: {why}")),
-        }
-    }
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                let sub = schema.properties.as_ref().and_then(|p| p.get(key)).or(
-                    match &schema.additional_properties {
-                        Some(JSONSchemaPropsOrBool::Schema(s)) => Some(s.as_ref()),
-                        _ => None,
-                    },
-                );
-                if let Some(sub) = sub {
-                    cel(sub, child, &format!("{path}.{key}"), problems);
-                }
+        for e in errors.into_vec() {
+            let at = e.field_path.trim_start_matches('.');
+            let message = detail(at, object).unwrap_or(e.message);
+            // An object-level rule without a field path names its field in its message.
+            let problem = if at.is_empty() {
+                message
+            } else {
+                format!("{at}: {message}")
+            };
+            // The schema walk and the name check may have said it already.
+            if !problems.iter().any(|p| p.contains(&problem)) {
+                problems.push(problem);
             }
         }
-        Value::Array(items) => {
-            if let Some(JSONSchemaPropsOrArray::Schema(item)) = &schema.items {
-                for (i, v) in items.iter().enumerate() {
-                    cel(item, v, &format!("{path}[{i}]"), problems);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
-enum Verdict {
-    Pass,
-    /// Fails: say the rule's own message.
-    Fail,
-    /// Fails: say this more precise message instead.
-    FailWith(String),
-}
+/// CEL-reserved words that kube-cel escapes as property names (`__function__`), as the
+/// Kubernetes escaping rules once required; the API servers we run resolve
+/// `self.spec.function` as written (measured: the CRD's function/preview rule refuses such
+/// an object there). Selections of these names are respelled to kube-cel's escaped form.
+const RESPELLED: [&str; 17] = [
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
 
-fn verdict(ok: bool) -> Verdict {
-    if ok { Verdict::Pass } else { Verdict::Fail }
-}
-
-type CelCheck = fn(&Value) -> Verdict;
-
-/// The Rust equivalent of one of the CRD's CEL rules, by the rule's text.
-fn cel_equivalent(rule: &str) -> Option<CelCheck> {
-    let check: CelCheck = match rule {
-        r if r.starts_with("self == '/' || self.matches(") => {
-            |v| match v.as_str().map(Pattern::parse) {
-                Some(Err(PatternError::DotSegment { .. })) | Some(Ok(_)) => Verdict::Pass,
-                Some(Err(e)) => Verdict::FailWith(e.to_string()),
-                None => Verdict::Fail,
-            }
-        }
-        "!self.split('/').exists(s, s == '.' || s == '..')" => {
-            |v| match v.as_str().map(Pattern::parse) {
-                Some(Err(e @ PatternError::DotSegment { .. })) => Verdict::FailWith(e.to_string()),
-                _ => Verdict::Pass,
-            }
-        }
-        "self.all(m, m.matches('^[A-Z][A-Z-]*$'))" => |v| {
-            verdict(strings(v).all(|m| {
-                m.starts_with(|c: char| c.is_ascii_uppercase())
-                    && m.chars().all(|c| c.is_ascii_uppercase() || c == '-')
-            }))
-        },
-        "self.all(m, self.exists_one(n, n == m))" => |v| {
-            let all: Vec<&str> = strings(v).collect();
-            let mut seen = std::collections::BTreeSet::new();
-            match all.iter().find(|m| !seen.insert(**m)) {
-                None => Verdict::Pass,
-                Some(dup) => Verdict::FailWith(format!("methods must not repeat ({dup} twice)")),
-            }
-        },
-        r if r.starts_with("self.matches('^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?") => {
-            |v| verdict(v.as_str().is_some_and(is_host))
-        }
-        "self.trim() == self && self != ''" => {
-            |v| verdict(v.as_str().is_some_and(|s| !s.is_empty() && s.trim() == s))
-        }
-        "self.startsWith('/')" => |v| verdict(v.as_str().is_some_and(|s| s.starts_with('/'))),
-        labels::FUNCTION_NAME_RULE => |v| {
-            verdict(v.as_str().is_some_and(|s| {
-                s.starts_with(|c: char| c.is_ascii_lowercase()) && is_dns_label(s)
-            }))
-        },
-        "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))" => {
-            |v| match v.as_str().map(|s| (s, quantity::parse_bytes(s))) {
-                Some((_, Some(b))) if b > 0 => Verdict::Pass,
-                Some((s, Some(_))) => {
-                    Verdict::FailWith(format!("bodyLimit {s:?} must be greater than 0"))
+/// The CRD schema with every rule's field selections of [`RESPELLED`] names escaped.
+fn respell_reserved(mut schema: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Array(rules)) = map.get_mut("x-kubernetes-validations") {
+                    for rule in rules.iter_mut() {
+                        if let Some(Value::String(text)) = rule.get_mut("rule") {
+                            *text = respell(text);
+                        }
+                    }
                 }
-                Some((s, None)) => Verdict::FailWith(format!(
-                    "bodyLimit {s:?} is not a byte quantity such as 1Mi, 512Ki, 10M or 1500"
-                )),
-                None => Verdict::Fail,
+                map.values_mut().for_each(walk);
             }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
         }
-        "self.minReplicas <= self.maxReplicas" => |v| {
-            let get = |k: &str| v.get(k).and_then(Value::as_i64);
-            match (get("minReplicas"), get("maxReplicas")) {
-                (Some(min), Some(max)) if min > max => Verdict::FailWith(format!(
-                    "minReplicas ({min}) must not exceed maxReplicas ({max})"
-                )),
-                _ => Verdict::Pass,
-            }
-        },
-        _ => return None,
-    };
-    Some(check)
+    }
+    walk(&mut schema);
+    schema
 }
 
-fn strings(v: &Value) -> impl Iterator<Item = &str> {
-    v.as_array().into_iter().flatten().filter_map(Value::as_str)
+/// `self.spec.function` -> `self.spec.__function__` (a `.name` not followed by `(` or
+/// another identifier character; string literals are not told apart, none of the CRD's
+/// rules has such a name in one).
+fn respell(rule: &str) -> String {
+    let mut out = String::with_capacity(rule.len());
+    let mut rest = rule;
+    while let Some(dot) = rest.find('.') {
+        out.push_str(&rest[..=dot]);
+        rest = &rest[dot + 1..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let (name, after) = rest.split_at(end);
+        if RESPELLED.contains(&name) && !after.starts_with('(') {
+            out.push_str(&format!("__{name}__"));
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
-/// `^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`
-fn is_host(s: &str) -> bool {
-    s.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    })
+/// A more precise wording of a failed rule on `field`, from the parser the platform itself
+/// uses for it; `None`: the rule's own message says it.
+fn detail(field: &str, object: &Value) -> Option<String> {
+    let spec = object.get("spec")?;
+    match field {
+        "spec.path" => {
+            let path = spec.get("path")?.as_str()?;
+            Pattern::parse(path).err().map(|e| e.to_string())
+        }
+        "spec.bodyLimit" => {
+            let limit = spec.get("bodyLimit")?.as_str()?;
+            Some(match quantity::parse_bytes(limit) {
+                Some(0) => format!("bodyLimit {limit:?} must be greater than 0"),
+                Some(_) => return None,
+                None => format!(
+                    "bodyLimit {limit:?} is not a byte quantity such as 1Mi, 512Ki, 10M or 1500"
+                ),
+            })
+        }
+        "spec.scaling.minReplicas" => {
+            let scaling = spec.get("scaling")?;
+            let get = |k: &str| scaling.get(k).and_then(Value::as_i64);
+            let (min, max) = (get("minReplicas")?, get("maxReplicas")?);
+            Some(format!(
+                "minReplicas ({min}) must not exceed maxReplicas ({max})"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Runs the cluster's conflict rule over every valid route given.

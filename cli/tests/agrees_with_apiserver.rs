@@ -215,12 +215,27 @@ const CASES: &[(&str, &str, Expect)] = &[
     (
         "body-exponent",
         "{path: /api/x, image: e, bodyLimit: '1e3'}",
-        Expect::CheckStricter("spec.bodyLimit"),
+        Expect::Refuse("spec.bodyLimit"),
     ),
     (
         "body-milli",
         "{path: /api/x, image: e, bodyLimit: 1500m}",
-        Expect::CheckStricter("spec.bodyLimit"),
+        Expect::Refuse("spec.bodyLimit"),
+    ),
+    (
+        "body-peta",
+        "{path: /api/x, image: e, bodyLimit: 1Pi}",
+        Expect::Refuse("spec.bodyLimit"),
+    ),
+    (
+        "body-plus",
+        "{path: /api/x, image: e, bodyLimit: '+1Mi'}",
+        Expect::Refuse("spec.bodyLimit"),
+    ),
+    (
+        "body-fraction",
+        "{path: /api/x, image: e, bodyLimit: 1.5Ki}",
+        Expect::Accept,
     ),
 ];
 

@@ -1,11 +1,15 @@
 //! Byte sizes written as Kubernetes quantities (`1Mi`, `512Ki`, `10M`, `1500`), as used by
-//! `spec.bodyLimit`. The API server validates the syntax with CEL `isQuantity`; this turns
-//! the common forms into bytes.
+//! `spec.bodyLimit`. One grammar, in two spellings kept side by side here: the CRD's CEL
+//! rule [`BYTES_RULE`] (so the API server refuses what the gateway could not honour:
+//! `1e3`, `1500m`, `1Pi` are quantities but not byte sizes here) and [`parse_bytes`].
 
-/// Parses a non-negative quantity into bytes, rounding fractions up; `None` if it does not
-/// parse or overflows.
+/// The CRD's rule for a byte size: digits, an optional fraction, an optional decimal or
+/// binary suffix up to T/Ti, greater than zero. Exactly what [`parse_bytes`] accepts.
+pub const BYTES_RULE: &str = "self.matches('^[0-9]+(\\\\.[0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?$') && quantity(self).isGreaterThan(quantity('0'))";
+
+/// Parses a byte size of the [`BYTES_RULE`] grammar into bytes, rounding fractions up and
+/// saturating at `u64::MAX` (a limit that large is no limit); `None` if it does not parse.
 pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
@@ -26,13 +30,23 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    let whole: u64 = whole.parse().ok()?;
-    let mut bytes = whole.checked_mul(multiplier)?;
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits only from here: a parse fails only by overflowing, which saturates.
+    let whole: u64 = whole.parse().unwrap_or(u64::MAX);
+    let mut bytes = whole.saturating_mul(multiplier);
     if !frac.is_empty() {
-        let digits = u32::try_from(frac.len()).ok()?;
-        let scale = 10u64.checked_pow(digits)?;
-        let frac: u64 = frac.parse().ok()?;
-        bytes = bytes.checked_add((frac.checked_mul(multiplier)?).div_ceil(scale))?;
+        // 18 digits keep the product within u128; what lies beyond only rounds up.
+        let (kept, beyond) = frac.split_at(frac.len().min(18));
+        let scale = 10u128.pow(u32::try_from(kept.len()).unwrap_or(18));
+        let scaled = kept.parse::<u128>().unwrap_or(0) * u128::from(multiplier);
+        let part = if beyond.bytes().any(|b| b != b'0') {
+            scaled / scale + 1
+        } else {
+            scaled.div_ceil(scale)
+        };
+        bytes = bytes.saturating_add(u64::try_from(part).unwrap_or(u64::MAX));
     }
     Some(bytes)
 }
@@ -53,17 +67,18 @@ mod tests {
     }
 
     #[test]
+    fn saturates_and_rounds_up() {
+        assert_eq!(parse_bytes("99999999999999999999Ti"), Some(u64::MAX));
+        assert_eq!(parse_bytes("0.0000000000000000001"), Some(1));
+        assert_eq!(parse_bytes("0.5Ki"), Some(512));
+        assert_eq!(parse_bytes("1.0000000000000000000000"), Some(1));
+    }
+
+    #[test]
     fn refuses_what_is_not_a_size() {
         for bad in [
-            "",
-            "Mi",
-            "1mb",
-            "-1",
-            "1.2.3",
-            ".5",
-            "1.",
-            "1 Mi",
-            "99999999999999999999Ti",
+            "", "Mi", "1mb", "-1", "1.2.3", ".5", "1.", "1 Mi", " 1Mi", "1e3", "1500m", "1Pi",
+            "+1Mi", "0x10",
         ] {
             assert_eq!(parse_bytes(bad), None, "{bad}");
         }

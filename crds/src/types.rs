@@ -115,7 +115,7 @@ pub struct ApiRouteSpec {
     /// Request body cap as a Kubernetes quantity (e.g. `1Mi`, `512Ki`, `10M`); larger
     /// bodies get 413. The default, 1Mi, is about Next.js's default of 1mb.
     #[serde(default = "default_body_limit")]
-    #[x_kube(validation = kube::core::Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("bodyLimit must be a positive quantity such as 1Mi or 512Ki"))]
+    #[x_kube(validation = kube::core::Rule::new(crate::quantity::BYTES_RULE).message("bodyLimit must be a positive byte size such as 1Mi, 512Ki, 10M or 1500 (suffixes k, M, G, T, Ki, Mi, Gi, Ti)"))]
     #[schemars(length(min = 1, max = 32))]
     pub body_limit: String,
 
