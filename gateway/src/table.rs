@@ -30,7 +30,6 @@ use apiroutes_crds::{
 };
 use foldhash::fast::RandomState;
 use http::{HeaderValue, Method, uri::Authority};
-use percent_encoding::percent_decode_str;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -234,8 +233,9 @@ fn decode(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !raw.contains('%') {
         return Some(std::borrow::Cow::Borrowed(raw));
     }
-    apiroutes_crds::pattern::decode(raw).ok()?;
-    percent_decode_str(raw).decode_utf8().ok()
+    apiroutes_crds::pattern::decode(raw)
+        .ok()
+        .map(std::borrow::Cow::Owned)
 }
 
 /// Appends `s` as a JSON string with every non-printable-ASCII character escaped.
