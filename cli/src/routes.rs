@@ -5,11 +5,9 @@
 //! gateway sees (all namespaces when readable), exactly as the operator and the gateway
 //! decide it; a namespace filter only narrows what is printed.
 
-use std::cmp::Ordering;
-
 use apiroutes_crds::{
     ApiRoute, Pattern, RouteGrant,
-    conflict::{Admission, admit_granted, age_key},
+    conflict::{Admission, admit_granted, age_key, serving_order},
 };
 use kube::{Api, Client, api::ListParams};
 
@@ -47,22 +45,8 @@ pub fn table(
         .collect();
     let mut order: Vec<usize> = (0..routes.len()).filter(|&i| show(&routes[i])).collect();
     order.sort_by(|&a, &b| {
-        let host = |i: usize| routes[i].spec.host.as_deref().map(str::to_ascii_lowercase);
-        let by_host = match (host(a), host(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        let by_pattern = match (&patterns[a], &patterns[b]) {
-            (Some(x), Some(y)) => y.precedence().cmp(&x.precedence()),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        by_host
-            .then(by_pattern)
-            .then_with(|| age_key(&routes[a]).cmp(&age_key(&routes[b])))
+        let key = |i: usize| (routes[i].spec.host.as_deref(), patterns[i].as_ref());
+        serving_order(key(a), key(b)).then_with(|| age_key(&routes[a]).cmp(&age_key(&routes[b])))
     });
     order
         .into_iter()

@@ -13,7 +13,10 @@
 //! is not routed and blocks nobody. Before that, a route its namespace may not claim (the
 //! [`crate::grant`] rule, when RouteGrants exist) is not routed and blocks nobody either.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    cmp::Ordering,
+    collections::{BTreeSet, HashMap},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -109,6 +112,31 @@ pub fn hosts_overlap(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
+/// Which of two routes that both match a request serves it, as the gateway decides (its
+/// host tries first, then the hostless one; in each, the trie's precedence): `Less` when
+/// `a` does. A route with a host goes before one without (hosts by name, lower case, only
+/// to keep listings stable: two routes of different hosts never match one request); then
+/// the more specific pattern; a pattern that does not parse goes last. `apiroutes routes`
+/// lists in this order, then by [`age_key`].
+pub fn serving_order(
+    a: (Option<&str>, Option<&Pattern>),
+    b: (Option<&str>, Option<&Pattern>),
+) -> Ordering {
+    let by_host = match (a.0, b.0) {
+        (Some(x), Some(y)) => x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    let by_pattern = match (a.1, b.1) {
+        (Some(x), Some(y)) => y.precedence().cmp(&x.precedence()),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    by_host.then(by_pattern)
+}
+
 /// Age order: older first; ties by namespace, then name. A missing creation time (an
 /// object not yet stored) counts as newest.
 pub fn age_key<R: Claimant + ?Sized>(route: &R) -> (bool, Option<&Time>, &str, &str) {
@@ -170,6 +198,37 @@ pub fn admit_granted<'a, R: Claimant + 'a, G: std::borrow::Borrow<RouteGrant>>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod serving_order_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn host_routes_first_then_the_more_specific_pattern() {
+        let p = |s: &str| Pattern::parse(s).unwrap();
+        let (fixed, dynamic) = (p("/api/users/me"), p("/api/users/[id]"));
+        assert_eq!(
+            serving_order((None, Some(&fixed)), (None, Some(&dynamic))),
+            Ordering::Less
+        );
+        assert_eq!(
+            serving_order((Some("Shop.example"), Some(&dynamic)), (None, Some(&fixed))),
+            Ordering::Less
+        );
+        assert_eq!(
+            serving_order((None, None), (None, Some(&dynamic))),
+            Ordering::Greater
+        );
+        assert_eq!(
+            serving_order(
+                (Some("a.example"), Some(&fixed)),
+                (Some("A.EXAMPLE"), Some(&fixed))
+            ),
+            Ordering::Equal
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use apiroutes_crds::{conflict::admit, testing::route};
+use apiroutes_crds::{
+    conflict::{admit, serving_order},
+    testing::route,
+};
 use proptest::prelude::*;
 
 fn registry() -> Registry {
@@ -283,7 +286,8 @@ proptest! {
             let expected = admitted
                 .iter()
                 .filter_map(|(r, pat)| pat.match_path(p).unwrap().map(|params| (r, pat, params)))
-                .max_by(|a, b| a.1.precedence().cmp(&b.1.precedence()));
+                // The shared serving order (apiroutes-crds), the least being the one served.
+                .min_by(|a, b| serving_order((None, Some(a.1)), (None, Some(b.1))));
             let segs = split(p);
             match (table.lookup(None, &segs, &Method::GET), expected) {
                 (Lookup::Route(got), Some((r, _, params))) => {

@@ -67,7 +67,13 @@ async fn api_server_refuses_bad_apiroutes_naming_the_field() {
         (
             "  path: /api/x\n  image: e\n  bodyLimit: 1mb",
             "spec.bodyLimit",
-            "positive quantity",
+            "positive byte size",
+        ),
+        (
+            // A Kubernetes quantity, but not a byte size the gateway reads.
+            "  path: /api/x\n  image: e\n  bodyLimit: '1e3'",
+            "spec.bodyLimit",
+            "positive byte size",
         ),
         (
             "  path: /api/x\n  image: e\n  host: http://x.com",
