@@ -291,8 +291,8 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// The `spec` schema of the CRD, as the API server has it.
-pub fn spec_schema() -> JSONSchemaProps {
+/// The CRD's whole schema (its one served version), as the API server has it.
+fn crd_schema() -> Option<JSONSchemaProps> {
     ApiRoute::crd()
         .spec
         .versions
@@ -300,6 +300,11 @@ pub fn spec_schema() -> JSONSchemaProps {
         .next()
         .and_then(|v| v.schema)
         .and_then(|s| s.open_api_v3_schema)
+}
+
+/// The `spec` schema of the CRD, as the API server has it.
+pub fn spec_schema() -> JSONSchemaProps {
+    crd_schema()
         .and_then(|s| s.properties)
         .and_then(|mut p| p.remove("spec"))
         .unwrap_or_default()
@@ -435,13 +440,7 @@ struct Rules {
 
 impl Rules {
     fn new() -> Self {
-        let schema = ApiRoute::crd()
-            .spec
-            .versions
-            .into_iter()
-            .next()
-            .and_then(|v| v.schema)
-            .and_then(|s| s.open_api_v3_schema)
+        let schema = crd_schema()
             .and_then(|s| serde_json::to_value(s).ok())
             .map(respell_reserved)
             .unwrap_or(Value::Null);

@@ -130,7 +130,10 @@ impl Telemetry {
             .with_timeout(EXPORT_TIMEOUT)
             .with_http_client(TokioHttp::new(
                 rt,
-                tls_config(args.otlp_certificate.as_deref())?,
+                tls_config(
+                    url.starts_with("https://"),
+                    args.otlp_certificate.as_deref(),
+                )?,
             ))
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
@@ -311,12 +314,14 @@ impl TokioHttp {
     }
 }
 
-/// TLS toward the collector: the system's roots, plus `ca_file`'s certificates. A
-/// missing or empty file is an error at start, not a silent fallback.
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TelemetryError> {
+/// TLS toward the collector: the system's roots (read only for an https:// endpoint: a
+/// plain one never uses them), plus `ca_file`'s certificates. A missing or empty file is
+/// an error at start, not a silent fallback.
+fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TelemetryError> {
     let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+    if https {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
     if let Some(path) = ca_file {
         let bad = |reason: String| TelemetryError::Certificate {
             path: path.to_path_buf(),
@@ -418,12 +423,12 @@ mod tests {
         let empty = dir.join("empty.pem");
         let _ = std::fs::write(&empty, "not a certificate\n");
         for path in [empty.as_path(), dir.join("missing.pem").as_path()] {
-            match tls_config(Some(path)) {
+            match tls_config(false, Some(path)) {
                 Err(TelemetryError::Certificate { path: p, .. }) => assert_eq!(p, path),
                 other => panic!("{path:?}: {:?}", other.map(|_| ())),
             }
         }
-        assert!(tls_config(None).is_ok());
+        assert!(tls_config(false, None).is_ok() && tls_config(true, None).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -87,6 +87,22 @@ fn no_endpoint_means_no_export() {
     ));
 }
 
+/// A root SERVER span of 1 ms named `name`, ending now.
+fn export_server_span(t: &Telemetry, name: &'static str, trace_id: [u8; 16]) {
+    let end = SystemTime::now();
+    t.spans().export(Finished {
+        name: name.into(),
+        kind: SpanKind::Server,
+        trace_id,
+        span_id: [2; 8],
+        parent_id: None,
+        start: end - Duration::from_millis(1),
+        end,
+        attributes: Vec::new(),
+        error: false,
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_go_over_tls_to_a_collector_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,18 +111,7 @@ async fn spans_go_over_tls_to_a_collector_with_a_private_ca() {
     let t = Telemetry::init(&args(&collector), "apiroutes-gateway")
         .unwrap()
         .unwrap();
-    let end = SystemTime::now();
-    t.spans().export(Finished {
-        name: "GET /api/tls".into(),
-        kind: SpanKind::Server,
-        trace_id: [1; 16],
-        span_id: [2; 8],
-        parent_id: None,
-        start: end - Duration::from_millis(1),
-        end,
-        attributes: Vec::new(),
-        error: false,
-    });
+    export_server_span(&t, "GET /api/tls", [1; 16]);
     t.shutdown().await;
     let got = collector.span("GET /api/tls", PATIENCE, |_| true).await;
     assert_eq!(got.span.trace_id, vec![1; 16]);
@@ -124,18 +129,7 @@ async fn an_untrusted_collector_gets_no_span() {
     let t = Telemetry::init(&plain, "apiroutes-gateway")
         .unwrap()
         .unwrap();
-    let end = SystemTime::now();
-    t.spans().export(Finished {
-        name: "GET /api/untrusted".into(),
-        kind: SpanKind::Server,
-        trace_id: [3; 16],
-        span_id: [4; 8],
-        parent_id: None,
-        start: end - Duration::from_millis(1),
-        end,
-        attributes: Vec::new(),
-        error: false,
-    });
+    export_server_span(&t, "GET /api/untrusted", [3; 16]);
     // Shutdown flushes: the export has been tried (and failed) when it returns.
     t.shutdown().await;
     assert!(
