@@ -58,8 +58,14 @@ impl Segment {
         }
     }
 
+    /// Parses one segment of a pattern; `at` is its byte offset, for the error. The one
+    /// reader of the bracket syntax: the CLI's importer walks a Next.js file tree with it.
+    pub fn parse(part: &str, at: usize) -> Result<Segment, PatternError> {
+        parse_segment(part, at)
+    }
+
     /// The segment with its parameter name erased (`[]`, `[...]`, `[[...]]`).
-    fn canonical(&self) -> &str {
+    pub fn canonical(&self) -> &str {
         match self {
             Segment::Static(s) => s,
             Segment::Dynamic(_) => "[]",
@@ -114,6 +120,14 @@ pub enum PatternError {
         "segment {segment:?} at byte {at}: malformed parameter; use [name], [...name] or [[...name]]"
     )]
     MalformedParam { segment: String, at: usize },
+    #[error(
+        "segment {segment:?} at byte {at}: optional parameters are only for catch-alls: use \"[[...{name}]]\""
+    )]
+    OptionalNotCatchAll {
+        segment: String,
+        name: String,
+        at: usize,
+    },
     #[error("segment {segment:?} at byte {at}: empty parameter name")]
     EmptyParamName { segment: String, at: usize },
     #[error(
@@ -124,6 +138,20 @@ pub enum PatternError {
     DuplicateParam { name: String, at: usize },
     #[error("catch-all {segment:?} at byte {at} must be the last segment")]
     CatchAllNotLast { segment: String, at: usize },
+}
+
+impl PatternError {
+    /// Whether the error is in a parameter's brackets (as opposed to a static segment's
+    /// characters or the path's shape).
+    pub fn in_param(&self) -> bool {
+        matches!(
+            self,
+            PatternError::MalformedParam { .. }
+                | PatternError::OptionalNotCatchAll { .. }
+                | PatternError::EmptyParamName { .. }
+                | PatternError::BadParamName { .. }
+        )
+    }
 }
 
 /// A parsed path pattern such as `/api/users/[id]`.
@@ -234,6 +262,7 @@ impl Pattern {
                         return Ok(if matches!(seg, Segment::CatchAll(_)) {
                             None
                         } else {
+                            params.push(n, ParamValue::Absent);
                             Some(params)
                         });
                     }
@@ -278,6 +307,15 @@ fn parse_segment(part: &str, at: usize) -> Result<Segment, PatternError> {
             (inner, Segment::OptionalCatchAll)
         } else if let Some(inner) = part.strip_prefix("[...").and_then(|p| p.strip_suffix(']')) {
             (inner, Segment::CatchAll)
+        } else if let Some(name) = part.strip_prefix("[[").and_then(|p| p.strip_suffix("]]"))
+            && !name.is_empty()
+            && !name.contains(['[', ']', '.'])
+        {
+            return Err(PatternError::OptionalNotCatchAll {
+                segment: part.to_owned(),
+                name: name.to_owned(),
+                at,
+            });
         } else if let Some(inner) = part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
             (inner, Segment::Dynamic)
         } else {
@@ -399,6 +437,16 @@ pub fn first_bad_escape(bytes: &[u8]) -> Option<usize> {
     (0..bytes.len()).find(|&i| bytes[i] == b'%' && !escape_at(bytes, i))
 }
 
+/// Decodes one `application/x-www-form-urlencoded` value: `+` is a space, then as
+/// [`decode`] (a malformed escape or non-UTF-8 is refused).
+pub fn decode_form(raw: &str) -> Result<String, MatchError> {
+    if raw.contains('+') {
+        decode(&raw.replace('+', " "))
+    } else {
+        decode(raw)
+    }
+}
+
 /// Percent-decodes one raw path segment into a parameter value.
 pub fn decode(raw: &str) -> Result<String, MatchError> {
     if first_bad_escape(raw.as_bytes()).is_some() {
@@ -415,11 +463,15 @@ pub fn decode_all(raw: &[&str]) -> Result<Vec<String>, MatchError> {
     raw.iter().map(|s| decode(s)).collect()
 }
 
-/// A parameter value: one segment, or the segments a catch-all took.
+/// A parameter value: one segment, the segments a catch-all took, or none at all (an
+/// optional catch-all that took no segment).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParamValue {
     One(String),
     Many(Vec<String>),
+    /// `null` in `x-apiroute-params`: the name is the route's, so the runtime knows it (Next
+    /// drops a query key of that name from `req.url`), but `req.query` gets no value.
+    Absent,
 }
 
 impl Serialize for ParamValue {
@@ -427,6 +479,7 @@ impl Serialize for ParamValue {
         match self {
             ParamValue::One(v) => v.serialize(s),
             ParamValue::Many(v) => v.serialize(s),
+            ParamValue::Absent => s.serialize_unit(),
         }
     }
 }
@@ -457,6 +510,7 @@ impl Params {
                 let v = match v {
                     ParamValue::One(s) => serde_json::Value::from(s.as_str()),
                     ParamValue::Many(list) => serde_json::Value::from(list.clone()),
+                    ParamValue::Absent => serde_json::Value::Null,
                 };
                 (n.clone(), v)
             })

@@ -97,7 +97,6 @@ use base64::{
     },
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use percent_encoding::percent_decode_str;
 use ring::hmac;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -1179,22 +1178,13 @@ impl Query {
             if slot.is_some() {
                 return Err("a query parameter is repeated");
             }
-            *slot = Some(form_decode(v).ok_or("malformed percent-encoding in query")?);
+            *slot = Some(
+                apiroutes_crds::pattern::decode_form(v)
+                    .map_err(|_| "malformed percent-encoding in query")?,
+            );
         }
         Ok(q)
     }
-}
-
-/// `application/x-www-form-urlencoded` value decoding; `None` on a bad escape or non-UTF-8.
-fn form_decode(v: &str) -> Option<String> {
-    if apiroutes_crds::pattern::first_bad_escape(v.as_bytes()).is_some() {
-        return None;
-    }
-    let plus = v.replace('+', " ");
-    percent_decode_str(&plus)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
 }
 
 /// Validates a redirect target (already query-decoded) and returns the `Location` value.

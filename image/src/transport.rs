@@ -5,7 +5,6 @@ use std::{
     error::Error as StdError,
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use bytes::Bytes;
@@ -16,7 +15,6 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use rustls::{RootCertStore, pki_types::CertificateDer, pki_types::pem::PemObject};
 
 use crate::{Error, Result};
 
@@ -118,33 +116,9 @@ pub(crate) struct Trust {
 }
 
 pub(crate) fn client(ca_file: Option<&Path>) -> Result<Trust> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let platform_problem = native.errors.first().map(ToString::to_string);
-    let (platform_roots, _) = roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Spec(format!("CA file {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Spec(format!(
-                "CA file {}: no PEM certificate in it",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| Error::Spec(format!("CA file {}: {e}", path.display())))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Spec(format!("TLS setup: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let roots = apiroutes_tls::roots(true, ca_file).map_err(|e| Error::Spec(e.to_string()))?;
+    let (platform_roots, platform_problem) = (roots.system, roots.system_problem);
+    let tls = apiroutes_tls::client_config(roots.store).map_err(|e| Error::Spec(e.to_string()))?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -35,7 +35,6 @@ use opentelemetry_sdk::{
         SpanProcessor,
     },
 };
-use rustls::{RootCertStore, pki_types::CertificateDer, pki_types::pem::PemObject};
 
 pub use opentelemetry::{
     KeyValue,
@@ -318,32 +317,13 @@ impl TokioHttp {
 /// plain one never uses them), plus `ca_file`'s certificates. A missing or empty file is
 /// an error at start, not a silent fallback.
 fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TelemetryError> {
-    let mut roots = RootCertStore::empty();
-    if https {
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    }
-    if let Some(path) = ca_file {
-        let bad = |reason: String| TelemetryError::Certificate {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no PEM certificate in it".into()));
+    let roots = apiroutes_tls::roots(https, ca_file).map_err(|e| match e {
+        apiroutes_tls::Error::CaFile { path, reason } => {
+            TelemetryError::Certificate { path, reason }
         }
-        for cert in certs {
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TelemetryError::Exporter(format!("TLS setup: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+        other => TelemetryError::Exporter(other.to_string()),
+    })?;
+    apiroutes_tls::client_config(roots.store).map_err(|e| TelemetryError::Exporter(e.to_string()))
 }
 
 /// How often a failing export is logged at most.

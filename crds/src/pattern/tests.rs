@@ -92,8 +92,9 @@ fn rejects_malformed_patterns_saying_where() {
         ),
         (
             "/api/[[id]]",
-            MalformedParam {
+            OptionalNotCatchAll {
                 segment: "[[id]]".into(),
+                name: "id".into(),
                 at: 5,
             },
         ),
@@ -265,11 +266,12 @@ fn parameters_are_decoded_after_matching() {
 fn catch_all_arity() {
     assert_eq!(p("/api/[...s]").match_path("/api").unwrap(), None);
     let m = p("/api/[[...s]]").match_path("/api").unwrap().unwrap();
-    assert!(
-        m.is_empty(),
-        "optional catch-all with zero segments is absent"
+    assert_eq!(
+        m.get("s"),
+        Some(&ParamValue::Absent),
+        "optional catch-all with zero segments is named but has no value"
     );
-    assert_eq!(m.to_json(), "{}");
+    assert_eq!(m.to_json(), r#"{"s":null}"#);
     assert_eq!(p("/api/[id]").match_path("/api").unwrap(), None);
     assert_eq!(p("/api/[id]").match_path("/api/a/b").unwrap(), None);
     assert_eq!(p("/").match_path("/").unwrap(), Some(Params::default()));
@@ -332,4 +334,15 @@ proptest! {
         prop_assert_eq!(ord.reverse(), b.precedence().cmp(&a.precedence()));
         prop_assert_eq!(ord == Ordering::Equal, a.canonical() == b.canonical());
     }
+}
+
+#[test]
+fn form_values_decode_plus_as_space_and_refuse_bad_escapes() {
+    assert_eq!(decode_form("a+b%2Bc").unwrap(), "a b+c");
+    assert_eq!(decode_form("%C3%A9").unwrap(), "é");
+    assert_eq!(decode_form("plain").unwrap(), "plain");
+    assert_eq!(decode_form("%zz"), Err(MatchError));
+    assert_eq!(decode_form("%C3"), Err(MatchError));
+    // Path decoding keeps '+'.
+    assert_eq!(decode("a+b").unwrap(), "a+b");
 }
