@@ -173,6 +173,11 @@ pub struct ImportArgs {
     /// the value of `--image` is a fine choice.
     #[arg(long)]
     pub preview_image: Option<String>,
+    /// Serve all the routes from one function named NAME (one Deployment running every
+    /// route file in one process, as `deploy --group` does): `--image` must then name one
+    /// image for all of them.
+    #[arg(long, value_name = "NAME", conflicts_with = "preview_image")]
+    pub group: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -282,6 +287,13 @@ impl ImportArgs {
         if page_extensions.is_empty() {
             return Err(Error::Usage("--page-extensions: give at least one".into()));
         }
+        if self.group.is_some() && (self.image.contains("{name}") || self.image.contains("{route}"))
+        {
+            return Err(Error::Usage(format!(
+                "--group: every route of a function runs one image, so --image {:?} cannot name a route ({{name}}, {{route}})",
+                self.image
+            )));
+        }
         Ok(import::Options {
             image_template: self.image.clone(),
             namespace: self.namespace.clone(),
@@ -298,9 +310,13 @@ impl ImportArgs {
         let options = self.options()?;
         let layout = import::layout(&self.dir)?;
         let files = import::discover(&layout)?;
-        let plan = import::plan(&files, &options).map_err(Error::Refused)?;
+        let mut plan = import::plan(&files, &options).map_err(Error::Refused)?;
         for warning in &plan.warnings {
             eprintln!("apiroutes: warning: {warning}");
+        }
+        if let Some(function) = &self.group {
+            let mut routes: Vec<&mut import::Imported> = plan.routes.iter_mut().collect();
+            import::into_function(&mut routes, function).map_err(Error::Usage)?;
         }
         write_stdout(&import::to_yaml(&plan.routes)?)
     }
@@ -434,6 +450,7 @@ impl AppArgs {
             source_handlers: false,
             handler_root: None,
             preview_image: None,
+            group: None,
         }
         .options()?;
         let runtime = deploy::runtime_dir(self.runtime.as_deref())?;
@@ -580,7 +597,7 @@ impl DeployArgs {
             .app
             .group
             .as_deref()
-            .and_then(deploy::function_name_problem)
+            .and_then(import::function_name_problem)
         {
             return Err(Error::Usage(format!("--group: {problem}")));
         }

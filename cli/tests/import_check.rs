@@ -335,3 +335,85 @@ fn imports_the_example_app() {
     let out = apiroutes(&["check", "-"], Some(&yaml));
     assert!(out.status.success(), "{}", text(&out.stdout));
 }
+
+/// `import --group`: every route names the one function, all carry the same pattern → file
+/// map, and `check` (the CRD's rules, the conflict rule) accepts the set. An image that
+/// names a route cannot serve a whole function.
+#[test]
+fn import_group_puts_every_route_in_one_function() {
+    let app = tree(&[
+        ("pages/api/users/[id].js", HANDLER),
+        ("pages/api/count.js", HANDLER),
+        (
+            "app/api/items/route.js",
+            "export function GET() { return Response.json({}); }\n",
+        ),
+    ]);
+    let dir = app.path().to_str().unwrap();
+    let out = apiroutes(
+        &[
+            "import",
+            dir,
+            "--group",
+            "shop",
+            "--image",
+            "registry.test/shop:1",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    let routes = parse(&yaml);
+    assert_eq!(routes.len(), 3);
+    let envs: Vec<_> = routes
+        .iter()
+        .map(|r| serde_json::to_string(&r.spec.env).unwrap())
+        .collect();
+    assert!(envs.iter().all(|e| *e == envs[0]), "{envs:?}");
+    for r in &routes {
+        assert_eq!(r.spec.function.as_deref(), Some("shop"));
+        assert!(r.spec.env.iter().all(|e| e.name != "APIROUTES_HANDLER"));
+    }
+    let handlers = routes[0]
+        .spec
+        .env
+        .iter()
+        .find(|e| e.name == "APIROUTES_HANDLERS")
+        .unwrap();
+    let map: serde_json::Value = serde_json::from_str(handlers.value.as_deref().unwrap()).unwrap();
+    assert_eq!(map.as_object().unwrap().len(), 3, "{map}");
+    assert!(
+        map["/api/users/[id]"]
+            .as_str()
+            .unwrap()
+            .ends_with("[id].mjs"),
+        "{map}"
+    );
+    let check = apiroutes(&["check", "-"], Some(&yaml));
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+
+    let out = apiroutes(
+        &[
+            "import",
+            dir,
+            "--group",
+            "shop",
+            "--image",
+            "registry.test/{name}:1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--group"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = apiroutes(&["import", dir, "--group", "Shop"], None);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("--group \"Shop\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

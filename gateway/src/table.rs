@@ -193,15 +193,17 @@ impl RouteEntry {
             many,
         } in &self.params
         {
-            if many && i >= segs.len() {
-                break; // optional catch-all with zero segments: absent
-            }
             if !first {
                 out.push(',');
             }
             first = false;
             push_json_str(&mut out, name);
             out.push(':');
+            if many && i >= segs.len() {
+                // An optional catch-all that took no segment: named, without a value.
+                out.push_str("null");
+                break;
+            }
             if many {
                 out.push('[');
                 for (j, raw) in segs.get(i..).unwrap_or_default().iter().enumerate() {

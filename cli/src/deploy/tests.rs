@@ -206,6 +206,55 @@ fn next_config_trailing_slash_and_base_path_reach_every_route() {
     assert!(routes[0].route.spec.env.is_empty());
     let json = serde_json::to_value(&routes[0].route).unwrap();
     assert!(json["spec"].get("trailingSlash").is_none(), "{json}");
+    // `compress: false` reaches the runtime; `true` is its default and adds nothing.
+    let mut routes = vec![imported("/api/a")];
+    apply_config(
+        &mut routes,
+        &config(serde_json::json!({ "compress": false })),
+    );
+    let env = &routes[0].route.spec.env[0];
+    assert_eq!(
+        (env.name.as_str(), env.value.as_deref()),
+        (COMPRESS_ENV, Some("false"))
+    );
+    let mut routes = vec![imported("/api/a")];
+    apply_config(
+        &mut routes,
+        &config(serde_json::json!({ "compress": true })),
+    );
+    assert!(routes[0].route.spec.env.is_empty());
+}
+
+/// Writes `text` to `rel` under `dir`, making its folders.
+fn write_file(dir: &std::path::Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// This machine's `node` for both building and the image (a real build needs it on PATH).
+fn host_toolchain() -> Toolchain {
+    let node = std::process::Command::new("sh")
+        .args(["-c", "command -v node"])
+        .output()
+        .unwrap();
+    assert!(node.status.success(), "node is not on PATH");
+    Toolchain {
+        host_node: PathBuf::from("node"),
+        image_node: PathBuf::from(String::from_utf8(node.stdout).unwrap().trim()),
+        runtime: runtime_dir(None).unwrap(),
+    }
+}
+
+fn build_options(group: Option<&str>) -> BuildOptions {
+    BuildOptions {
+        import: import::Options::default(),
+        repository: "registry.test/shop".into(),
+        tag: None,
+        labels: BTreeMap::new(),
+        epoch: 0,
+        group: group.map(Into::into),
+    }
 }
 
 /// `build` of a real app (the runtime loads its next.config, esbuild bundles the handlers,
@@ -214,11 +263,7 @@ fn next_config_trailing_slash_and_base_path_reach_every_route() {
 #[test]
 fn an_app_with_trailing_slash_true_builds_routes_that_carry_it() {
     let app = tempfile::tempdir().unwrap();
-    let write = |rel: &str, text: &str| {
-        let p = app.path().join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    };
+    let write = |rel: &str, text: &str| write_file(app.path(), rel, text);
     write(
         "next.config.mjs",
         "export default async () => ({ trailingSlash: true });\n",
@@ -231,25 +276,8 @@ fn an_app_with_trailing_slash_true_builds_routes_that_carry_it() {
         "app/api/items/[id]/route.ts",
         "export async function GET(_req: Request) { return Response.json({ ok: true }); }\n",
     );
-    let node = std::process::Command::new("sh")
-        .args(["-c", "command -v node"])
-        .output()
-        .unwrap();
-    assert!(node.status.success(), "node is not on PATH");
-    let node = PathBuf::from(String::from_utf8(node.stdout).unwrap().trim());
-    let tools = Toolchain {
-        host_node: PathBuf::from("node"),
-        image_node: node,
-        runtime: runtime_dir(None).unwrap(),
-    };
-    let options = BuildOptions {
-        import: import::Options::default(),
-        repository: "registry.test/shop".into(),
-        tag: None,
-        labels: BTreeMap::new(),
-        epoch: 0,
-        group: None,
-    };
+    let tools = host_toolchain();
+    let options = build_options(None);
     let out = tempfile::tempdir().unwrap();
     let built = build(app.path(), &tools, &options, out.path()).unwrap();
     let mut paths: Vec<(&str, bool)> = built
@@ -326,7 +354,12 @@ fn group_puts_every_route_in_one_function_with_the_same_environment() {
         assert_eq!(m.spec.function.as_deref(), Some("shop"));
         assert_eq!(m.annotations()[BUNDLE_ANNOTATION], "sha256:all");
         assert!(m.spec.env.iter().all(|e| e.name != import::HANDLER_ENV));
-        let handlers = m.spec.env.iter().find(|e| e.name == HANDLERS_ENV).unwrap();
+        let handlers = m
+            .spec
+            .env
+            .iter()
+            .find(|e| e.name == import::HANDLERS_ENV)
+            .unwrap();
         let map: BTreeMap<String, String> =
             serde_json::from_str(handlers.value.as_deref().unwrap()).unwrap();
         assert_eq!(
@@ -367,9 +400,9 @@ fn group_puts_every_route_in_one_function_with_the_same_environment() {
 
     let mut bad = routes.clone();
     assert!(group_routes(&mut bad, "Shop", "x").is_err());
-    assert_eq!(function_name_problem("shop-api"), None);
+    assert_eq!(import::function_name_problem("shop-api"), None);
     for name in ["", "1shop", "shop-", "a.b", &"a".repeat(64)] {
-        assert!(function_name_problem(name).is_some(), "{name}");
+        assert!(import::function_name_problem(name).is_some(), "{name}");
     }
 }
 
@@ -378,11 +411,7 @@ fn group_puts_every_route_in_one_function_with_the_same_environment() {
 #[test]
 fn an_app_built_as_one_function_shares_its_modules_and_names_the_function() {
     let app = tempfile::tempdir().unwrap();
-    let write = |rel: &str, text: &str| {
-        let p = app.path().join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    };
+    let write = |rel: &str, text: &str| write_file(app.path(), rel, text);
     write("lib/store.js", "export const users = [];\n");
     write(
         "pages/api/users.js",
@@ -392,24 +421,8 @@ fn an_app_built_as_one_function_shares_its_modules_and_names_the_function() {
         "app/api/count/route.ts",
         "import { users } from '../../../lib/store';\nexport async function GET() { return Response.json({ n: users.length }); }\n",
     );
-    let node = std::process::Command::new("sh")
-        .args(["-c", "command -v node"])
-        .output()
-        .unwrap();
-    assert!(node.status.success(), "node is not on PATH");
-    let tools = Toolchain {
-        host_node: PathBuf::from("node"),
-        image_node: PathBuf::from(String::from_utf8(node.stdout).unwrap().trim()),
-        runtime: runtime_dir(None).unwrap(),
-    };
-    let mut options = BuildOptions {
-        import: import::Options::default(),
-        repository: "registry.test/shop".into(),
-        tag: None,
-        labels: BTreeMap::new(),
-        epoch: 0,
-        group: Some("shop".into()),
-    };
+    let tools = host_toolchain();
+    let mut options = build_options(Some("shop"));
     let out = tempfile::tempdir().unwrap();
     let built = build(app.path(), &tools, &options, out.path()).unwrap();
     assert_eq!(built.routes.len(), 2);
@@ -418,7 +431,12 @@ fn an_app_built_as_one_function_shares_its_modules_and_names_the_function() {
     for r in &built.routes {
         let m = route_manifest(r, "shop", "team", "i", false, None);
         assert_eq!(m.spec.function.as_deref(), Some("shop"));
-        let handlers = m.spec.env.iter().find(|e| e.name == HANDLERS_ENV).unwrap();
+        let handlers = m
+            .spec
+            .env
+            .iter()
+            .find(|e| e.name == import::HANDLERS_ENV)
+            .unwrap();
         let map: BTreeMap<String, String> =
             serde_json::from_str(handlers.value.as_deref().unwrap()).unwrap();
         assert_eq!(

@@ -24,6 +24,9 @@ use scan::{BodyParser, MaxDuration};
 pub const DEFAULT_IMAGE: &str = "ghcr.io/apiroutes/node-runtime:0.1.0";
 /// Env var naming the route file the Node runtime serves (`runtime/node/src/cli.js`).
 pub const HANDLER_ENV: &str = "APIROUTES_HANDLER";
+/// Variable naming the runtime's handlers of a shared function: a JSON object from route
+/// pattern (as the gateway sends it in `x-apiroute-pattern`) to handler file.
+pub const HANDLERS_ENV: &str = "APIROUTES_HANDLERS";
 /// What the Node runtime answers its readiness check on.
 pub const READINESS_PATH: &str = "/healthz";
 /// Next.js's default `bodyParser.sizeLimit` (1mb = 1048576 bytes).
@@ -565,3 +568,50 @@ pub fn to_yaml(routes: &[Imported]) -> Result<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Why `function` cannot name a shared function (the CRD's rule on `spec.function`).
+pub fn function_name_problem(function: &str) -> Option<&'static str> {
+    let ok = function.len() <= 63
+        && function.starts_with(|c: char| c.is_ascii_lowercase())
+        && function
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !function.ends_with('-');
+    (!ok).then_some(apiroutes_crds::labels::FUNCTION_NAME_MESSAGE)
+}
+
+/// Puts every route in the shared function `function` (`--group`): one Deployment runs
+/// all the route files in one process, so they share module state and cold starts. Each
+/// route names the function, and all get the same environment: the pattern → file map
+/// ([`HANDLERS_ENV`]) instead of each one's own [`HANDLER_ENV`].
+pub fn into_function(routes: &mut [&mut Imported], function: &str) -> Result<(), String> {
+    if let Some(problem) = function_name_problem(function) {
+        return Err(format!("--group {function:?}: {problem}"));
+    }
+    let mut handlers = std::collections::BTreeMap::new();
+    for r in routes.iter() {
+        let spec = &r.route.spec;
+        let pattern = Pattern::parse(&spec.path).map_err(|e| format!("{}: {e}", r.file))?;
+        let file = spec
+            .env
+            .iter()
+            .find(|e| e.name == HANDLER_ENV)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default();
+        handlers.insert(pattern.to_string(), file);
+    }
+    let handlers =
+        serde_json::to_string(&handlers).map_err(|e| format!("encoding {HANDLERS_ENV}: {e}"))?;
+    for r in routes.iter_mut() {
+        let spec = &mut r.route.spec;
+        spec.function = Some(function.to_owned());
+        for var in spec.env.iter_mut() {
+            if var.name == HANDLER_ENV {
+                var.name = HANDLERS_ENV.to_owned();
+                var.value = Some(handlers.clone());
+                var.value_from = None;
+            }
+        }
+    }
+    Ok(())
+}

@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use apiroutes_crds::pattern::Segment;
+
 /// Longest name: 63 (a DNS label) minus `-preview`.
 pub const MAX_NAME: usize = 55;
 
@@ -23,9 +25,9 @@ pub const MAX_NAME: usize = 55;
 pub fn slug(path: &str) -> String {
     let mut words: Vec<String> = Vec::new();
     for segment in path.split('/').filter(|s| !s.is_empty()) {
-        let text = segment.trim_start_matches('[').trim_end_matches(']');
-        let text = text.strip_prefix("...").unwrap_or(text);
-        let word = dashed(text);
+        // A parameter by its name; anything else (static, or not a pattern) as written.
+        let parsed = Segment::parse(segment, 0).ok();
+        let word = dashed(parsed.as_ref().and_then(Segment::param).unwrap_or(segment));
         if !word.is_empty() {
             words.push(word);
         }

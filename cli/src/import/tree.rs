@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use apiroutes_crds::pattern::Segment;
+
 /// A route the checks look at: its Next.js path and the file that defines it.
 #[derive(Clone, Debug)]
 pub struct Entry<'a> {
@@ -24,6 +26,8 @@ pub struct Entry<'a> {
 
 #[derive(Default)]
 struct Node<'a> {
+    /// This node's segment as the first route through it wrote it (`users`, `[id]`).
+    label: String,
     /// The file whose route ends here.
     terminal: Option<&'a str>,
     children: BTreeMap<String, Node<'a>>,
@@ -38,8 +42,10 @@ pub fn check(entries: &[Entry<'_>]) -> Vec<String> {
     let mut root = Node::default();
     let mut problems = Vec::new();
     for entry in entries {
-        let segments: Vec<&str> = entry.path.split('/').filter(|s| !s.is_empty()).collect();
-        if let Err(p) = root.insert(&segments, entry, &mut Vec::new(), false, "") {
+        let inserted = segments(entry.path)
+            .map_err(|e| format!("{}: {e}", entry.file))
+            .and_then(|segments| root.insert(&segments, entry, &mut Vec::new(), false, ""));
+        if let Err(p) = inserted {
             problems.push(p);
         }
     }
@@ -47,16 +53,34 @@ pub fn check(entries: &[Entry<'_>]) -> Vec<String> {
     problems
 }
 
+/// A route's segments, read by the pattern language's own segment parser. A parameter
+/// whose brackets are wrong is refused here; a static segment with characters outside the
+/// pattern language is still a plain segment to Next's tree (an API route that has one is
+/// refused on its own, by the whole pattern's check).
+fn segments(path: &str) -> Result<Vec<Segment>, String> {
+    let mut out = Vec::new();
+    let mut at = 1;
+    for part in path.split('/').filter(|s| !s.is_empty()) {
+        out.push(match Segment::parse(part, at) {
+            Ok(segment) => segment,
+            Err(e) if e.in_param() => return Err(e.to_string()),
+            Err(_) => Segment::Static(part.to_owned()),
+        });
+        at += part.len() + 1;
+    }
+    Ok(out)
+}
+
 impl<'a> Node<'a> {
     fn insert(
         &mut self,
-        segments: &[&str],
+        segments: &[Segment],
         entry: &Entry<'a>,
         slug_names: &mut Vec<String>,
         after_catch_all: bool,
         prefix: &str,
     ) -> Result<(), String> {
-        let Some((&segment, rest)) = segments.split_first() else {
+        let Some((segment, rest)) = segments.split_first() else {
             if let Some(other) = self.terminal {
                 let path = if prefix.is_empty() { "/" } else { prefix };
                 return Err(format!(
@@ -73,30 +97,7 @@ impl<'a> Node<'a> {
                 entry.file, entry.path
             ));
         }
-        let mut key = segment.to_owned();
-        let mut is_catch_all = false;
-        if let Some(inner) = segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            let (mut name, optional) =
-                match inner.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                    Some(n) => (n, true),
-                    None => (inner, false),
-                };
-            if let Some(n) = name.strip_prefix("...") {
-                name = n;
-                is_catch_all = true;
-            }
-            if name.starts_with('[') || name.ends_with(']') {
-                return Err(format!(
-                    "{}: parameter names may not start or end with extra brackets ('{name}')",
-                    entry.file
-                ));
-            }
-            if name.starts_with('.') {
-                return Err(format!(
-                    "{}: parameter names may not start with a period ('{name}')",
-                    entry.file
-                ));
-            }
+        if let Some(name) = segment.param() {
             for previous in slug_names.iter() {
                 if previous == name {
                     return Err(format!(
@@ -112,33 +113,26 @@ impl<'a> Node<'a> {
                 }
             }
             let level = if prefix.is_empty() { "/" } else { prefix };
-            let slot = if is_catch_all && optional {
-                if let Some((other, file)) = &self.rest {
-                    return Err(format!(
-                        "{} and {file}: a required and an optional catch-all at the same level ({level}: \"[...{other}]\" and \"{segment}\")",
-                        entry.file
-                    ));
+            let slot = match segment {
+                Segment::OptionalCatchAll(_) => {
+                    if let Some((other, file)) = &self.rest {
+                        return Err(format!(
+                            "{} and {file}: a required and an optional catch-all at the same level ({level}: \"[...{other}]\" and \"{segment}\")",
+                            entry.file
+                        ));
+                    }
+                    &mut self.optional_rest
                 }
-                key = "[[...]]".to_owned();
-                &mut self.optional_rest
-            } else if is_catch_all {
-                if let Some((other, file)) = &self.optional_rest {
-                    return Err(format!(
-                        "{} and {file}: an optional and a required catch-all at the same level ({level}: \"[[...{other}]]\" and \"{segment}\")",
-                        entry.file
-                    ));
+                Segment::CatchAll(_) => {
+                    if let Some((other, file)) = &self.optional_rest {
+                        return Err(format!(
+                            "{} and {file}: an optional and a required catch-all at the same level ({level}: \"[[...{other}]]\" and \"{segment}\")",
+                            entry.file
+                        ));
+                    }
+                    &mut self.rest
                 }
-                key = "[...]".to_owned();
-                &mut self.rest
-            } else {
-                if optional {
-                    return Err(format!(
-                        "{}: optional parameters are only for catch-alls: use \"[[...{name}]]\", not \"{segment}\"",
-                        entry.file
-                    ));
-                }
-                key = "[]".to_owned();
-                &mut self.slug
+                _ => &mut self.slug,
             };
             match slot {
                 Some((other, file)) if other != name => {
@@ -153,13 +147,14 @@ impl<'a> Node<'a> {
             slug_names.push(name.to_owned());
         }
         let child_prefix = format!("{prefix}/{segment}");
-        self.children.entry(key).or_default().insert(
-            rest,
-            entry,
-            slug_names,
-            is_catch_all,
-            &child_prefix,
-        )
+        let is_catch_all = matches!(segment, Segment::CatchAll(_) | Segment::OptionalCatchAll(_));
+        self.children
+            .entry(segment.canonical().to_owned())
+            .or_insert_with(|| Node {
+                label: segment.to_string(),
+                ..Node::default()
+            })
+            .insert(rest, entry, slug_names, is_catch_all, &child_prefix)
     }
 
     fn check_optional_catch_all(&self, prefix: &str, problems: &mut Vec<String>) {
@@ -169,18 +164,8 @@ impl<'a> Node<'a> {
                 "{file} and {catch_all_file}: a route with the same specificity as an optional catch-all (\"{route}\" and \"{prefix}/[[...{name}]]\" both answer {route}); remove one, or make the catch-all required (\"[...{name}]\")"
             ));
         }
-        for (key, child) in &self.children {
-            let segment = match key.as_str() {
-                "[]" => self.slug.as_ref().map(|(n, _)| format!("[{n}]")),
-                "[...]" => self.rest.as_ref().map(|(n, _)| format!("[...{n}]")),
-                "[[...]]" => self
-                    .optional_rest
-                    .as_ref()
-                    .map(|(n, _)| format!("[[...{n}]]")),
-                _ => None,
-            }
-            .unwrap_or_else(|| key.clone());
-            child.check_optional_catch_all(&format!("{prefix}/{segment}"), problems);
+        for child in self.children.values() {
+            child.check_optional_catch_all(&format!("{prefix}/{}", child.label), problems);
         }
     }
 }

@@ -62,9 +62,12 @@ fn precedence_and_backtracking_follow_next() {
 }
 
 #[test]
-fn optional_catch_all_with_zero_segments_leaves_param_absent() {
+fn optional_catch_all_with_zero_segments_names_param_without_value() {
     let t = build(&[route("opt", "/api/[[...slug]]").created(1)]);
-    assert_eq!(look(&t, None, "/api", Method::GET), "default/opt {}");
+    assert_eq!(
+        look(&t, None, "/api", Method::GET),
+        r#"default/opt {"slug":null}"#
+    );
     assert_eq!(
         look(&t, None, "/api/a%2Fb/%C3%A9", Method::GET),
         r#"default/opt {"slug":["a/b","\u00e9"]}"#

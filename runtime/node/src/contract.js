@@ -3,7 +3,7 @@
 // start`, the runtime then fills in the `x-forwarded-*` headers a client did not send.
 
 import { PREVIEW_HEADER, PREVIEW_INVALID_HEADER } from './preview.js';
-import { PARAMS_HEADER, PATTERN_HEADER, parseParams, patternParamNames } from './query.js';
+import { PARAMS_HEADER, readParams } from './query.js';
 
 const PREFIX = 'x-apiroute-';
 
@@ -24,11 +24,12 @@ const PREFIX = 'x-apiroute-';
  * @returns {GatewayContext}
  */
 export function takeGatewayHeaders(req) {
-  const params = parseParams(req.headers[PARAMS_HEADER]);
-  const fromPattern = patternParamNames(req.headers[PATTERN_HEADER]);
+  // The route's parameter names come from the params header only; the pattern header just
+  // picks a handler (server.js).
+  const { params, names } = readParams(req.headers[PARAMS_HEADER]);
   const preview = req.headers[PREVIEW_HEADER];
   const previewInvalid = req.headers[PREVIEW_INVALID_HEADER] === '1' && preview === undefined;
-  const paramNames = new Set([...fromPattern, ...Object.keys(params)]);
+  const paramNames = new Set(names);
   for (const name of Object.keys(req.headers)) if (name.startsWith(PREFIX)) delete req.headers[name];
   const raw = req.rawHeaders;
   if (raw.some((v, i) => i % 2 === 0 && v.toLowerCase().startsWith(PREFIX))) {

@@ -3,6 +3,8 @@
 // handler's setPreviewData()/clearPreviewData() become response headers that the gateway
 // turns into signed cookies and strips.
 
+import { runtimeLog } from './log.js';
+
 /** Request header: base64url JSON of the preview data, set by the gateway only. */
 export const PREVIEW_HEADER = 'x-apiroute-preview';
 /** Response header: base64url JSON `{"data": ..., "options": {"maxAge"?, "path"?}}`. */
@@ -44,7 +46,7 @@ export function readPreviewData(header) {
   try {
     return decodeJson(header);
   } catch {
-    console.error(`[apiroutes-node] ignoring malformed ${PREVIEW_HEADER} header`);
+    runtimeLog('warn', `ignoring malformed ${PREVIEW_HEADER} header`);
     return false;
   }
 }

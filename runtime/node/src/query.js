@@ -6,6 +6,8 @@
 // - `req.url`: the path and the query re-serialized (form encoding, repeated keys grouped),
 //   without internal keys and without query keys named like a route parameter.
 
+import { runtimeLog } from './log.js';
+
 /** @typedef {Record<string, string | string[]>} Query */
 
 /** Request header in which the gateway passes the route parameters (a JSON object). */
@@ -98,16 +100,6 @@ export function normalizeUrl(url, paramNames) {
 }
 
 /**
- * Parameter names of a pattern: `/api/[a]/[...b]` → `a`, `b`.
- * @param {string | string[] | undefined} pattern
- * @returns {string[]}
- */
-export function patternParamNames(pattern) {
-  if (typeof pattern !== 'string') return [];
-  return [...pattern.matchAll(/\[\[?(?:\.\.\.)?([^\]]+)\]\]?/g)].map((m) => m[1]);
-}
-
-/**
  * A header value as text: the gateway sends ASCII (JSON `\u` escapes), but a value that
  * arrived as raw UTF-8 bytes (read by Node as latin1) is decoded as UTF-8.
  * @param {string} value
@@ -118,28 +110,43 @@ function headerText(value) {
 }
 
 /**
- * Route parameters from the gateway's header; `{}` when absent or unreadable.
+ * Route parameters from the gateway's header, and the route's parameter names. A name sent
+ * as `null` (an optional catch-all that took no segment) is a name without a value, as
+ * Next leaves it out of `req.query`. `{}` and no names when absent or unreadable.
  * @param {string | string[] | undefined} header
- * @returns {Query}
+ * @returns {{ params: Query, names: string[] }}
  */
-export function parseParams(header) {
-  if (typeof header !== 'string' || header === '') return {};
+export function readParams(header) {
+  /** @type {Query} */
+  const params = {};
+  /** @type {string[]} */
+  const names = [];
+  if (typeof header !== 'string' || header === '') return { params, names };
   /** @type {unknown} */
   let value;
   try {
     value = JSON.parse(headerText(header));
   } catch {
-    console.error(`[apiroutes-node] ignoring malformed ${PARAMS_HEADER} header`);
-    return {};
+    runtimeLog('warn', `ignoring malformed ${PARAMS_HEADER} header`);
+    return { params, names };
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return {};
-  /** @type {Query} */
-  const params = {};
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return { params, names };
   for (const [key, v] of Object.entries(value)) {
     if (typeof v === 'string') params[key] = v;
     else if (Array.isArray(v) && v.every((s) => typeof s === 'string')) params[key] = v;
+    else if (v !== null) continue;
+    names.push(key);
   }
-  return params;
+  return { params, names };
+}
+
+/**
+ * Route parameters from the gateway's header; `{}` when absent or unreadable.
+ * @param {string | string[] | undefined} header
+ * @returns {Query}
+ */
+export function parseParams(header) {
+  return readParams(header).params;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mergeQuery, normalizeUrl, parseParams, parseQuery, patternParamNames } from '../src/query.js';
+import { mergeQuery, normalizeUrl, parseParams, parseQuery, readParams } from '../src/query.js';
 
 test('repeated keys become arrays, in first-seen order', () => {
   assert.deepEqual(parseQuery('/x?a=1&b=2&a=3'), { a: ['1', '3'], b: '2' });
@@ -34,10 +34,12 @@ test('req.url is re-serialized without internal and parameter-named keys', () =>
   assert.equal(normalizeUrl('/api/echo', []), '/api/echo');
 });
 
-test('parameter names from a pattern', () => {
-  assert.deepEqual(patternParamNames('/api/[a]/x/[...b]'), ['a', 'b']);
-  assert.deepEqual(patternParamNames('/api/shop/[[...path]]'), ['path']);
-  assert.deepEqual(patternParamNames(undefined), []);
+test('parameter names from the params header: a null value is a name without a value', () => {
+  assert.deepEqual(readParams('{"a":"1","b":["x"]}'), { params: { a: '1', b: ['x'] }, names: ['a', 'b'] });
+  assert.deepEqual(readParams('{"path":null}'), { params: {}, names: ['path'] });
+  assert.deepEqual(readParams('{"n":1,"o":{}}'), { params: {}, names: [] });
+  assert.deepEqual(readParams(undefined), { params: {}, names: [] });
+  assert.deepEqual(readParams('not json'), { params: {}, names: [] });
 });
 
 test('params header: strings and string arrays; junk ignored', () => {

@@ -30,15 +30,24 @@ fn deploy(cluster: &Cluster, app: &Path, namespace: &str) -> String {
 
 /// `apiroutes deploy APP --app NAME` into `namespace`; its report (`kind/name outcome` lines).
 fn deploy_app(cluster: &Cluster, app: &Path, namespace: &str, name: &str) -> String {
+    let out = deploy_command(cluster, app, namespace, &["--app", name])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "apiroutes deploy failed: {report}");
+    report
+}
+
+/// `apiroutes deploy APP ARGS...` into `namespace`, pushing to the node's registry.
+fn deploy_command(cluster: &Cluster, app: &Path, namespace: &str, args: &[&str]) -> Command {
     let registry = std::env::var("APIROUTES_REGISTRY")
         .expect("APIROUTES_REGISTRY: the node's registry, exported with the cluster");
-    let kubeconfig = cluster.dir.join("kubeconfig");
-    let out = Command::new(cli())
-        .arg("deploy")
+    let mut c = Command::new(cli());
+    c.arg("deploy")
         .arg(app)
+        .args(args)
         .args([
-            "--app",
-            name,
             "--namespace",
             namespace,
             "--insecure",
@@ -46,13 +55,8 @@ fn deploy_app(cluster: &Cluster, app: &Path, namespace: &str, name: &str) -> Str
             &registry,
         ])
         .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "apiroutes deploy failed: {report}");
-    report
+        .arg(cluster.dir.join("kubeconfig"));
+    c
 }
 
 /// A copy of examples/nextjs to change between deploys, with a `.env` and a route that
@@ -81,6 +85,17 @@ impl App {
             "pages/api/env.js",
             "export default function handler(req, res) { res.json({ greeting: process.env.SHOP_GREETING ?? null }); }\n",
         );
+        app
+    }
+
+    /// An empty app folder with these subfolders.
+    fn empty(ns: &str, folders: &[&str]) -> App {
+        let dir = std::env::temp_dir().join(format!("apiroutes-e2e-{ns}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let app = App(dir);
+        for sub in folders {
+            std::fs::create_dir_all(app.0.join(sub)).unwrap_or_else(|e| panic!("{e}"));
+        }
         app
     }
 
@@ -299,10 +314,7 @@ async fn next_config_base_path_is_honoured_and_api_redirects_are_refused() {
         return;
     };
     let ns = cluster.namespace("e2e-basepath");
-    let dir = std::env::temp_dir().join(format!("apiroutes-e2e-{}", ns.name));
-    let _ = std::fs::remove_dir_all(&dir);
-    let app = App(dir);
-    std::fs::create_dir_all(app.0.join("pages/api")).unwrap_or_else(|e| panic!("{e}"));
+    let app = App::empty(&ns.name, &["pages/api"]);
     app.write(
         "pages/api/where.js",
         "export default function handler(req, res) { res.json({ url: req.url }); }\n",
@@ -312,21 +324,7 @@ async fn next_config_base_path_is_honoured_and_api_redirects_are_refused() {
         "next.config.js",
         "module.exports = { basePath: '/docs', async redirects() { return [{ source: '/api/old', destination: '/api/where', permanent: true }]; } };\n",
     );
-    let registry = std::env::var("APIROUTES_REGISTRY").unwrap_or_default();
-    let out = Command::new(cli())
-        .arg("deploy")
-        .arg(&app.0)
-        .args([
-            "--app",
-            "docs",
-            "--namespace",
-            &ns.name,
-            "--insecure",
-            "--registry",
-            &registry,
-        ])
-        .arg("--kubeconfig")
-        .arg(cluster.dir.join("kubeconfig"))
+    let out = deploy_command(&cluster, &app.0, &ns.name, &["--app", "docs"])
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -394,12 +392,7 @@ async fn an_app_deployed_as_one_function_shares_module_state() {
         return;
     };
     let ns = cluster.namespace("e2e-group");
-    let dir = std::env::temp_dir().join(format!("apiroutes-e2e-{}", ns.name));
-    let _ = std::fs::remove_dir_all(&dir);
-    let app = App(dir);
-    for sub in ["lib", "pages/api", "app/api/count"] {
-        std::fs::create_dir_all(app.0.join(sub)).unwrap_or_else(|e| panic!("{e}"));
-    }
+    let app = App::empty(&ns.name, &["lib", "pages/api", "app/api/count"]);
     app.write("lib/store.js", "export const users = [];\n");
     app.write(
         "pages/api/users.js",
@@ -409,24 +402,8 @@ async fn an_app_deployed_as_one_function_shares_module_state() {
         "app/api/count/route.js",
         "import { users } from '../../../lib/store';\nexport function GET() { return Response.json({ users }); }\n",
     );
-    let registry = std::env::var("APIROUTES_REGISTRY")
-        .expect("APIROUTES_REGISTRY: the node's registry, exported with the cluster");
-    let out = Command::new(cli())
-        .arg("deploy")
-        .arg(&app.0)
-        .args([
-            "--app",
-            "store",
-            "--group",
-            "store",
-            "--namespace",
-            &ns.name,
-            "--insecure",
-            "--registry",
-            &registry,
-        ])
-        .arg("--kubeconfig")
-        .arg(cluster.dir.join("kubeconfig"))
+    let group = ["--app", "store", "--group", "store"];
+    let out = deploy_command(&cluster, &app.0, &ns.name, &group)
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", cli()));
