@@ -17,8 +17,12 @@
 # Knobs (env): ROUNDS=3 DURATION=8 WARMUP=2 ROUTES=1000 CONNECTIONS=32 PROXY_CPU=1
 #   LOAD_CPUS=0 ECHO=<$CARGO_TARGET_DIR/release/echo> EXTRA_ARGS="" (to every gateway)
 #   PERF=<name> PERF_OUT=<file>: `perf record -e cpu-clock -g` that proxy in round 1.
+#   WRK_ARGS="" extra wrk arguments, e.g. WRK_ARGS="-H 'Connection: close'" for a new
+#   connection per request.
 set -euo pipefail
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-8}"; WARMUP="${WARMUP:-2}"; ROUTES="${ROUTES:-1000}"; CONNECTIONS="${CONNECTIONS:-32}"
+# Extra wrk arguments, split as the shell would (quotes kept).
+eval "wrk_args=(${WRK_ARGS:-})"
 PROXY_CPU="${PROXY_CPU:-1}"; LOAD_CPUS="${LOAD_CPUS:-0}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=gateway/bench/common.sh
@@ -74,13 +78,13 @@ for r in $(seq "$ROUNDS"); do
   for k in $(seq 0 $((n - 1))); do
     i=$(( (k + r - 1) % n ))
     port=${ports[$i]}; pid=${gpids[$i]}; name=${names[$i]}
-    timeout $((WARMUP + 5)) taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/paths.lua" "http://127.0.0.1:$port" >/dev/null
+    timeout $((WARMUP + 5)) taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "${wrk_args[@]}" -s "$work/paths.lua" "http://127.0.0.1:$port" >/dev/null
     c0="$(ticks "$pid")"
     if [[ "${PERF:-}" == "$name" && $r == 1 ]]; then
       perf record -e cpu-clock -F 1999 -g -p "$pid" -o "${PERF_OUT:-/tmp/perf-$name.data}" -- sleep "$DURATION" 2>/dev/null &
       perfpid=$!
     fi
-    out="$(timeout $((DURATION + 10)) taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/paths.lua" "http://127.0.0.1:$port")"
+    out="$(timeout $((DURATION + 10)) taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${wrk_args[@]}" -s "$work/paths.lua" "http://127.0.0.1:$port")"
     c1="$(ticks "$pid")"
     [[ -n "${perfpid:-}" ]] && { wait "$perfpid" || true; perfpid=; }
     grep -q 'Non-2xx' <<<"$out" && { echo "$name non-2xx" >&2; echo "$out" >&2; exit 1; }

@@ -274,19 +274,33 @@ impl Drop for HeldGuard<'_> {
     }
 }
 
-/// Waits until the variant of `state` has a ready endpoint in the current table (one not
-/// in `refused`), or the deadline passes. Returns the variant's target then.
-#[allow(clippy::too_many_arguments)]
+/// What a held request waits with: the gateway's table, autoscaler and hold limits, and
+/// its route's variant, metrics and timeout.
+pub struct Hold<'a> {
+    pub table: &'a ArcSwap<RouteTable>,
+    pub autoscaler: &'a Arc<Autoscaler>,
+    pub holds: &'a Holds,
+    pub state: &'a Arc<VariantState>,
+    pub metrics: &'a RouteMetrics,
+    /// The route's timeout, for the error.
+    pub timeout: Duration,
+}
+
+/// Waits until the variant has a ready endpoint in the current table (one not in
+/// `refused`), or the deadline passes. Returns the variant's target then.
 pub async fn wait_ready(
-    table: &ArcSwap<RouteTable>,
-    autoscaler: &Arc<Autoscaler>,
-    holds: &Holds,
-    state: &Arc<VariantState>,
-    metrics: &RouteMetrics,
+    hold: Hold<'_>,
     deadline: Instant,
-    timeout: Duration,
     refused: &[Arc<Endpoint>],
 ) -> Result<Arc<Target>, Error> {
+    let Hold {
+        table,
+        autoscaler,
+        holds,
+        state,
+        metrics,
+        timeout,
+    } = hold;
     // Reserve a slot under both bounds.
     if state
         .held

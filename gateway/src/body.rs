@@ -20,7 +20,9 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use crate::{access_log::Access, metrics::RouteMetrics, table::Endpoint, variant::VariantState};
+use crate::{
+    access_log::Access, error::Error, metrics::RouteMetrics, table::Endpoint, variant::VariantState,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -316,7 +318,7 @@ impl http_body::Body for UpstreamBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
             Poll::Ready(None) => {
                 this.mark_done();
                 Poll::Ready(None)
@@ -338,12 +340,31 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-/// Whether `err` (or anything it was caused by) is a [`LimitExceeded`].
-pub fn is_limit_exceeded(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
+/// The client's side of a request body failed: its framing was malformed (a bad chunk
+/// size line) or the client went away before the body ended. The client's fault, not the
+/// function's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
+
+/// The answer for an upstream exchange that failed because of the client's body (over the
+/// route's limit, malformed, cut short), found anywhere in `err`'s chain; `None` when the
+/// failure is the function's or the network's.
+pub fn client_fault(err: &(dyn std::error::Error + 'static)) -> Option<Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(l) = e.downcast_ref::<LimitExceeded>() {
-            return Some(l.0);
+            return Some(Error::PayloadTooLarge { limit: l.0 });
+        }
+        if let Some(ClientBodyError(h)) = e.downcast_ref::<ClientBodyError>() {
+            let reason = if h.is_incomplete_message() {
+                "the client closed the connection before the body ended".to_owned()
+            } else {
+                // hyper's own words are "error reading a body from connection"; the
+                // decoder's cause says what was wrong.
+                std::error::Error::source(h).map_or_else(|| h.to_string(), ToString::to_string)
+            };
+            return Some(Error::BadBody { reason });
         }
         cur = e.source();
     }

@@ -261,6 +261,68 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// What the first line of a connection says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineVerdict {
+    /// The line has not ended yet.
+    Undecided,
+    /// It names an HTTP version (every HTTP/1 request line does, and so does the HTTP/2
+    /// preface, `PRI * HTTP/2.0`).
+    Http,
+    /// It ended without naming one.
+    NotHttp,
+}
+
+/// Reads a connection's first line (after any empty lines, which RFC 9112 section 2.2 lets
+/// a client send first) for `HTTP/`, a byte at a time across reads, without keeping it.
+///
+/// A line without it is not HTTP at all, and the connection is closed without an answer:
+/// RFC 9113 section 3.4 asks that of an invalid HTTP/2 preface (h2spec 3.5/2), and on a
+/// port that also speaks HTTP/1 such bytes are not a malformed HTTP/1 request either. A
+/// request line that does name a version but is malformed still gets hyper's 400.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FirstLine {
+    /// How many bytes of `HTTP/` the latest bytes match.
+    matched: u8,
+    seen_http: bool,
+    /// Whether a byte other than CR or LF has come.
+    started: bool,
+}
+
+impl FirstLine {
+    pub fn feed(&mut self, bytes: &[u8]) -> LineVerdict {
+        const NAME: &[u8] = b"HTTP/";
+        for &b in bytes {
+            if b == b'\n' {
+                if self.started {
+                    return if self.seen_http {
+                        LineVerdict::Http
+                    } else {
+                        LineVerdict::NotHttp
+                    };
+                }
+                continue;
+            }
+            if b != b'\r' {
+                self.started = true;
+            }
+            if self.seen_http {
+                continue;
+            }
+            let m = usize::from(self.matched);
+            self.matched = if NAME.get(m) == Some(&b) {
+                self.matched + 1
+            } else {
+                u8::from(b == NAME[0])
+            };
+            if usize::from(self.matched) == NAME.len() {
+                self.seen_http = true;
+            }
+        }
+        LineVerdict::Undecided
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A client socket that reports reads to its [`ConnWatch`] and holds the connection's
     /// permit and gauge for as long as it lives, upgraded tunnels included.
@@ -268,9 +330,66 @@ pin_project_lite::pin_project! {
         #[pin]
         io: S,
         watch: Arc<ConnWatch>,
+        // Set once our side is shut: the rest of the client's data is being read away.
+        linger: Option<Linger>,
+        // Until the first line has been read and handed on (see `ReadAhead`).
+        ahead: Option<Box<ReadAhead>>,
         _permit: Option<OwnedSemaphorePermit>,
         _gauge: Option<GaugeGuard>,
     }
+}
+
+/// Lingering close (RFC 9112 section 9.6, nginx's `lingering_close`): a connection closed
+/// while the client may still be sending (an early 413, or a function that answered before
+/// reading its upload) first shuts our side, then reads and discards what comes until the
+/// client ends, goes quiet for [`LINGER_QUIET`] or [`LINGER_MAX`] has passed. Closing with
+/// unread data would send a reset instead, and a client still writing then loses the
+/// answer it was sent. Every close lingers: whether the client is still sending cannot be
+/// told from the socket (the rest of an upload may not have arrived yet when an early 413
+/// goes out). A client that has finished closes too, which ends the wait at once. A
+/// lingering socket keeps its permit, so the connection cap bounds how many there are.
+const LINGER_MAX: Duration = Duration::from_secs(10);
+const LINGER_QUIET: Duration = Duration::from_secs(2);
+
+struct Linger {
+    until: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Linger {
+    fn start() -> Self {
+        let now = Instant::now();
+        Linger {
+            until: now + LINGER_MAX,
+            timer: Box::pin(tokio::time::sleep_until(now + LINGER_QUIET)),
+        }
+    }
+
+    /// Data came: wait up to [`LINGER_QUIET`] more, never past [`LINGER_MAX`].
+    fn on_data(&mut self) {
+        let next = (Instant::now() + LINGER_QUIET).min(self.until);
+        self.timer.as_mut().reset(next);
+    }
+}
+
+/// Reads and discards until the end, an error or the linger timer; `Pending` while the
+/// client is still sending within the bounds.
+fn poll_linger<S: AsyncRead>(
+    mut io: Pin<&mut S>,
+    linger: &mut Linger,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let mut scratch = [0u8; 4096];
+    loop {
+        let mut buf = ReadBuf::new(&mut scratch);
+        match io.as_mut().poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => linger.on_data(),
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Pending => break,
+        }
+    }
+    linger.timer.as_mut().poll(cx)
 }
 
 impl<S> Watched<S> {
@@ -283,8 +402,39 @@ impl<S> Watched<S> {
         Watched {
             io,
             watch,
+            linger: None,
+            ahead: Some(Box::default()),
             _permit: permit,
             _gauge: gauge,
+        }
+    }
+}
+
+/// The start of a connection, read ahead of hyper until its first line is complete (or
+/// [`READ_AHEAD`] bytes came without one), so that [`FirstLine`] can judge the whole line
+/// before any of it is parsed: hyper-util first reads 24 bytes to look for the HTTP/2
+/// preface, and hyper's HTTP/1 parser answers 400 to a bad version before the line ends.
+/// Reading the start in one go also saves the separate 24-byte read.
+const READ_AHEAD: usize = 4096;
+
+struct ReadAhead {
+    buf: [u8; READ_AHEAD],
+    filled: usize,
+    /// How much of `buf` has been handed on.
+    pos: usize,
+    line: FirstLine,
+    /// The line has ended (it is HTTP), or the buffer filled, or the client ended.
+    done: bool,
+}
+
+impl Default for ReadAhead {
+    fn default() -> Self {
+        ReadAhead {
+            buf: [0; READ_AHEAD],
+            filled: 0,
+            pos: 0,
+            line: FirstLine::default(),
+            done: false,
         }
     }
 }
@@ -295,7 +445,40 @@ impl<S: AsyncRead> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
+        let mut this = self.project();
+        if let Some(ahead) = this.ahead.as_deref_mut() {
+            while !ahead.done {
+                let mut more = ReadBuf::new(&mut ahead.buf[ahead.filled..]);
+                std::task::ready!(this.io.as_mut().poll_read(cx, &mut more))?;
+                let n = more.filled().len();
+                if n == 0 {
+                    ahead.done = true;
+                    break;
+                }
+                this.watch.on_read();
+                let verdict = ahead.line.feed(&ahead.buf[ahead.filled..ahead.filled + n]);
+                ahead.filled += n;
+                match verdict {
+                    // Not a byte of it is handed on: the connection ends unanswered.
+                    LineVerdict::NotHttp => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the first line is neither an HTTP/1 request line nor the HTTP/2 preface",
+                        )));
+                    }
+                    LineVerdict::Http => ahead.done = true,
+                    LineVerdict::Undecided => ahead.done = ahead.filled == READ_AHEAD,
+                }
+            }
+            let rest = &ahead.buf[ahead.pos..ahead.filled];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            ahead.pos += n;
+            if ahead.pos == ahead.filled {
+                *this.ahead = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = this.io.poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -305,7 +488,7 @@ impl<S: AsyncRead> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite> AsyncWrite for Watched<S> {
+impl<S: AsyncRead + AsyncWrite> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -331,7 +514,15 @@ impl<S: AsyncWrite> AsyncWrite for Watched<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
+        let mut this = self.project();
+        if this.linger.is_none() {
+            std::task::ready!(this.io.as_mut().poll_shutdown(cx))?;
+            *this.linger = Some(Linger::start());
+        }
+        match this.linger {
+            Some(linger) => poll_linger(this.io, linger, cx).map(Ok),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -377,6 +568,49 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for Counted<B> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn first_line(parts: &[&[u8]]) -> LineVerdict {
+        let mut line = FirstLine::default();
+        for p in parts {
+            let v = line.feed(p);
+            if v != LineVerdict::Undecided {
+                return v;
+            }
+        }
+        LineVerdict::Undecided
+    }
+
+    #[test]
+    fn the_first_line_must_name_http() {
+        assert_eq!(
+            first_line(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]),
+            LineVerdict::Http
+        );
+        assert_eq!(
+            first_line(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]),
+            LineVerdict::Http
+        );
+        // Split anywhere, "HTTP/" across reads included; empty lines first are skipped.
+        assert_eq!(
+            first_line(&[b"\r\n\r\nGET /x HT", b"TP", b"/1.0\r", b"\n"]),
+            LineVerdict::Http
+        );
+        assert_eq!(first_line(&[b"GET / HHTTP/1.1\n"]), LineVerdict::Http);
+        // Malformed but naming a version: left to the HTTP/1 parser (400).
+        assert_eq!(first_line(&[b"GET / HTTP/9.9 x\r\n"]), LineVerdict::Http);
+        assert_eq!(
+            first_line(&[b"INVALID CONNECTION PREFA", b"CE\r\n\r\n"]),
+            LineVerdict::NotHttp
+        );
+        assert_eq!(first_line(&[b"GET /\r\n"]), LineVerdict::NotHttp);
+        assert_eq!(first_line(&[b"GET / http/1.1\r\n"]), LineVerdict::NotHttp);
+        assert_eq!(
+            first_line(&[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n"]),
+            LineVerdict::NotHttp
+        );
+        assert_eq!(first_line(&[b"GET / HTTP/1.1"]), LineVerdict::Undecided);
+        assert_eq!(first_line(&[b"\r\n\r\n"]), LineVerdict::Undecided);
+    }
 
     const L: Limits = Limits {
         header: Duration::from_secs(10),

@@ -22,6 +22,10 @@ pub enum Error {
     BadHost { reason: &'static str },
     #[error("request body is larger than the route's limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    #[error("the request body could not be read: {reason}")]
+    BadBody { reason: String },
+    #[error("transfer coding {coding:?} is not supported (only chunked is)")]
+    UnsupportedTransferCoding { coding: String },
     #[error("the function did not answer within {seconds}s")]
     GatewayTimeout { seconds: u64 },
     #[error("could not reach the function: {reason}")]
@@ -59,7 +63,10 @@ impl Error {
         match self {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::BadPath | Error::BadRequest | Error::BadHost { .. } => StatusCode::BAD_REQUEST,
+            Error::BadPath | Error::BadRequest | Error::BadHost { .. } | Error::BadBody { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::UnsupportedTransferCoding { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::BadGateway { .. } => StatusCode::BAD_GATEWAY,
@@ -78,6 +85,8 @@ impl Error {
             Error::BadRequest => "bad_request",
             Error::BadHost { .. } => "bad_host",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::BadBody { .. } => "bad_body",
+            Error::UnsupportedTransferCoding { .. } => "unsupported_transfer_coding",
             Error::GatewayTimeout { .. } => "timeout",
             Error::BadGateway { kind, .. } => match kind {
                 UpstreamKind::Connect => "upstream_connect",
@@ -111,6 +120,11 @@ impl Error {
             }
             Error::ActivationTimeout { .. } | Error::HoldLimit | Error::ShuttingDown => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The body's framing cannot be trusted: nothing more is read on this connection
+            // (RFC 9112 section 6.1; hyper closes it after this answer).
+            Error::UnsupportedTransferCoding { .. } | Error::BadBody { .. } => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

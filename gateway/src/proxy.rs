@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::{
     access_log::{self, Access, AccessLog, Outcome, RequestIds, RequestInfo, X_REQUEST_ID},
     activator::{self, Autoscaler, Holds},
-    body::{Body, Tracker, UpstreamBody, full, is_limit_exceeded, proxied},
+    body::{Body, Tracker, UpstreamBody, client_fault, full, proxied},
     error::{Error, UpstreamKind, redirect},
     host,
     metrics::{Metrics, NO_ROUTE, RouteMetrics},
@@ -238,6 +238,9 @@ impl Gateway {
         let uri = &info.uri;
         // Before anything else reads it: the one valid authority the request is for.
         let authority = host::request_authority(&parts.headers, uri, parts.version)?;
+        if let Some(coding) = unsupported_transfer_coding(&parts.headers) {
+            return Err(Error::UnsupportedTransferCoding { coding });
+        }
         // `slashed`: the path ended in `/`; whether that is served or redirected depends
         // on the route it names (`spec.trailingSlash`), decided after matching.
         let (path, slashed) = match path::normalize(uri.path(), uri.query()) {
@@ -332,17 +335,7 @@ impl Gateway {
         // Wake the function if it sleeps.
         let mut waited = None;
         if target.endpoints.is_empty() {
-            target = activator::wait_ready(
-                &self.table,
-                &self.autoscaler,
-                &self.holds,
-                &target.state,
-                &route.metrics,
-                deadline,
-                route.timeout,
-                &[],
-            )
-            .await?;
+            target = activator::wait_ready(self.hold(&route, &target.state), deadline, &[]).await?;
             let wait = start.elapsed();
             route.metrics.activation_wait().observe(wait.as_secs_f64());
             waited = Some(wait);
@@ -392,30 +385,17 @@ impl Gateway {
             None => upstream_path(uri, &path, matches!(path, Cow::Owned(_))),
             Some(_) => upstream_path(uri, &format!("{path}/"), matches!(path, Cow::Owned(_))),
         };
+        let leg = Leg {
+            route: &route,
+            target: Arc::clone(&target),
+            tracker: &mut tracker,
+            deadline,
+            out,
+        };
         let resp = if grpc {
-            self.forward_h2(
-                parts,
-                body,
-                pq,
-                &route,
-                &target,
-                &mut tracker,
-                deadline,
-                out,
-            )
-            .await?
+            self.forward_h2(parts, body, pq, leg).await?
         } else {
-            self.forward_h1(
-                parts,
-                body,
-                pq,
-                &route,
-                &target,
-                &mut tracker,
-                deadline,
-                out,
-            )
-            .await?
+            self.forward_h1(parts, body, pq, leg).await?
         };
 
         // The answer.
@@ -465,18 +445,20 @@ impl Gateway {
     }
 
     /// gRPC over h2c, through the pooled HTTP/2 client.
-    #[allow(clippy::too_many_arguments)]
     async fn forward_h2(
         &self,
         parts: http::request::Parts,
         body: Incoming,
         path_and_query: PathAndQuery,
-        route: &RouteEntry,
-        target: &Arc<Target>,
-        tracker: &mut Tracker,
-        deadline: Instant,
-        out: &mut Outcome,
+        leg: Leg<'_>,
     ) -> Result<Response<Incoming>, Error> {
+        let Leg {
+            route,
+            mut target,
+            tracker,
+            deadline,
+            out,
+        } = leg;
         // A request whose connection failed never left: it is sent again, to another
         // endpoint or (every endpoint refused) to one the wake brings, with its body if
         // that was never read. So a copy of the head and the body's way back are kept.
@@ -484,7 +466,6 @@ impl Gateway {
         let mut give_back = (!body.is_empty_body()).then(|| body.returnable());
         let method = parts.method;
         let mut headers = parts.headers;
-        let mut target = Arc::clone(target);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
         loop {
             let Some(endpoint) = pick(&target, &tried) else {
@@ -512,8 +493,8 @@ impl Gateway {
                 }
                 Ok(Err(e)) => e,
             };
-            if let Some(limit) = is_limit_exceeded(&e) {
-                return Err(Error::PayloadTooLarge { limit });
+            if let Some(fault) = client_fault(&e) {
+                return Err(fault);
             }
             let kind = if e.is_connect() {
                 UpstreamKind::Connect
@@ -551,18 +532,20 @@ impl Gateway {
     }
 
     /// HTTP/1.1 through the per-endpoint connection pools.
-    #[allow(clippy::too_many_arguments)]
     async fn forward_h1(
         &self,
         parts: http::request::Parts,
         body: Incoming,
         path_and_query: PathAndQuery,
-        route: &RouteEntry,
-        target: &Arc<Target>,
-        tracker: &mut Tracker,
-        deadline: Instant,
-        out: &mut Outcome,
+        leg: Leg<'_>,
     ) -> Result<Response<Incoming>, Error> {
+        let Leg {
+            route,
+            mut target,
+            tracker,
+            deadline,
+            out,
+        } = leg;
         // Origin-form target: the normalized path and the original query.
         let pq = path_and_query;
         let expects_continue = parts
@@ -586,7 +569,6 @@ impl Gateway {
         let info = Arc::new(Informational::default());
         *up.version_mut() = Version::HTTP_11;
         *up.uri_mut() = Uri::from(pq);
-        let mut target = Arc::clone(target);
         let mut tried: SmallVec<[Arc<Endpoint>; 2]> = SmallVec::new();
         let mut stale = 0;
         // A reused connection that fails before any response gets the request once more on
@@ -668,8 +650,8 @@ impl Gateway {
                     return Ok(resp);
                 }
                 Ok(Err(mut e)) => {
-                    if let Some(limit) = is_limit_exceeded(e.error()) {
-                        return Err(Error::PayloadTooLarge { limit });
+                    if let Some(fault) = client_fault(e.error()) {
+                        return Err(fault);
                     }
                     // The connection closed before the request was written (a pooled one
                     // the function had closed): the request comes back; send it again.
@@ -702,6 +684,22 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// How a request to `route`'s variant `state` is held while it wakes.
+    fn hold<'a>(
+        &'a self,
+        route: &'a RouteEntry,
+        state: &'a Arc<crate::variant::VariantState>,
+    ) -> activator::Hold<'a> {
+        activator::Hold {
+            table: &self.table,
+            autoscaler: &self.autoscaler,
+            holds: &self.holds,
+            state,
+            metrics: &route.metrics,
+            timeout: route.timeout,
+        }
+    }
+
     /// Every endpoint refused the connection: pods went away (a scale-down race, a crash)
     /// before this gateway saw it. As for a route at zero, hold the request and ask for
     /// activation until the table has an endpoint that has not refused, within the
@@ -718,23 +716,22 @@ impl Gateway {
             return Ok(None);
         }
         tracing::debug!(route = %route.key, "every endpoint refused; holding for another");
-        match activator::wait_ready(
-            &self.table,
-            &self.autoscaler,
-            &self.holds,
-            &target.state,
-            &route.metrics,
-            deadline,
-            route.timeout,
-            refused,
-        )
-        .await
-        {
+        match activator::wait_ready(self.hold(route, &target.state), deadline, refused).await {
             Ok(next) => Ok(Some(next)),
             Err(Error::ActivationTimeout { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+/// One request's way to its function: the route, the variant's endpoints, the deadline,
+/// and where the attempt is recorded (metrics tracker, access-log outcome).
+struct Leg<'a> {
+    route: &'a RouteEntry,
+    target: Arc<Target>,
+    tracker: &'a mut Tracker,
+    deadline: Instant,
+    out: &'a mut Outcome,
 }
 
 /// A copy of a request's head, and its body if the body is never read, for resending it.
@@ -953,6 +950,26 @@ fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a s
 /// ones, and `Upgrade` unless this exchange is an upgrade (then `Connection: upgrade` is
 /// kept). `TE` is hop-by-hop too, but a request that accepts trailers says so to the next
 /// hop as well (RFC 9110 §10.1.4 allows only `trailers` to go on; gRPC needs it).
+/// The request's `Transfer-Encoding` when it is anything but a single `chunked`.
+/// hyper decodes the final `chunked` and refuses a list that does not end with it, but
+/// passes the codings before it (`gzip, chunked`) without applying them: the function
+/// would get the compressed bytes unannounced, since the header is hop-by-hop. RFC 9112
+/// section 6.1: a server that does not understand a transfer coding answers 501 (and
+/// `chunked` is never applied twice).
+fn unsupported_transfer_coding(h: &HeaderMap) -> Option<String> {
+    let codings: Vec<&[u8]> = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    match codings.as_slice() {
+        [] => None,
+        [one] if one.eq_ignore_ascii_case(b"chunked") => None,
+        _ => Some(String::from_utf8_lossy(&codings.join(&b", "[..])).into_owned()),
+    }
+}
+
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none of them: one pass over the names (a compare each) instead
     // of a hashed lookup per hop-by-hop name, on every request and every response.

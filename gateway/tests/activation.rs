@@ -79,6 +79,17 @@ fn yaml(backends: &[SocketAddr], timeout: u32) -> String {
     )
 }
 
+/// The function wakes: installs `routes` (a static file with its new endpoints) and waits
+/// for the held request's answer.
+async fn wake<T>(gw: &InProcess, routes: &str, held: tokio::task::JoinHandle<T>) -> T {
+    let routes = StaticRoutes::parse(routes, "t").unwrap();
+    gw.gateway.install(routes.build(&gw.gateway.registry));
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the held request answered after the wake")
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_request_is_released_when_an_endpoint_turns_ready() {
     let (scaler, seen) = fake_autoscaler().await;
@@ -120,12 +131,7 @@ async fn held_request_is_released_when_an_endpoint_turns_ready() {
 
     // The function wakes: an endpoint appears in a new table.
     let e = echo("woke");
-    let routes = StaticRoutes::parse(&yaml(&[e.addr], 30), "t").unwrap();
-    gw.gateway.install(routes.build(&gw.gateway.registry));
-    let (status, timing, body) = tokio::time::timeout(Duration::from_secs(10), held)
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, timing, body) = wake(&gw, &yaml(&[e.addr], 30), held).await;
     assert_eq!(status, 200);
     let timing = timing.expect("Server-Timing on a response that waited");
     let timing = timing.to_str().unwrap();
@@ -175,12 +181,7 @@ async fn endpoints_that_all_refuse_hold_the_request_until_another_is_ready() {
     assert!(!held.is_finished(), "answered instead of held");
     // A table that still lists a refusing address beside a new one: the new one serves.
     let e = echo("replacement");
-    let routes = StaticRoutes::parse(&yaml(&[gone[0], e.addr], 30), "t").unwrap();
-    gw.gateway.install(routes.build(&gw.gateway.registry));
-    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), held)
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, _, body) = wake(&gw, &yaml(&[gone[0], e.addr], 30), held).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["params"]["id"], "9");
     assert_eq!(gw.gateway.held_total(), 0);
@@ -340,12 +341,7 @@ async fn grpc_to_refusing_endpoints_is_held_and_sent_with_its_body() {
     assert_eq!(demand.route.name, "sleepy");
     assert!(!held.is_finished(), "answered instead of held");
     let backend = grpc_backend().await;
-    let routes = StaticRoutes::parse(&grpc(&[gone, backend]), "t").unwrap();
-    gw.gateway.install(routes.build(&gw.gateway.registry));
-    let (status, trailers, body) = tokio::time::timeout(Duration::from_secs(10), held)
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, trailers, body) = wake(&gw, &grpc(&[gone, backend]), held).await;
     assert_eq!(status, 200);
     assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
     assert_eq!(

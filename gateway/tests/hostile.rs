@@ -665,3 +665,202 @@ async fn http1_header_names_keep_their_case_both_ways() {
     }
     assert!(head.contains("X-Function-Case: Yes"), "{head}");
 }
+
+/// Sends a head and then `body_len` bytes as fast as the socket takes them, while reading
+/// the answer. Returns the status line the client got, and whether the upload ended
+/// without a reset (every byte written, then a clean end from the gateway).
+async fn upload_while_reading(
+    addr: std::net::SocketAddr,
+    head: String,
+    body_len: usize,
+) -> (String, Result<(), String>) {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'u'; 64 * 1024];
+        let mut left = body_len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            wr.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        wr.shutdown().await
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Err(e) => return Err(format!("read: {e}")),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("read: no end in time".into()));
+    let wrote = match tokio::time::timeout(PATIENCE, writer).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(format!("write: {e}")),
+        _ => Err("write: no end in time".into()),
+    };
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let line = text.lines().next().unwrap_or_default().to_owned();
+    (line, wrote.and(read))
+}
+
+/// An answer given before the upload is over (here the gateway's own 413) must reach the
+/// client. Closing with the rest of the upload unread would reset the connection, and a
+/// client still writing (Node's, for one) then reports the reset and drops the answer. So
+/// the gateway closes its side and reads the rest away first, for a bounded time
+/// ("lingering close", RFC 9112 section 9.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_reaches_a_client_still_uploading() {
+    let e = echo("e-linger");
+    let gw = in_process_with(
+        &routes_file(&[route_yaml(
+            "small",
+            "/api/small",
+            ", bodyLimit: \"1Ki\"",
+            &[e.addr],
+        )]),
+        ProxyConfig::default(),
+        quick(16),
+    )
+    .await;
+    let size = 8 * 1024 * 1024;
+    let declared = format!("POST /api/small HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n");
+    let (line, ended) = upload_while_reading(gw.addr, declared, size).await;
+    assert!(
+        line.starts_with("HTTP/1.1 413"),
+        "declared length: {line:?}"
+    );
+    assert_eq!(ended, Ok(()), "declared length");
+    let chunked =
+        "POST /api/small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800000\r\n"
+            .to_owned();
+    let (line, ended) = upload_while_reading(gw.addr, chunked, size).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "chunked: {line:?}");
+    assert_eq!(ended, Ok(()), "chunked");
+}
+
+/// Bytes whose first line names no HTTP version are not HTTP at all: the connection is
+/// closed without an answer (RFC 9113 section 3.4 for an invalid HTTP/2 preface, h2spec
+/// 3.5/2). A request line that names a version but is malformed still gets a 400, and a
+/// request line sent a few bytes at a time is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_line_naming_no_http_version_is_closed_unanswered() {
+    let e = echo("e-first-line");
+    let gw = in_process_with(
+        &routes_file(&[route_yaml("all", "/[[...all]]", "", &[e.addr])]),
+        ProxyConfig::default(),
+        quick(16),
+    )
+    .await;
+    for garbage in [
+        &b"INVALID CONNECTION PREFACE\r\n\r\n"[..],
+        b"GET /\r\n\r\n",
+        b"\r\nGET / SPDY/3\r\n\r\n",
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\n",
+    ] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(garbage).await.unwrap();
+        let got = read_until_closed(&mut s).await;
+        assert!(
+            got.is_empty(),
+            "{garbage:?}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for part in [
+        "GE",
+        "T /x HT",
+        "TP/1.1\r\nHost: x\r\n",
+        "Connection: close\r\n\r\n",
+    ] {
+        s.write_all(part.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = read_until_closed(&mut s).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// A request body that breaks its own framing is the client's fault: 400 naming what was
+/// wrong, never a 502 or an upstream error against the function. A transfer coding other
+/// than chunked (RFC 9112 section 6.1) gets 501: passing it on would hand the function
+/// encoded bytes unannounced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_body_is_a_400_and_unknown_transfer_codings_a_501() {
+    let e = echo("e-framing");
+    let gw = in_process_with(
+        &routes_file(&[route_yaml("all", "/api/[[...all]]", "", &[e.addr])]),
+        ProxyConfig::default(),
+        quick(16),
+    )
+    .await;
+    let chunked = |chunks: &str| {
+        format!(
+            "POST /api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunks}"
+        )
+    };
+    for body in [
+        "zz\r\nabc\r\n0\r\n\r\n",
+        "FFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n",
+        "3\r\nabcdef\r\n0\r\n\r\n",
+    ] {
+        let (status, _, text) = raw(gw.addr, &chunked(body)).await;
+        assert_eq!(status, 400, "{body:?}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"], "bad_body", "{body:?}: {text}");
+    }
+    let text = String::from_utf8(gw.gateway.metrics.render()).unwrap();
+    assert!(!text.contains("upstream_errors_total{"), "{text}");
+
+    for coding in ["gzip, chunked", "chunked, chunked"] {
+        let (status, _, text) = raw(
+            gw.addr,
+            &format!(
+                "POST /api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n0\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(status == 501 || status == 400, "{coding}: {status} {text}");
+    }
+    let (status, _, text) = raw(
+        gw.addr,
+        "POST /api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 501, "{text}");
+    assert!(text.contains("unsupported_transfer_coding"), "{text}");
+    // Nothing more is read on that connection, even one the client would keep.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\nGET /api/b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = String::from_utf8_lossy(&read_until_closed(&mut s).await).into_owned();
+    assert!(got.starts_with("HTTP/1.1 501"), "{got}");
+    assert!(got.contains("connection: close"), "{got}");
+    assert_eq!(got.matches("HTTP/1.1").count(), 1, "{got}");
+    // Plain chunked still goes through.
+    let (status, _, text) = raw(gw.addr, &chunked("3\r\nabc\r\n0\r\n\r\n")).await;
+    assert_eq!(status, 200, "{text}");
+}

@@ -65,10 +65,10 @@ async fn routes_with_params_and_contract_headers() {
     assert!(h.get("x-hop").is_none(), "hop-by-hop header leaked: {h}");
     assert!(headers.get("x-apiroute-name").is_none());
 
-    // A generated request id; optional catch-all without segments leaves the param absent.
+    // A generated request id; an optional catch-all without segments is named, valueless.
     let (status, _, body) = get(&c, &format!("http://{}/api/docs", gw.addr)).await;
     assert_eq!(status, 200);
-    assert_eq!(body["params"], serde_json::json!({}));
+    assert_eq!(body["params"], serde_json::json!({"slug": null}));
     assert_eq!(body["headers"]["x-request-id"].as_str().unwrap().len(), 32);
     let (_, _, body) = get(&c, &format!("http://{}/api/docs/a/b%20c", gw.addr)).await;
     assert_eq!(body["params"], serde_json::json!({"slug": ["a", "b c"]}));
