@@ -178,7 +178,10 @@ function gatewayAnswer(c, r) {
   }
   if (r.status === 200 && j && j.apiroute) {
     a.route = j.apiroute['x-apiroute-pattern'];
-    a.params = j.params ?? {};
+    // What a handler sees: a name sent as null (an optional catch-all that took no
+    // segment) has no value in req.query, as in Next.
+    a.params = Object.fromEntries(Object.entries(j.params ?? {}).filter(([, v]) => v !== null));
+    a.named = Object.keys(j.params ?? {});
     a.path = j.path;
     a.method = j.method;
   }
@@ -200,6 +203,8 @@ function compare(c, next, nextRaw, gwRaw) {
   if (next.status === 200 && c.method !== 'HEAD') {
     if (gw.route !== next.route) return `route: next ${next.route}, gateway ${gw.route ?? '(none: ' + gwRaw.body.slice(0, 80) + ')'}`;
     if (!same(sortKeys(gw.params), sortKeys(next.params))) return `params: next ${JSON.stringify(next.params)}, gateway ${JSON.stringify(gw.params)}`;
+    const names = paramsOf(next.route).map((p) => p.name).sort();
+    if (!same([...gw.named].sort(), names)) return `parameter names in x-apiroute-params: want ${JSON.stringify(names)}, gateway ${JSON.stringify(gw.named)}`;
     if (gw.path !== next.path) return `path seen by the function: next ${next.path}, gateway ${gw.path}`;
     if (gw.method !== next.method) return `method: next ${next.method}, gateway ${gw.method}`;
   }

@@ -103,6 +103,17 @@ const queries = [
 for (const q of queries) add({ name: `query: ?${q.slice(0, 40)}`, path: `/api/echo?${q}` });
 add({ name: 'query: forged x-apiroute-params is ignored', path: '/api/echo?a=1', headers: { 'x-apiroute-params': '{"a":"evil","id":"x"}' } });
 
+// --- compression (next.config compress, on by default) ------------------------------------
+const encodings = ['gzip, deflate, br', 'deflate', 'gzip;q=0, deflate;q=0.5', 'br', 'identity', '*', 'gzip;q=0, identity;q=0'];
+for (const kind of ['json', 'text', 'stream', 'no-transform', 'octet', 'small', 'vary', 'status']) {
+  for (const e of kind === 'json' ? encodings : ['gzip, deflate, br']) {
+    add({ name: `compression: ${kind}, accept ${e}`, path: `/api/big?kind=${kind}`, headers: { 'accept-encoding': e } });
+  }
+}
+add({ name: 'compression: json without Accept-Encoding', path: '/api/big?kind=json' });
+add({ name: 'compression: HEAD of json', method: 'HEAD', path: '/api/big?kind=json', headers: { 'accept-encoding': 'gzip' } });
+add({ name: 'compression: app route', path: '/api/big-app', headers: { 'accept-encoding': 'gzip, deflate, br' } });
+
 // --- route parameters and collisions --------------------------------------------------------
 const params = [
   '/api/items/5', '/api/items/5?id=6', '/api/items/5?id=6&id=7', '/api/items/5?ID=6', '/api/items/a%20b',

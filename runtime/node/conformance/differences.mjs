@@ -6,8 +6,6 @@
 
 import querystring from 'node:querystring';
 
-const NEXT_ROUTER_VARY = 'rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch';
-
 /**
  * The Location of Next's 308 for a request target with repeated or trailing slashes (the
  * rule README gives the gateway):
@@ -97,21 +95,9 @@ function onlyOmittedGlobals(line, edge) {
 /** @type {Difference[]} */
 export const DIFFERENCES = [
   {
-    what: 'No response compression: `next start` adds `Vary: Accept-Encoding` (and gzips when asked); the runtime does not.',
-    why: "Compression is the server's job, not the handler's; in apiroutes it belongs at the gateway/edge, and a function should not spend CPU on it.",
-    applies: (_, line) => line.startsWith('header vary: next ["Accept-Encoding"] vs runtime null'),
-  },
-  {
-    what: "Framing: where Next's compression layer turns a fixed-length answer into a chunked one, the runtime sends Content-Length.",
+    what: "Framing: the gateway's own answers (308 redirects, 413s) carry Content-Length where `next start` sends them chunked.",
     why: 'Transfer framing is transport, not handler behaviour; the body bytes are compared and identical.',
     applies: (_, line) => /^header content-length: next null vs runtime \["\d+"\]$/.test(line),
-  },
-  {
-    what: `App route answers carry no \`Vary: ${NEXT_ROUTER_VARY}\`.`,
-    why: "Those are the cache keys of Next's client-side router for App Router pages; apiroutes serves no pages, so they would only fragment caches.",
-    applies: (_, line) =>
-      line === `header vary: next ["${NEXT_ROUTER_VARY}, Accept-Encoding"] vs runtime null` ||
-      line === `header vary: next ["${NEXT_ROUTER_VARY}"] vs runtime null`,
   },
   {
     what: "Preview cookies hold the gateway's own signed value, so a handler that echoes them sees other bytes (ETag and Content-Length follow).",

@@ -153,7 +153,9 @@ function request(port, c) {
     });
     req.on('information', (info) => infos.push(info));
     req.on('close', () => {
-      if (responded || infos.length === 0) return;
+      if (responded) return;
+      // A reset swallowed below, with no head at all: say so rather than wait forever.
+      if (infos.length === 0) return reject(new Error('connection closed without a response'));
       const last = /** @type {import('node:http').InformationEvent} */ (infos.at(-1));
       resolve({
         status: last.statusCode,

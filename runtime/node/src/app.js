@@ -96,6 +96,9 @@ export function toWebRequest(req, signal, url = requestUrl(req)) {
   return new NextRequest(url, init);
 }
 
+/** The Vary of every App Router answer under `next start`: its client router's cache keys. */
+export const NEXT_ROUTER_VARY = 'rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch';
+
 /**
  * Writes a Web Response to the Node response, flushing body chunks as they come.
  * @param {Response} response
@@ -105,7 +108,9 @@ export function toWebRequest(req, signal, url = requestUrl(req)) {
 export async function writeWebResponse(response, res, headOnly) {
   for (const [name, value] of response.headers) {
     if (name === 'set-cookie' || DROPPED_RESPONSE_HEADERS.has(name)) continue;
-    res.setHeader(name, value);
+    // As Next's sendResponse: a handler's Vary joins the one already set.
+    if (name === 'vary') res.appendHeader(name, value);
+    else res.setHeader(name, value);
   }
   // A Set-Cookie value holding several cookies joined by commas is split, as Next does.
   const cookies = response.headers.getSetCookie().flatMap(splitCookiesString);
@@ -124,7 +129,10 @@ export async function writeWebResponse(response, res, headOnly) {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!res.write(value)) await new Promise((resolve) => res.once('drain', resolve));
+      const drained = res.write(value);
+      // As Next's pipeToNodeResponse: each chunk leaves the compressor at once.
+      /** @type {any} */ (res).flush?.();
+      if (!drained) await new Promise((resolve) => res.once('drain', resolve));
       if (res.destroyed) break;
     }
     res.end();
@@ -228,6 +236,8 @@ export async function runAppRoute(mod, req, res, options = {}) {
   /** @type {Record<string, RouteHandler>} */
   const methods = options.methods ?? implementMethods(mod);
   const method = req.method || 'GET';
+  // Next sets its router's cache keys on every App Router answer before the handler runs.
+  res.appendHeader('vary', NEXT_ROUTER_VARY);
   if (!HTTP_METHODS.includes(/** @type {any} */ (method))) {
     return respond(req, res, () => new Response(null, { status: 400 }));
   }

@@ -24,12 +24,13 @@ const USAGE = `usage:
                                            (and .local files with --local) as JSON, expanded
                                            as next start does, without the process environment
   apiroutes-node config <app-dir>          print what apiroutes uses of the app's next.config
-                                           (basePath, trailingSlash, pageExtensions, redirects,
-                                           rewrites, headers) as JSON
+                                           (basePath, trailingSlash, compress, pageExtensions,
+                                           redirects, rewrites, headers) as JSON
 
 environment: HOST (0.0.0.0), PORT (3000), APIROUTES_READINESS_PATH (/healthz),
   APIROUTES_TIMEOUT_SECONDS (the file's maxDuration, else 30), APIROUTES_DRAIN_SECONDS (30),
   APIROUTES_BASE_PATH (next.config basePath, stripped from the URL handlers see),
+  APIROUTES_COMPRESS (false: next.config compress: false, no gzip of answers; else on, as in Next),
   APIROUTES_APP_DIR (load its .env, .env.production, .env.local, .env.production.local as next start does),
   APIROUTES_LOG_FORMAT (json: the runtime's own lines as JSON on stdout, the default off a terminal; text)`;
 
@@ -143,6 +144,7 @@ export async function serve(what, env) {
     readinessPath: env.APIROUTES_READINESS_PATH || '/healthz',
     timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000,
     basePath: env.APIROUTES_BASE_PATH || '',
+    compress: env.APIROUTES_COMPRESS !== 'false',
   });
   // As `next start` does: a stray error in a handler's background work is logged, and the
   // process keeps serving.

@@ -5,7 +5,8 @@
 // async functions in the config; their results are awaited here too.
 //
 // `apiroutes deploy` needs only the parts that touch API routes: `basePath`,
-// `trailingSlash`, `pageExtensions`, and the `redirects`, `rewrites` and `headers` entries.
+// `trailingSlash`, `compress`, `pageExtensions`, and the `redirects`, `rewrites` and
+// `headers` entries.
 
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -21,6 +22,7 @@ const PHASE_PRODUCTION_BUILD = 'phase-production-build';
  *   file: string | null,
  *   basePath: string,
  *   trailingSlash: boolean,
+ *   compress: boolean,
  *   pageExtensions: string[] | null,
  *   redirects: RouteEntry[],
  *   rewrites: RouteEntry[],
@@ -46,6 +48,7 @@ export async function loadNextConfig(dir) {
     file: file && path.basename(file),
     basePath: '',
     trailingSlash: false,
+    compress: true,
     pageExtensions: null,
     redirects: [],
     rewrites: [],
@@ -59,6 +62,8 @@ export async function loadNextConfig(dir) {
   if (config === null || typeof config !== 'object') throw new Error(`${summary.file}: the config is not an object`);
   if (config.basePath !== undefined) summary.basePath = String(config.basePath);
   if (config.trailingSlash !== undefined) summary.trailingSlash = Boolean(config.trailingSlash);
+  // Next compresses unless `compress` is exactly false.
+  if (config.compress === false) summary.compress = false;
   if (Array.isArray(config.pageExtensions)) summary.pageExtensions = config.pageExtensions.map(String);
   for (const key of /** @type {const} */ (['redirects', 'headers'])) {
     if (typeof config[key] === 'function') summary[key] = plain(await config[key]());

@@ -4,6 +4,7 @@
 
 import http from 'node:http';
 import { runAppRoute, runEdgeApi } from './app.js';
+import { compressResponse } from './compress.js';
 import { runPagesHandler } from './pages.js';
 import { runtimeLog } from './log.js';
 import { PATTERN_HEADER } from './query.js';
@@ -58,6 +59,7 @@ function handlerFor(loaded, req) {
  *   timeoutMs?: number,
  *   log?: (line: string) => void,
  *   basePath?: string,
+ *   compress?: boolean,
  * }} ServerOptions
  */
 
@@ -138,6 +140,8 @@ export function createRuntimeServer(loaded, options = {}) {
       if (inFlight === 0 && onIdle) onIdle();
     };
     res.once('close', done);
+    // next.config `compress` (on unless false), as `next start` applies it to every answer.
+    if (options.compress !== false) compressResponse(req, res);
     if (handler.kind === 'pages') {
       void runPagesHandler(handler.handler, handler.config, req, res);
     } else if (handler.kind === 'edge') {

@@ -44,7 +44,7 @@ test('docs/[...slug] gets an array', async () => {
 });
 
 test('shop/[[...path]] with and without segments', async () => {
-  const none = await call('shop/[[...path]].js', { path: '/api/shop', headers: { 'x-apiroute-params': '{}' } });
+  const none = await call('shop/[[...path]].js', { path: '/api/shop', headers: { 'x-apiroute-params': '{"path":null}' } });
   assert.deepEqual(JSON.parse(none.body), { path: null, section: 'home' });
   const some = await call('shop/[[...path]].js', { path: '/api/shop/shoes/red', headers: { 'x-apiroute-params': '{"path":["shoes","red"]}' } });
   assert.deepEqual(JSON.parse(some.body), { path: ['shoes', 'red'], section: 'shoes' });
