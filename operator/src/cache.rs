@@ -100,37 +100,6 @@ impl From<Deployment> for CachedDeployment {
     }
 }
 
-impl<'de> Deserialize<'de> for CachedDeployment {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let dep = Deployment::deserialize(d).map_err(D::Error::custom)?;
-        Ok(dep.into())
-    }
-}
-
-impl Resource for CachedDeployment {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Deployment::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Deployment::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Deployment::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Deployment::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 /// A Service of the operator's, as cached.
 #[derive(Clone, Debug, Default)]
 pub struct CachedService {
@@ -156,36 +125,45 @@ impl From<Service> for CachedService {
     }
 }
 
-impl<'de> Deserialize<'de> for CachedService {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let svc = Service::deserialize(d).map_err(D::Error::custom)?;
-        Ok(svc.into())
-    }
+/// `Deserialize` (the object it stands for, decoded, then kept as `From` keeps it) and
+/// `kube::Resource` (that object's kind, group, version and plural) for a cached type.
+macro_rules! cached_as {
+    ($cached:ty, $object:ty) => {
+        impl<'de> Deserialize<'de> for $cached {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let object = <$object>::deserialize(d).map_err(D::Error::custom)?;
+                Ok(object.into())
+            }
+        }
+
+        impl Resource for $cached {
+            type DynamicType = ();
+            type Scope = NamespaceResourceScope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                <$object>::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                <$object>::group(&())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                <$object>::version(&())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                <$object>::plural(&())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
 
-impl Resource for CachedService {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Service::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Service::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Service::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Service::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+cached_as!(CachedDeployment, Deployment);
+cached_as!(CachedService, Service);
 
 /// An ApiRoute without managed fields and `kubectl`'s copy of its last applied spec.
 pub fn trim_route(r: &mut ApiRoute) {

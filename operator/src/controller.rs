@@ -34,7 +34,7 @@ use kube::{
 };
 use serde_json::json;
 use tokio::sync::Mutex;
-use tracing::{info, instrument, warn};
+use tracing::{debug, instrument, warn};
 
 use crate::{
     cache::{CachedDeployment, CachedService},
@@ -709,7 +709,12 @@ pub async fn on_result(
     match res {
         Ok((key, _)) => record_success(&ctx, &key).await,
         Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-        Err(e) => info!(error = %e, "controller"),
+        // A deleted route's children still change (they are being removed) and point back
+        // at it: expected, not news.
+        Err(e @ kube::runtime::controller::Error::ObjectNotFound(..)) => {
+            debug!(error = %e, "controller")
+        }
+        Err(e) => warn!(error = %e, "controller"),
     }
 }
 

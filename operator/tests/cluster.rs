@@ -270,6 +270,40 @@ impl Env {
         .await
     }
 
+    /// Scales `deployment` to zero as an autoscaler would (the scale subresource) and
+    /// waits until `route` says so (`Ready` is `ScaledToZero`).
+    async fn scale_to_zero(&self, deployment: &str, route: &str) {
+        self.deployments()
+            .patch_scale(
+                deployment,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 0}})),
+            )
+            .await
+            .unwrap();
+        eventually("scaled to zero", TIMEOUT, || async {
+            let r = self.routes().get(route).await.ok()?;
+            (condition(&r, "Ready")?.1 == "ScaledToZero").then_some(())
+        })
+        .await;
+    }
+
+    /// Tells the operator's autoscaler that a gateway holds a request for `route`; returns
+    /// the answer's status.
+    async fn demand(&self, route: &str) -> u16 {
+        let op = self.operator.as_ref().unwrap();
+        let demand = json!({"gateway": "gw-test", "route": {"namespace": self.ns, "name": route, "variant": "main"}, "held": 1});
+        let (status, _) = http_request(
+            &op.autoscaler.to_string(),
+            "POST",
+            "/v1/demand",
+            &demand.to_string(),
+        )
+        .await
+        .unwrap();
+        status
+    }
+
     async fn gone(&self, name: &str) {
         eventually(
             &format!("{name} deleted"),
@@ -715,30 +749,9 @@ async fn demand_for_a_route_at_zero_writes_the_scale_subresource() {
     )
     .await;
     env.deployment("cold").await;
-    env.deployments()
-        .patch_scale(
-            "cold",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 0}})),
-        )
-        .await
-        .unwrap();
-    eventually("scaled to zero", TIMEOUT, || async {
-        let r = env.routes().get("cold").await.ok()?;
-        (condition(&r, "Ready")?.1 == "ScaledToZero").then_some(())
-    })
-    .await;
+    env.scale_to_zero("cold", "cold").await;
     let op = env.operator.as_ref().unwrap();
-    let demand = json!({"gateway": "gw-test", "route": {"namespace": env.ns, "name": "cold", "variant": "main"}, "held": 1});
-    let (status, _) = http_request(
-        &op.autoscaler.to_string(),
-        "POST",
-        "/v1/demand",
-        &demand.to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 202);
+    assert_eq!(env.demand("cold").await, 202);
     let start = Instant::now();
     eventually("woken", Duration::from_secs(5), || async {
         let d = env.deployments().get("cold").await.ok()?;
@@ -980,31 +993,10 @@ async fn routes_naming_one_function_share_one_deployment_woken_once() {
     assert_eq!(container_of(&d)["image"], "echo:1");
 
     // At zero, demand for both routes wakes the function with one scale write.
-    env.deployments()
-        .patch_scale(
-            "fn.shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 0}})),
-        )
-        .await
-        .unwrap();
-    eventually("scaled to zero", TIMEOUT, || async {
-        let r = env.routes().get("count").await.ok()?;
-        (condition(&r, "Ready")?.1 == "ScaledToZero").then_some(())
-    })
-    .await;
+    env.scale_to_zero("fn.shop", "count").await;
     let op = env.operator.as_ref().unwrap();
     for name in ["users", "count"] {
-        let demand = json!({"gateway": "gw-test", "route": {"namespace": env.ns, "name": name, "variant": "main"}, "held": 1});
-        let (status, _) = http_request(
-            &op.autoscaler.to_string(),
-            "POST",
-            "/v1/demand",
-            &demand.to_string(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(status, 202);
+        assert_eq!(env.demand(name).await, 202, "{name}");
     }
     eventually("woken", Duration::from_secs(5), || async {
         let d = env.deployments().get("fn.shop").await.ok()?;
