@@ -494,6 +494,19 @@ pub fn refused(sink: &AccessLog, client: SocketAddr, status: StatusCode, ids: &R
 /// The status hyper's HTTP/1 server answered a request it could not parse with, from the
 /// error the connection ended with (`None`: not such an error, or no answer was sent).
 pub fn parse_error_status(e: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
+    // An over-long first line, answered by the gateway's socket wrapper (an I/O error to
+    // hyper).
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(refused) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<crate::conn::LineRefused>())
+        {
+            return Some(refused.0);
+        }
+        source = err.source();
+    }
     let e = e.downcast_ref::<hyper::Error>()?;
     if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
         return None;

@@ -287,11 +287,16 @@ pub struct FirstLine {
     seen_http: bool,
     /// Whether a byte other than CR or LF has come.
     started: bool,
+    /// Whether a space has come after the line started (the method has ended).
+    spaced: bool,
+    /// Bytes fed so far, empty lines first included (what hyper's buffer would hold).
+    len: usize,
 }
 
 impl FirstLine {
     pub fn feed(&mut self, bytes: &[u8]) -> LineVerdict {
         const NAME: &[u8] = b"HTTP/";
+        self.len = self.len.saturating_add(bytes.len());
         for &b in bytes {
             if b == b'\n' {
                 if self.started {
@@ -304,6 +309,7 @@ impl FirstLine {
                 continue;
             }
             if b != b'\r' {
+                self.spaced |= self.started && b == b' ';
                 self.started = true;
             }
             if self.seen_http {
@@ -321,6 +327,95 @@ impl FirstLine {
         }
         LineVerdict::Undecided
     }
+
+    /// The answer to a line still undecided after `limit` bytes, the most hyper's HTTP/1
+    /// buffer holds (it would answer 431, which names the header fields): 414 once the
+    /// method has ended, as RFC 9112 section 3 asks of a request-target too long to read,
+    /// and 400 for a method (or garbage) that long.
+    pub fn overflow(&self, limit: usize) -> Option<http::StatusCode> {
+        (self.len >= limit).then_some(if self.spaced {
+            http::StatusCode::URI_TOO_LONG
+        } else {
+            http::StatusCode::BAD_REQUEST
+        })
+    }
+}
+
+/// The error a connection ends with when the gateway itself answered its first request
+/// line (see [`FirstLine::overflow`]), so that the access log can say which status.
+#[derive(Debug, thiserror::Error)]
+#[error("the first request line is longer than the gateway reads; answered {0}")]
+pub struct LineRefused(pub http::StatusCode);
+
+/// The whole answer to an over-long first line, closing the connection: the gateway's
+/// JSON error body, as [`crate::error::Error`] writes it.
+fn refusal(status: http::StatusCode) -> Vec<u8> {
+    let (code, message) = if status == http::StatusCode::URI_TOO_LONG {
+        (
+            "uri_too_long",
+            "the request target is longer than the gateway reads",
+        )
+    } else {
+        (
+            "bad_request",
+            "the request line is longer than the gateway reads",
+        )
+    };
+    let body = format!(r#"{{"error":"{code}","message":"{message}"}}"#);
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n{body}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    )
+    .into_bytes()
+}
+
+/// Writing [`refusal`], then shutting our side and lingering like any close.
+struct Refusing {
+    status: http::StatusCode,
+    answer: Vec<u8>,
+    written: usize,
+    linger: Option<Linger>,
+}
+
+impl Refusing {
+    fn new(status: http::StatusCode) -> Self {
+        Refusing {
+            status,
+            answer: refusal(status),
+            written: 0,
+            linger: None,
+        }
+    }
+
+    /// Ready with the error the connection ends with, once the answer is out and the
+    /// client's remaining bytes are read away.
+    fn poll<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        mut io: Pin<&mut S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.written < self.answer.len() {
+            let n = std::task::ready!(io.as_mut().poll_write(cx, &self.answer[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        if self.linger.is_none() {
+            std::task::ready!(io.as_mut().poll_shutdown(cx))?;
+            self.linger = Some(Linger::start());
+        }
+        if let Some(linger) = &mut self.linger {
+            std::task::ready!(poll_linger(io, linger, cx));
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            LineRefused(self.status),
+        )))
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -334,6 +429,12 @@ pin_project_lite::pin_project! {
         linger: Option<Linger>,
         // Until the first line has been read and handed on (see `ReadAhead`).
         ahead: Option<Box<ReadAhead>>,
+        // A first line longer than `ahead` holds, still being measured as hyper reads it.
+        first: Option<FirstLine>,
+        // The most bytes hyper reads for a head (its HTTP/1 buffer).
+        line_limit: usize,
+        // Set when the first line ran past `line_limit`: the gateway answers it itself.
+        refusing: Option<Box<Refusing>>,
         _permit: Option<OwnedSemaphorePermit>,
         _gauge: Option<GaugeGuard>,
     }
@@ -393,17 +494,23 @@ fn poll_linger<S: AsyncRead>(
 }
 
 impl<S> Watched<S> {
+    /// `line_limit`: the most bytes hyper's HTTP/1 parser reads for a head (a first line
+    /// that long is answered here, see [`FirstLine::overflow`]).
     pub fn new(
         io: S,
         watch: Arc<ConnWatch>,
         permit: Option<OwnedSemaphorePermit>,
         gauge: Option<GaugeGuard>,
+        line_limit: usize,
     ) -> Self {
         Watched {
             io,
             watch,
             linger: None,
             ahead: Some(Box::default()),
+            first: None,
+            line_limit,
+            refusing: None,
             _permit: permit,
             _gauge: gauge,
         }
@@ -439,13 +546,16 @@ impl Default for ReadAhead {
     }
 }
 
-impl<S: AsyncRead> AsyncRead for Watched<S> {
+impl<S: AsyncRead + AsyncWrite> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let mut this = self.project();
+        if let Some(refusing) = this.refusing.as_deref_mut() {
+            return refusing.poll(this.io, cx);
+        }
         if let Some(ahead) = this.ahead.as_deref_mut() {
             while !ahead.done {
                 let mut more = ReadBuf::new(&mut ahead.buf[ahead.filled..]);
@@ -467,7 +577,16 @@ impl<S: AsyncRead> AsyncRead for Watched<S> {
                         )));
                     }
                     LineVerdict::Http => ahead.done = true,
-                    LineVerdict::Undecided => ahead.done = ahead.filled == READ_AHEAD,
+                    LineVerdict::Undecided if ahead.filled == READ_AHEAD => {
+                        if let Some(status) = ahead.line.overflow(*this.line_limit) {
+                            *this.ahead = None;
+                            let refusing = this.refusing.insert(Box::new(Refusing::new(status)));
+                            return refusing.poll(this.io, cx);
+                        }
+                        ahead.done = true;
+                        *this.first = Some(ahead.line);
+                    }
+                    LineVerdict::Undecided => {}
                 }
             }
             let rest = &ahead.buf[ahead.pos..ahead.filled];
@@ -480,9 +599,20 @@ impl<S: AsyncRead> AsyncRead for Watched<S> {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let r = this.io.poll_read(cx, buf);
+        let r = this.io.as_mut().poll_read(cx, buf);
         if buf.filled().len() > before {
             this.watch.on_read();
+            if let Some(line) = this.first {
+                if line.feed(&buf.filled()[before..]) != LineVerdict::Undecided {
+                    *this.first = None;
+                } else if let Some(status) = line.overflow(*this.line_limit) {
+                    // Not handed on: hyper would answer 431 once its buffer is full.
+                    buf.set_filled(before);
+                    *this.first = None;
+                    let refusing = this.refusing.insert(Box::new(Refusing::new(status)));
+                    return refusing.poll(this.io, cx);
+                }
+            }
         }
         r
     }
@@ -610,6 +740,33 @@ mod tests {
         );
         assert_eq!(first_line(&[b"GET / HTTP/1.1"]), LineVerdict::Undecided);
         assert_eq!(first_line(&[b"\r\n\r\n"]), LineVerdict::Undecided);
+    }
+
+    #[test]
+    fn a_first_line_too_long_to_read_is_414_or_400() {
+        let mut line = FirstLine::default();
+        assert_eq!(line.feed(b"\r\nGET /aaaa"), LineVerdict::Undecided);
+        assert_eq!(line.overflow(12), None);
+        assert_eq!(line.feed(b"a"), LineVerdict::Undecided);
+        assert_eq!(line.overflow(12), Some(http::StatusCode::URI_TOO_LONG));
+        // No space yet: a method (or garbage) that long.
+        let mut line = FirstLine::default();
+        assert_eq!(line.feed(b"AAAAAAAAAAAA"), LineVerdict::Undecided);
+        assert_eq!(line.overflow(12), Some(http::StatusCode::BAD_REQUEST));
+        // A space among the empty lines first is not the end of a method.
+        let mut line = FirstLine::default();
+        line.feed(b"\r\n");
+        line.feed(b"GETGETGETGET");
+        assert_eq!(line.overflow(8), Some(http::StatusCode::BAD_REQUEST));
+        let r = String::from_utf8(refusal(http::StatusCode::URI_TOO_LONG)).unwrap();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "uri_too_long");
     }
 
     const L: Limits = Limits {

@@ -94,6 +94,11 @@ impl ServerConfig {
 /// hyper's smallest HTTP/1 read buffer.
 const MIN_H1_BUF: usize = 8192;
 
+/// hyper's HTTP/1 read buffer: the most bytes of a head it reads.
+fn h1_buf(config: &ServerConfig) -> usize {
+    config.max_header_bytes.max(MIN_H1_BUF)
+}
+
 fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // hyper's header timer is off: it would also cut idle keep-alive connections at the
@@ -101,7 +106,7 @@ fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     // does not fit gets 431 and the connection is closed.
     b.http1()
         .header_read_timeout(None)
-        .max_buf_size(config.max_header_bytes.max(MIN_H1_BUF))
+        .max_buf_size(h1_buf(config))
         .preserve_header_case(true)
         .keep_alive(true);
     b.http2()
@@ -183,6 +188,7 @@ async fn serve<H, F>(
             Arc::clone(&watch),
             Some(permit),
             gauge.as_ref().map(GaugeGuard::new),
+            h1_buf(&config),
         );
         tracker.spawn(serve_conn(
             io,

@@ -392,6 +392,21 @@ async fn hostile_requests_still_give_valid_json_lines() {
     let line = out.access("for the oversized head", |v| v["status"] == 431);
     assert!(line["method"].is_null() && line["path"].is_null(), "{line}");
     assert_eq!(line["trace_id"].as_str().unwrap().len(), 32);
+    // A request line longer than the head limit: answered 414 by the gateway itself.
+    let long = format!(
+        "GET /api/users/{} HTTP/1.1\r\nHost: h\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let got = exchange(gw.addr, long.as_bytes()).await;
+    if !got.is_empty() {
+        assert!(
+            got.starts_with(b"HTTP/1.1 414"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    let line = out.access("for the over-long request line", |v| v["status"] == 414);
+    assert!(line["method"].is_null() && line["path"].is_null(), "{line}");
     let got = exchange(gw.addr, b"G\x01T /\x7f\"\\ HTTP/1.1\r\nHost: h\r\n\r\n").await;
     if !got.is_empty() {
         assert!(
