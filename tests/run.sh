@@ -64,6 +64,9 @@ bash tests/conformance/run.sh
 step "HTTP/2 conformance: h2spec against the gateway's h2c listener (tests/h2spec)"
 bash tests/h2spec/run.sh
 
+step "HTTP/1.1 conformance and hostile input: RFC 9110/9112 probe against the gateway (tests/http1)"
+bash tests/http1/run.sh
+
 step "Node runtime: unit tests and type check (runtime/node)"
 (cd runtime/node && npm ci --no-audit --no-fund >&2 && npm test)
 

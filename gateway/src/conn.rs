@@ -274,7 +274,7 @@ pub enum LineVerdict {
 }
 
 /// Reads a connection's first line (after any empty lines, which RFC 9112 section 2.2 lets
-/// a client send first) for `HTTP/`, a byte at a time across reads, without keeping it.
+/// a client send first) for `HTTP/` (in any case), a byte at a time across reads, without keeping it.
 ///
 /// A line without it is not HTTP at all, and the connection is closed without an answer:
 /// RFC 9113 section 3.4 asks that of an invalid HTTP/2 preface (h2spec 3.5/2), and on a
@@ -316,6 +316,9 @@ impl FirstLine {
                 continue;
             }
             let m = usize::from(self.matched);
+            // Any case: a lower-case `http/1.1` is a malformed request line, for hyper's
+            // 400, not bytes of another protocol.
+            let b = b.to_ascii_uppercase();
             self.matched = if NAME.get(m) == Some(&b) {
                 self.matched + 1
             } else {
@@ -733,7 +736,7 @@ mod tests {
             LineVerdict::NotHttp
         );
         assert_eq!(first_line(&[b"GET /\r\n"]), LineVerdict::NotHttp);
-        assert_eq!(first_line(&[b"GET / http/1.1\r\n"]), LineVerdict::NotHttp);
+        assert_eq!(first_line(&[b"GET / http/1.1\r\n"]), LineVerdict::Http);
         assert_eq!(
             first_line(&[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n"]),
             LineVerdict::NotHttp

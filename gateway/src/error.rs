@@ -18,6 +18,8 @@ pub enum Error {
     BadPath,
     #[error("request has no usable path")]
     BadRequest,
+    #[error("bad request target: {reason}")]
+    BadTarget { reason: &'static str },
     #[error("bad Host: {reason}")]
     BadHost { reason: &'static str },
     #[error("request body is larger than the route's limit of {limit} bytes")]
@@ -63,9 +65,11 @@ impl Error {
         match self {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::BadPath | Error::BadRequest | Error::BadHost { .. } | Error::BadBody { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::BadPath
+            | Error::BadRequest
+            | Error::BadTarget { .. }
+            | Error::BadHost { .. }
+            | Error::BadBody { .. } => StatusCode::BAD_REQUEST,
             Error::UnsupportedTransferCoding { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -83,6 +87,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::BadPath => "bad_path",
             Error::BadRequest => "bad_request",
+            Error::BadTarget { .. } => "bad_target",
             Error::BadHost { .. } => "bad_host",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BadBody { .. } => "bad_body",
@@ -131,6 +136,19 @@ impl Error {
         resp
     }
 }
+
+/// The answer to `OPTIONS *` (RFC 9110 §9.3.7: about the server in general, not a
+/// route): 200, the methods a route may serve in `Allow`, no body.
+pub fn server_options() -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ROUTE_METHODS));
+    resp
+}
+
+/// The methods named in answers about the server rather than a route (`OPTIONS *`, a
+/// `CONNECT`): the usual ones (a route may name others).
+pub const ROUTE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// `308 Permanent Redirect` to a cleaned path (not an error, but answered by the gateway),
 /// as Next.js answers it: `Location`, `Refresh: 0;url=<location>`, the location as the body

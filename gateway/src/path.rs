@@ -17,6 +17,50 @@
 
 use std::borrow::Cow;
 
+use http::{Method, Uri};
+
+/// The form of a request target the gateway serves (RFC 9112 §3.2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum TargetForm {
+    /// A path (origin-form, or absolute-form's path): matched against the routes.
+    Path,
+    /// `OPTIONS *`: a question about the server, answered by the gateway.
+    Asterisk,
+    /// `CONNECT host:port`: a tunnel, which no route serves.
+    Authority,
+}
+
+/// Which form `uri` takes for `method`, or why it is no valid request target (a 400):
+/// authority-form is for `CONNECT` only, asterisk-form for `OPTIONS` only, any other
+/// target starts with `/` or a scheme, and a target is ASCII (RFC 3986: other bytes are
+/// percent-encoded; a recipient does not autocorrect them, RFC 9112 §3).
+pub fn target_form(method: &Method, uri: &Uri) -> Result<TargetForm, &'static str> {
+    let path = uri.path();
+    if path == "*" {
+        return if method == Method::OPTIONS {
+            Ok(TargetForm::Asterisk)
+        } else {
+            Err("an asterisk target is for OPTIONS only")
+        };
+    }
+    if uri.scheme().is_none() {
+        if uri.authority().is_some() {
+            return if method == Method::CONNECT {
+                Ok(TargetForm::Authority)
+            } else {
+                Err("an authority target (host:port) is for CONNECT only")
+            };
+        }
+        if !path.starts_with('/') {
+            return Err("the target must start with / or a scheme");
+        }
+    }
+    if !uri.path_and_query().is_none_or(|pq| pq.as_str().is_ascii()) {
+        return Err("the target holds bytes outside ASCII (percent-encode them)");
+    }
+    Ok(TargetForm::Path)
+}
+
 /// What to do with a request path.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PathOutcome<'a> {
@@ -319,6 +363,34 @@ mod tests {
 
     fn route(p: &str) -> PathOutcome<'_> {
         normalize(p, None)
+    }
+
+    #[test]
+    fn request_targets_take_the_form_their_method_allows() {
+        // What hyper's parser refuses itself (400) is refused here too.
+        let form = |m: Method, t: &str| match t.parse::<Uri>() {
+            Ok(uri) => target_form(&m, &uri),
+            Err(_) => Err("unparsable"),
+        };
+        assert_eq!(form(Method::GET, "/api/x?y=1"), Ok(TargetForm::Path));
+        assert_eq!(form(Method::GET, "http://h/api/x"), Ok(TargetForm::Path));
+        assert_eq!(form(Method::OPTIONS, "*"), Ok(TargetForm::Asterisk));
+        assert_eq!(form(Method::CONNECT, "h:443"), Ok(TargetForm::Authority));
+        for (m, t) in [
+            (Method::GET, "*"),
+            (Method::GET, "h:80"),
+            (Method::GET, "x"),
+            (Method::POST, "api/x"),
+            (Method::OPTIONS, "h:443"),
+        ] {
+            assert!(form(m.clone(), t).is_err(), "{m} {t}");
+        }
+        // Raw bytes outside ASCII, as hyper's parser lets them through.
+        let raw = Uri::from_maybe_shared(bytes::Bytes::from_static(b"/caf\xc3\xa9"));
+        if let Ok(uri) = raw {
+            assert!(target_form(&Method::GET, &uri).is_err());
+        }
+        assert_eq!(form(Method::GET, "/caf%C3%A9"), Ok(TargetForm::Path));
     }
 
     #[test]

@@ -236,6 +236,17 @@ impl Gateway {
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let uri = &info.uri;
+        match path::target_form(&parts.method, uri) {
+            Ok(path::TargetForm::Path) => {}
+            Ok(path::TargetForm::Asterisk) => return Ok(crate::error::server_options()),
+            // No route serves a tunnel.
+            Ok(path::TargetForm::Authority) => {
+                return Err(Error::MethodNotAllowed {
+                    allow: http::HeaderValue::from_static(crate::error::ROUTE_METHODS),
+                });
+            }
+            Err(reason) => return Err(Error::BadTarget { reason }),
+        }
         // Before anything else reads it: the one valid authority the request is for.
         let authority = host::request_authority(&parts.headers, uri, parts.version)?;
         if let Some(coding) = unsupported_transfer_coding(&parts.headers) {
