@@ -66,9 +66,10 @@ set +e
 timeout 300 "$bin" -h 127.0.0.1 -p "$gw_port" -o 5 -j "$work/report.xml" >"$work/h2spec.txt" 2>&1
 set -e
 tail -n 3 "$work/h2spec.txt"
-python3 - "$work/report.xml" "${KNOWN[@]}" <<'EOF'
+# Fails on a KNOWN case that passes; writes the ids of the new failures to new.txt.
+python3 - "$work/report.xml" "$work/new.txt" "${KNOWN[@]}" <<'EOF'
 import sys, xml.etree.ElementTree as ET
-report, known = sys.argv[1], set(sys.argv[2:])
+report, new_out, known = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 failed, total = set(), 0
 for suite in ET.parse(report).getroot().iter("testsuite"):
     # A case is "<package>/<its number in the section>", e.g. "http2/3.5/2" (as h2spec
@@ -83,8 +84,35 @@ fixed = sorted(known - failed)
 print(f"h2spec: {total} cases, {len(failed)} failed ({', '.join(sorted(failed)) or 'none'})")
 if total < 100:
     sys.exit(f"h2spec: only {total} cases in the report")
-if new:
-    sys.exit(f"h2spec: new failures: {', '.join(new)} (see the output above)")
 if fixed:
     sys.exit(f"h2spec: {', '.join(fixed)} passes now: take it out of KNOWN in tests/h2spec/run.sh")
+with open(new_out, "w") as out:
+    out.write(" ".join(new) + "\n")
 EOF
+read -r -a new <"$work/new.txt" || true
+((${#new[@]} == 0)) && exit 0
+# What failed, as h2spec tells it.
+sed -n '/^Failures:/,$p' "$work/h2spec.txt"
+# A case that fails on a loaded machine (CI runs this after the end-to-end tests) is run
+# alone twice more: it counts as failed only if it fails again. A pass on retry is
+# reported, with its failure above, not hidden.
+still=()
+for id in "${new[@]}"; do
+	ok=0
+	for _ in 1 2; do
+		if timeout 60 "$bin" -h 127.0.0.1 -p "$gw_port" -o 5 "$id" >"$work/retry.txt" 2>&1; then
+			ok=1
+			break
+		fi
+	done
+	if ((ok)); then
+		echo "h2spec: $id failed in the full run and passed alone on retry (its failure is above)"
+	else
+		cat "$work/retry.txt"
+		still+=("$id")
+	fi
+done
+if ((${#still[@]})); then
+	echo "h2spec: new failures: ${still[*]} (see the output above)" >&2
+	exit 1
+fi
