@@ -1,6 +1,8 @@
 //! Every way a request can fail at the gateway, and the one place that turns each into a
 //! response: a status, a small JSON body `{"error": "...", "message": "..."}` and, where it
-//! helps, `Allow` or `Retry-After`.
+//! helps, `Allow` or `Retry-After`. The one exception is 413, answered as Next.js answers
+//! a body over `bodyParser.sizeLimit` (see [`Error::into_response`]), so that a route's
+//! clients see the same 413 whether the gateway or the function refused the body.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -106,6 +108,9 @@ impl Error {
 
     /// The response for this error.
     pub fn into_response(self) -> Response<Body> {
+        if let Error::PayloadTooLarge { limit } = self {
+            return body_exceeded(limit);
+        }
         let mut body = String::with_capacity(96);
         body.push_str(r#"{"error":""#);
         body.push_str(self.metric_label());
@@ -134,6 +139,42 @@ impl Error {
             _ => {}
         }
         resp
+    }
+}
+
+/// 413 as Next.js's API routes send it (`sendError` with `Body exceeded <limit> limit`):
+/// the message as the reason phrase (HTTP/1) and as the whole body, no `Content-Type`.
+fn body_exceeded(limit: u64) -> Response<Body> {
+    let message = format!("Body exceeded {} limit", next_size(limit));
+    let mut resp = Response::new(full(Bytes::from(message.clone())));
+    *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(message) {
+        resp.extensions_mut().insert(reason);
+    }
+    resp
+}
+
+/// A byte count as Next.js writes its default limit (`1mb`): the `bytes` package's format
+/// (1024-based units, at most two decimals, trailing zeros dropped) in lower case.
+pub fn next_size(n: u64) -> String {
+    const UNITS: [(&str, u64); 5] = [
+        ("pb", 1 << 50),
+        ("tb", 1 << 40),
+        ("gb", 1 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+    ];
+    let (unit, size) = UNITS
+        .iter()
+        .find(|(_, size)| n >= *size)
+        .map_or(("b", 1), |&(u, s)| (u, s));
+    // Hundredths, rounded half up as `toFixed(2)` does for these values.
+    let hundredths = (u128::from(n) * 100 + u128::from(size) / 2) / u128::from(size);
+    let (whole, frac) = (hundredths / 100, hundredths % 100);
+    match frac {
+        0 => format!("{whole}{unit}"),
+        f if f % 10 == 0 => format!("{whole}.{}{unit}", f / 10),
+        f => format!("{whole}.{f:02}{unit}"),
     }
 }
 
@@ -189,7 +230,6 @@ mod tests {
                 },
                 400,
             ),
-            (Error::PayloadTooLarge { limit: 10 }, 413),
             (Error::GatewayTimeout { seconds: 1 }, 504),
             (
                 Error::BadGateway {
@@ -215,6 +255,36 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["error"], label);
             assert!(v["message"].as_str().unwrap().len() > 5);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_nexts_413() {
+        let resp = Error::PayloadTooLarge { limit: 1 << 20 }.into_response();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(resp.headers().get(header::CONTENT_TYPE).is_none());
+        let reason = resp.extensions().get::<hyper::ext::ReasonPhrase>().unwrap();
+        assert_eq!(reason.as_bytes(), b"Body exceeded 1mb limit");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"Body exceeded 1mb limit");
+    }
+
+    #[test]
+    fn sizes_are_written_as_next_writes_its_limits() {
+        for (n, text) in [
+            (0, "0b"),
+            (100, "100b"),
+            (1024, "1kb"),
+            (1536, "1.5kb"),
+            (500 * 1024, "500kb"),
+            (1 << 20, "1mb"),
+            (4 << 20, "4mb"),
+            (1_258_291, "1.2mb"),
+            (1_300_000, "1.24mb"),
+            (1 << 30, "1gb"),
+            (u64::MAX, "16384pb"),
+        ] {
+            assert_eq!(next_size(n), text, "{n}");
         }
     }
 }

@@ -2194,7 +2194,7 @@ def main():
     ap.add_argument("--report", metavar="FILE", help="also write the JSON results to FILE")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--timeout", type=float, default=3.0, help="per-case timeout (s), default 3")
-    ap.add_argument("--linger", type=float, default=0.5, help="wait for a close after the last expected response (s)")
+    ap.add_argument("--linger", type=float, default=1.0, help="wait for a close after the last expected response (s)")
     ap.add_argument("--host-header", default="probe.test", help="Host field value sent")
     ap.add_argument("--head-limit", type=int, default=64 * 1024, help="server's head size limit (octets)")
     args = ap.parse_args()
