@@ -350,21 +350,13 @@ impl FirstLine {
 #[error("the first request line is longer than the gateway reads; answered {0}")]
 pub struct LineRefused(pub http::StatusCode);
 
-/// The whole answer to an over-long first line, closing the connection: the gateway's
-/// JSON error body, as [`crate::error::Error`] writes it.
+/// The whole answer to an over-long first line, closing the connection, written here
+/// since hyper never sees the request: the gateway's error for it, closing.
 fn refusal(status: http::StatusCode) -> Vec<u8> {
-    let (code, message) = if status == http::StatusCode::URI_TOO_LONG {
-        (
-            "uri_too_long",
-            "the request target is longer than the gateway reads",
-        )
-    } else {
-        (
-            "bad_request",
-            "the request line is longer than the gateway reads",
-        )
+    let error = crate::error::Error::LineTooLong {
+        target: status == http::StatusCode::URI_TOO_LONG,
     };
-    let body = format!(r#"{{"error":"{code}","message":"{message}"}}"#);
+    let (status, body) = (error.status(), error.json_body());
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n{body}",
         status.as_str(),

@@ -22,6 +22,10 @@ pub enum Error {
     BadRequest,
     #[error("bad request target: {reason}")]
     BadTarget { reason: &'static str },
+    /// A first request line longer than the gateway reads (see `conn::FirstLine`): 414
+    /// once the method has ended (`target`), else 400.
+    #[error("the request {} is longer than the gateway reads", if *target { "target" } else { "line" })]
+    LineTooLong { target: bool },
     #[error("bad Host: {reason}")]
     BadHost { reason: &'static str },
     #[error("request body is larger than the route's limit of {limit} bytes")]
@@ -70,8 +74,10 @@ impl Error {
             Error::BadPath
             | Error::BadRequest
             | Error::BadTarget { .. }
+            | Error::LineTooLong { target: false }
             | Error::BadHost { .. }
             | Error::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Error::LineTooLong { target: true } => StatusCode::URI_TOO_LONG,
             Error::UnsupportedTransferCoding { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -90,6 +96,8 @@ impl Error {
             Error::BadPath => "bad_path",
             Error::BadRequest => "bad_request",
             Error::BadTarget { .. } => "bad_target",
+            Error::LineTooLong { target: true } => "uri_too_long",
+            Error::LineTooLong { target: false } => "bad_request",
             Error::BadHost { .. } => "bad_host",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BadBody { .. } => "bad_body",
@@ -106,18 +114,23 @@ impl Error {
         }
     }
 
-    /// The response for this error.
-    pub fn into_response(self) -> Response<Body> {
-        if let Error::PayloadTooLarge { limit } = self {
-            return body_exceeded(limit);
-        }
+    /// The JSON body of this error's response: `{"error": label, "message": text}`.
+    pub fn json_body(&self) -> String {
         let mut body = String::with_capacity(96);
         body.push_str(r#"{"error":""#);
         body.push_str(self.metric_label());
         body.push_str(r#"","message":"#);
         body.push_str(&serde_json::Value::from(self.to_string()).to_string());
         body.push('}');
-        let mut resp = Response::new(full(Bytes::from(body)));
+        body
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<Body> {
+        if let Error::PayloadTooLarge { limit } = self {
+            return body_exceeded(limit);
+        }
+        let mut resp = Response::new(full(Bytes::from(self.json_body())));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(
