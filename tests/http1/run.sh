@@ -36,28 +36,8 @@ if [[ -n ${TARGET:-} ]]; then
 	KNOWN=()
 else
 	source "$root/tests/lib/env.sh"
-	(cd "$root" && cargo build --quiet -p apiroutes-gateway -p apiroutes-example-echo)
-	port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-	echo_port=$(port)
-	gw_port=$(port)
-	admin_port=$(port)
-	HOST=127.0.0.1 PORT=$echo_port ECHO_NAME=http1 "$CARGO_TARGET_DIR/debug/echo" 2>"$work/echo.log" &
-	pids+=($!)
-	cat >"$work/routes.yaml" <<EOF
-routes:
-  - route:
-      metadata: { name: root, creationTimestamp: "2026-01-01T00:00:00Z" }
-      spec: { path: "/[[...all]]", image: unused, methods: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS] }
-    backends: ["http://127.0.0.1:$echo_port"]
-EOF
-	"$CARGO_TARGET_DIR/debug/apiroutes-gateway" --static "$work/routes.yaml" \
-		--listen "127.0.0.1:$gw_port" --admin-listen "127.0.0.1:$admin_port" --log-level warn \
-		--no-access-log >"$work/gateway.log" 2>&1 &
-	pids+=($!)
-	for _ in $(seq 100); do
-		curl -fsS -o /dev/null "http://127.0.0.1:$admin_port/readyz" 2>/dev/null && break
-		sleep 0.1
-	done
+	source "$root/tests/lib/gateway-echo.sh"
+	start_gateway_with_echo http1
 	curl -fsS -o /dev/null "http://127.0.0.1:$gw_port/ready" ||
 		{ echo "http1: the gateway does not answer HTTP/1.1" >&2; cat "$work/gateway.log" >&2; exit 1; }
 	host=127.0.0.1
